@@ -1,0 +1,1 @@
+"""tta-agent-coordination."""

@@ -1,0 +1,277 @@
+"""Data models shared by every part of the library.
+
+They keep the names and meanings of TTA's original orchestration models, with a generic
+:class:`AgentId` (any agent type, not an enum) and a few optional fields on
+:class:`AgentMessage` for request/reply and expiry.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import Enum, StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import InvalidAgentIdError
+
+__all__ = [
+    "DEFAULT_INSTANCE",
+    "AgentId",
+    "AgentMessage",
+    "DeadLetter",
+    "FailureType",
+    "MessagePriority",
+    "MessageResult",
+    "MessageSubscription",
+    "MessageType",
+    "QueueMessage",
+    "QueueStats",
+    "ReceivedMessage",
+    "RoutingKey",
+]
+
+DEFAULT_INSTANCE = "default"
+"""The instance name used when an ``AgentId`` is created without one."""
+
+# Names end up inside Redis keys and hash tags: no ':' (our separator), no braces (hash
+# tags), no glob characters or whitespace (SCAN patterns), and a leading letter or digit.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def _validate_name(kind: str, value: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"invalid agent {kind} {value!r}: use 1-128 characters from letters, digits, "
+            "'_', '.', '-', starting with a letter or digit"
+        )
+    return value
+
+
+class MessageType(StrEnum):
+    """What a message is: a request that expects a response, a response, or an event."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    EVENT = "event"
+
+
+class MessagePriority(int, Enum):
+    """Delivery priority: every ready HIGH message is delivered before NORMAL, then LOW."""
+
+    LOW = 1
+    NORMAL = 5
+    HIGH = 9
+
+
+class FailureType(StrEnum):
+    """Why a message failed: transient failures are retried, permanent ones dead-lettered."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    TIMEOUT = "timeout"
+
+
+class RoutingKey(BaseModel):
+    """Optional routing metadata carried with a message (a topic and free-form tags)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+class AgentId(BaseModel):
+    """The address of one agent: its ``type`` and ``instance``.
+
+    ``AgentId("world_builder")`` and ``AgentId(type="world_builder", instance="w1")`` both
+    work; a missing instance means ``"default"``. Values are validated so that they are
+    safe inside Redis keys; a string enum member (such as TTA's ``AgentType``) is accepted
+    and stored as its value. Frozen and hashable; ``str(agent_id) == "type:instance"`` and
+    :meth:`parse` is the reverse.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    instance: str = DEFAULT_INSTANCE
+
+    def __init__(self, type: str | None = None, instance: str | None = None, **data: Any) -> None:
+        if type is not None:
+            data["type"] = type
+        data["instance"] = DEFAULT_INSTANCE if instance is None else instance
+        super().__init__(**data)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _check_type(cls, value: Any) -> Any:
+        if isinstance(value, Enum):
+            value = value.value
+        if isinstance(value, str):
+            return _validate_name("type", value)
+        return value
+
+    @field_validator("instance", mode="before")
+    @classmethod
+    def _check_instance(cls, value: Any) -> Any:
+        if value is None:
+            return DEFAULT_INSTANCE
+        if isinstance(value, Enum):
+            value = value.value
+        if isinstance(value, str):
+            return _validate_name("instance", value)
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.instance}"
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.instance))
+
+    @classmethod
+    def parse(cls, text: str) -> AgentId:
+        """Parse ``"type"`` or ``"type:instance"`` back into an ``AgentId``.
+
+        Raises:
+            InvalidAgentIdError: the text is not of that form or holds unsafe characters.
+        """
+        agent_type, sep, instance = text.partition(":")
+        if sep and not instance:
+            raise InvalidAgentIdError(f"invalid agent id {text!r}: empty instance after ':'")
+        try:
+            _validate_name("type", agent_type)
+            if sep:
+                _validate_name("instance", instance)
+        except ValueError as exc:
+            raise InvalidAgentIdError(f"invalid agent id {text!r}: {exc}") from None
+        return cls(agent_type, instance if sep else None)
+
+
+def _new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AgentMessage(BaseModel):
+    """A message from one agent to another.
+
+    ``message_id`` is the idempotency key: sending the same id to the same queue twice
+    within the coordinator's dedupe window enqueues it once. It defaults to a random UUID.
+    """
+
+    message_id: str = Field(default_factory=_new_message_id, min_length=6, max_length=256)
+    sender: AgentId
+    recipient: AgentId
+    message_type: MessageType
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: MessagePriority = MessagePriority.NORMAL
+    routing: RoutingKey = Field(default_factory=RoutingKey)
+    timestamp: str | None = Field(
+        default=None, description="ISO-8601 timestamp; set by the coordinator when missing"
+    )
+    correlation_id: str | None = None
+    reply_to: AgentId | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    expires_at: datetime | None = Field(
+        default=None, description="after this instant the message is dead-lettered, not delivered"
+    )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("expires_at must be timezone-aware (use datetime.now(UTC) + ...)")
+        return value
+
+    def stamped(self) -> Self:
+        """Return a copy with ``timestamp`` set to now when it is missing."""
+        if self.timestamp is not None:
+            return self
+        return self.model_copy(update={"timestamp": datetime.now(UTC).isoformat()})
+
+
+class MessageResult(BaseModel):
+    """The outcome of sending one message to one recipient.
+
+    ``delivered`` is True when the message is in the recipient's queue (or already was:
+    then ``duplicate`` is True). A refusal such as ``error="queue full"`` is a result, not
+    an exception.
+    """
+
+    message_id: str
+    delivered: bool
+    error: str | None = None
+    recipient: AgentId | None = None
+    duplicate: bool = False
+
+
+class MessageSubscription(BaseModel):
+    """An agent's subscription to events of some message types."""
+
+    subscription_id: str
+    agent_id: AgentId
+    message_types: list[MessageType] = Field(default_factory=list[MessageType])
+
+
+class QueueMessage(BaseModel):
+    """A message as it sits in a queue, with its delivery bookkeeping."""
+
+    message: AgentMessage
+    priority: MessagePriority = MessagePriority.NORMAL
+    enqueued_at: str | None = None
+    delivery_attempts: int = 0
+    last_error: str | None = None
+
+
+class ReceivedMessage(BaseModel):
+    """A reserved message: settle it with ``ack``/``nack`` using ``token`` before the deadline.
+
+    ``queue_message.delivery_attempts`` counts this delivery (1 on the first).
+    """
+
+    token: str
+    queue_message: QueueMessage
+    visibility_deadline: str | None = None
+
+    @property
+    def message(self) -> AgentMessage:
+        """The reserved message itself."""
+        return self.queue_message.message
+
+    @property
+    def attempts(self) -> int:
+        """How many times this message has been delivered, this delivery included."""
+        return self.queue_message.delivery_attempts
+
+
+class QueueStats(BaseModel):
+    """A consistent snapshot of one agent's queue."""
+
+    agent_id: AgentId
+    ready: dict[MessagePriority, int]
+    leased: int
+    delayed: int
+    dead: int
+
+    @property
+    def unsettled(self) -> int:
+        """Messages that count against the queue size: ready, leased and delayed."""
+        return sum(self.ready.values()) + self.leased + self.delayed
+
+
+class DeadLetter(BaseModel):
+    """A message that will not be delivered again unless replayed.
+
+    ``failure_type`` is PERMANENT for a permanent nack, TIMEOUT for a lease that expired on
+    the last allowed delivery or a message past ``expires_at``, TRANSIENT when retries ran
+    out.
+    """
+
+    dead_letter_id: str
+    message: AgentMessage
+    priority: MessagePriority
+    attempts: int
+    last_error: str | None
+    failure_type: FailureType
+    dead_at: datetime

@@ -1,0 +1,151 @@
+"""Message metrics: a protocol, a no-op default and an in-memory implementation.
+
+Counters are labelled by queue (``"type:instance"``), never by message id, so that an
+exporter's label cardinality stays bounded by the number of agents.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["InMemoryMessageMetrics", "MessageMetrics", "NoOpMessageMetrics"]
+
+
+@runtime_checkable
+class MessageMetrics(Protocol):
+    """What a coordinator reports. Every method is cheap and must never raise."""
+
+    def inc_delivered_ok(self, queue: str, n: int = 1) -> None:
+        """Messages accepted into ``queue``."""
+        ...
+
+    def inc_delivered_error(self, queue: str, n: int = 1) -> None:
+        """Sends to ``queue`` that were refused or failed."""
+        ...
+
+    def inc_received(self, queue: str, n: int = 1) -> None:
+        """Messages reserved from ``queue``."""
+        ...
+
+    def inc_acked(self, queue: str, n: int = 1) -> None:
+        """Messages of ``queue`` settled as done."""
+        ...
+
+    def inc_nacks(self, queue: str, n: int = 1) -> None:
+        """Negative acknowledgements on ``queue``."""
+        ...
+
+    def inc_retries_scheduled(self, queue: str, n: int = 1) -> None:
+        """Messages of ``queue`` scheduled for another delivery."""
+        ...
+
+    def inc_permanent(self, queue: str, n: int = 1) -> None:
+        """Messages of ``queue`` dead-lettered (permanent failure or retries exhausted)."""
+        ...
+
+    def inc_recovered(self, queue: str, n: int = 1) -> None:
+        """Expired leases and due retries of ``queue`` returned to the ready streams."""
+        ...
+
+    def set_queue_depth(self, queue: str, depth: int) -> None:
+        """Gauge: unsettled messages (ready, leased, delayed) in ``queue``."""
+        ...
+
+    def set_dead_letters(self, queue: str, count: int) -> None:
+        """Gauge: dead letters held for ``queue``."""
+        ...
+
+
+class NoOpMessageMetrics:
+    """Discards every metric; the default."""
+
+    def inc_delivered_ok(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
+    def inc_delivered_error(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
+    def inc_received(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
+    def inc_acked(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
+    def inc_nacks(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
+    def inc_retries_scheduled(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
+    def inc_permanent(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
+    def inc_recovered(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
+    def set_queue_depth(self, queue: str, depth: int) -> None:
+        """Discard."""
+
+    def set_dead_letters(self, queue: str, count: int) -> None:
+        """Discard."""
+
+
+@dataclass
+class InMemoryMessageMetrics:
+    """Keeps counters and gauges in dictionaries; handy in tests and for a status page.
+
+    ``counters[name][queue]`` holds each counter (``"delivered_ok"``, ``"acked"``, ...),
+    ``gauges[name][queue]`` each gauge.
+    """
+
+    counters: dict[str, Counter[str]] = field(default_factory=dict[str, Counter[str]])
+    gauges: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]])
+
+    def _inc(self, name: str, queue: str, n: int) -> None:
+        self.counters.setdefault(name, Counter())[queue] += n
+
+    def total(self, name: str) -> int:
+        """The sum of counter ``name`` over every queue (0 when never incremented)."""
+        return sum(self.counters.get(name, Counter()).values())
+
+    def inc_delivered_ok(self, queue: str, n: int = 1) -> None:
+        """Count accepted sends."""
+        self._inc("delivered_ok", queue, n)
+
+    def inc_delivered_error(self, queue: str, n: int = 1) -> None:
+        """Count refused or failed sends."""
+        self._inc("delivered_error", queue, n)
+
+    def inc_received(self, queue: str, n: int = 1) -> None:
+        """Count reservations."""
+        self._inc("received", queue, n)
+
+    def inc_acked(self, queue: str, n: int = 1) -> None:
+        """Count acks."""
+        self._inc("acked", queue, n)
+
+    def inc_nacks(self, queue: str, n: int = 1) -> None:
+        """Count nacks."""
+        self._inc("nacks", queue, n)
+
+    def inc_retries_scheduled(self, queue: str, n: int = 1) -> None:
+        """Count scheduled retries."""
+        self._inc("retries_scheduled", queue, n)
+
+    def inc_permanent(self, queue: str, n: int = 1) -> None:
+        """Count dead letters."""
+        self._inc("permanent", queue, n)
+
+    def inc_recovered(self, queue: str, n: int = 1) -> None:
+        """Count recovered messages."""
+        self._inc("recovered", queue, n)
+
+    def set_queue_depth(self, queue: str, depth: int) -> None:
+        """Record the queue depth."""
+        self.gauges.setdefault("queue_depth", {})[queue] = depth
+
+    def set_dead_letters(self, queue: str, count: int) -> None:
+        """Record the dead-letter count."""
+        self.gauges.setdefault("dead_letters", {})[queue] = count

@@ -1,0 +1,1 @@
+"""Redis back-ends: key names, Lua scripts, the coordinator."""

@@ -1,0 +1,82 @@
+"""Redis clients for tests: an embedded FakeRedis, or the real server, isolated by prefix."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from tta_agent_coordination.errors import CoordinationError
+
+__all__ = [
+    "DEFAULT_TEST_REDIS_URL",
+    "RealRedisUnavailableError",
+    "delete_prefix",
+    "fake_redis",
+    "real_redis",
+    "real_redis_required",
+    "unique_prefix",
+]
+
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+"""The real Redis used by tests unless ``TTA_COORD_TEST_REDIS_URL`` names another."""
+
+
+class RealRedisUnavailableError(CoordinationError):
+    """The real Redis server for tests could not be reached."""
+
+
+def fake_redis(**kwargs: Any) -> aioredis.Redis:
+    """A fresh in-process FakeRedis (its own server, Lua enabled) with redis-py's async API.
+
+    Raises:
+        ModuleNotFoundError: fakeredis is not installed (install the ``testing`` extra).
+    """
+    import fakeredis
+
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), **kwargs)
+
+
+async def real_redis(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
+    """A client of the real Redis for tests, checked with PING.
+
+    Raises:
+        RealRedisUnavailableError: the server does not answer.
+    """
+    url = url or os.environ.get("TTA_COORD_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    client: aioredis.Redis = aioredis.Redis.from_url(url, socket_connect_timeout=2, **kwargs)
+    try:
+        await client.ping()  # pyright: ignore[reportUnknownMemberType]
+    except (OSError, aioredis.RedisError) as exc:
+        await client.aclose()
+        raise RealRedisUnavailableError(f"real Redis at {url} is not answering: {exc}") from exc
+    return client
+
+
+def real_redis_required() -> bool:
+    """True when a missing real Redis must fail the run instead of skipping (CI=true)."""
+    flag = os.environ.get("TTA_COORD_REQUIRE_REAL_REDIS") or os.environ.get("CI") or ""
+    return flag.strip().lower() in {"1", "true", "yes"}
+
+
+def unique_prefix(base: str = "t") -> str:
+    """A key prefix no other test uses."""
+    return f"{base}{uuid.uuid4().hex[:12]}"
+
+
+async def delete_prefix(client: aioredis.Redis, prefix: str) -> int:
+    """Delete every key under ``prefix`` (``prefix:*``); the number deleted."""
+    deleted = 0
+    batch: list[bytes | str] = []
+    keys = cast("AsyncIterator[bytes | str]", client.scan_iter(match=f"{prefix}:*", count=500))
+    async for key in keys:
+        batch.append(key)
+        if len(batch) >= 500:
+            deleted += int(await client.delete(*batch))
+            batch.clear()
+    if batch:
+        deleted += int(await client.delete(*batch))
+    return deleted
