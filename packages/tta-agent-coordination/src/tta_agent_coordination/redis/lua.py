@@ -1,6 +1,8 @@
 """Loading the package's Lua scripts and running them with EVALSHA.
 
-Scripts live in ``redis/scripts/<name>.lua``. redis-py's ``Script`` object sends EVALSHA
+Scripts live in ``redis/scripts/<name>.lua``. A line ``--#include <other>`` is replaced
+by the text of ``scripts/<other>.lua`` (Redis has no way for one script to call another,
+so shared helpers are inlined when the script is loaded). redis-py's ``Script`` object sends EVALSHA
 and reloads the script on NOSCRIPT (after a Redis restart or SCRIPT FLUSH), also inside
 pipelines, so no caller ever sends the script body on the hot path.
 """
@@ -16,12 +18,18 @@ from redis.commands.core import AsyncScript
 
 __all__ = ["ScriptSet", "script_source"]
 
+_INCLUDE = "--#include "
+
 
 @cache
 def script_source(name: str) -> str:
     """The text of ``scripts/<name>.lua``, read once."""
     path = resources.files("tta_agent_coordination.redis").joinpath("scripts", f"{name}.lua")
-    return path.read_text(encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(
+        script_source(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
+        for line in lines
+    )
 
 
 class ScriptSet:

@@ -1,0 +1,127 @@
+-- Shared helpers of the queue scripts (inlined by the loader; see redis/lua.py).
+-- KEYS, in the order of QueueKeys.all_keys:
+--   1..3 ready streams (HIGH, NORMAL, LOW)   4 leases   5 delayed   6 delayed:data
+--   7 dead-letter stream                      8 dedupe
+-- A ready-stream entry holds: i message_id, m envelope JSON, a deliveries before this
+-- entry, e last error, x expires_at (ms, 0 = never), t first enqueue time (ms).
+-- A lease token is "<stream index>-<entry id>"; every delivery adds a new entry, so a
+-- token names one delivery and can never settle a later one.
+local GROUP = 'workers'
+local CONSUMER = 'lease'
+-- Score of a dedupe entry while its message is unsettled (2^53 - 1: "never expires").
+local UNSETTLED = 9007199254740991
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function to_table(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- XREADGROUP's reply is {{key, entries}} on Redis and {key, entries} on fakeredis.
+local function read_entries(reply)
+  if not reply or not reply[1] then return {} end
+  if type(reply[1]) == 'string' then return reply[2] or {} end
+  return reply[1][2]
+end
+
+local function parse_token(token)
+  local pidx, id = string.match(token, '^([123])%-(%d+%-%d+)$')
+  if not pidx then return nil, nil end
+  return tonumber(pidx), id
+end
+
+local function unsettled_count()
+  return redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[2])
+    + redis.call('XLEN', KEYS[3]) + redis.call('ZCARD', KEYS[5])
+end
+
+local function enqueue(pidx, msgid, envelope, attempts, err, expires, first)
+  local stream = KEYS[pidx]
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
+  end
+  return redis.call('XADD', stream, '*', 'i', msgid, 'm', envelope, 'a', attempts,
+    'e', err, 'x', expires, 't', first)
+end
+
+local function settle_dedupe(msgid, now, window_ms)
+  if window_ms > 0 then
+    redis.call('ZADD', KEYS[8], 'XX', now + window_ms, msgid)
+  else
+    redis.call('ZREM', KEYS[8], msgid)
+  end
+end
+
+local function dead_letter(pidx, f, attempts, err, failure, now, dlq_max, window_ms)
+  redis.call('XADD', KEYS[7], 'MAXLEN', dlq_max, '*', 'i', f.i, 'm', f.m, 'p', pidx,
+    'a', attempts, 'e', err, 'f', failure, 'd', now, 't', f.t)
+  settle_dedupe(f.i, now, window_ms)
+end
+
+-- Removes one delivery (PEL entry, stream entry, lease); returns its fields or nil.
+local function take_delivery(pidx, id, token)
+  local stream = KEYS[pidx]
+  redis.call('ZREM', KEYS[4], token)
+  local rng = redis.call('XRANGE', stream, id, id)
+  redis.call('XACK', stream, GROUP, id)
+  if #rng == 0 then return nil end
+  redis.call('XDEL', stream, id)
+  return to_table(rng[1][2])
+end
+
+-- A lease that ended without a settle (expired, released, orphaned) counts as a
+-- delivery: back to the tail of its ready stream, or to the DLQ on the last attempt.
+-- Returns 1 when requeued, 2 when dead-lettered, 0 when the entry was already gone.
+local function requeue_delivery(token, now, retry_attempts, dlq_max, window_ms, reason)
+  local pidx, id = parse_token(token)
+  if not pidx then
+    redis.call('ZREM', KEYS[4], token)
+    return 0
+  end
+  local f = take_delivery(pidx, id, token)
+  if not f then return 0 end
+  local deliveries = tonumber(f.a) + 1
+  if deliveries > retry_attempts then
+    dead_letter(pidx, f, deliveries, reason, 'timeout', now, dlq_max, window_ms)
+    return 2
+  end
+  enqueue(pidx, f.i, f.m, deliveries, reason, f.x, f.t)
+  return 1
+end
+
+-- Returns {requeued, dead} for expired leases (every lease when force is true).
+local function reclaim_leases(now, limit, retry_attempts, dlq_max, window_ms, force)
+  local tokens
+  if force then
+    tokens = redis.call('ZRANGE', KEYS[4], 0, limit - 1)
+  else
+    tokens = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, limit)
+  end
+  local requeued, dead = 0, 0
+  local reason = force and 'lease released' or 'lease expired'
+  for _, token in ipairs(tokens) do
+    local r = requeue_delivery(token, now, retry_attempts, dlq_max, window_ms, reason)
+    if r == 1 then requeued = requeued + 1 elseif r == 2 then dead = dead + 1 end
+  end
+  return requeued, dead
+end
+
+-- Moves due retries from the delayed set into their ready streams; returns the count.
+local function promote_due(now, limit)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, limit)
+  for _, msgid in ipairs(due) do
+    local blob = redis.call('HGET', KEYS[6], msgid)
+    redis.call('ZREM', KEYS[5], msgid)
+    redis.call('HDEL', KEYS[6], msgid)
+    if blob then
+      local d = cjson.decode(blob)
+      enqueue(d.p, d.i, d.m, d.a, d.e, d.x, d.t)
+    end
+  end
+  return #due
+end

@@ -1,0 +1,30 @@
+--#include queue_common
+-- Move dead letters back to their ready streams with fresh attempts.
+-- ARGV: 1 start id (exclusive cursor, '-' for the beginning), 2 batch size,
+-- 3 '1' to replay only the message ids that follow, then the ids.
+-- Skips (and keeps) a dead letter whose message id is live in the queue again.
+-- Returns {replayed, next cursor or '' when the stream is exhausted}.
+local now = now_ms()
+local start = ARGV[1]
+if start ~= '-' then start = '(' .. start end
+local batch = tonumber(ARGV[2])
+local only = nil
+if ARGV[3] == '1' then
+  only = {}
+  for i = 4, #ARGV do only[ARGV[i]] = true end
+end
+local entries = redis.call('XRANGE', KEYS[7], start, '+', 'COUNT', batch)
+local replayed = 0
+for _, entry in ipairs(entries) do
+  local f = to_table(entry[2])
+  if (not only or only[f.i]) and
+      tonumber(redis.call('ZSCORE', KEYS[8], f.i) or 0) ~= UNSETTLED then
+    enqueue(tonumber(f.p), f.i, f.m, 0, f.e, 0, now)
+    redis.call('ZADD', KEYS[8], UNSETTLED, f.i)
+    redis.call('XDEL', KEYS[7], entry[1])
+    replayed = replayed + 1
+  end
+end
+local cursor = ''
+if #entries == batch then cursor = entries[#entries][1] end
+return {replayed, cursor}

@@ -1,0 +1,64 @@
+--#include queue_common
+-- Reserve up to ARGV[1] messages, highest priority first, FIFO within a priority.
+-- ARGV: 1 count, 2 visibility ms, 3 retry_attempts, 4 dlq max length,
+-- 5 dedupe window ms, 6 maintenance limit (expired leases / due retries handled first).
+-- Returns {deliveries, now, last ids of the three streams, next wake-up ms or -1,
+-- recovered, expired}; each delivery is {token, envelope, deliveries, last error,
+-- first enqueue ms, lease deadline ms}. The last ids and wake-up time let a blocking
+-- caller wait (XREAD BLOCK) for exactly the entries this call could not see.
+local now = now_ms()
+local count = tonumber(ARGV[1])
+local vis = tonumber(ARGV[2])
+local retry_attempts = tonumber(ARGV[3])
+local dlq_max = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+local limit = tonumber(ARGV[6])
+
+local requeued, dead = reclaim_leases(now, limit, retry_attempts, dlq_max, window, false)
+local recovered = requeued + dead + promote_due(now, limit)
+
+local out = {}
+local expired = 0
+for pidx = 1, 3 do
+  local stream = KEYS[pidx]
+  if #out < count and redis.call('EXISTS', stream) == 1 then
+    while #out < count do
+      local entries = read_entries(redis.call('XREADGROUP', 'GROUP', GROUP, CONSUMER,
+        'COUNT', count - #out, 'STREAMS', stream, '>'))
+      if #entries == 0 then break end
+      for _, entry in ipairs(entries) do
+        local id = entry[1]
+        local f = to_table(entry[2])
+        local x = tonumber(f.x)
+        if x > 0 and x <= now then
+          redis.call('XACK', stream, GROUP, id)
+          redis.call('XDEL', stream, id)
+          dead_letter(pidx, f, tonumber(f.a), 'expired before delivery', 'timeout', now,
+            dlq_max, window)
+          expired = expired + 1
+        else
+          local token = pidx .. '-' .. id
+          redis.call('ZADD', KEYS[4], now + vis, token)
+          out[#out + 1] = {token, f.m, tonumber(f.a) + 1, f.e, f.t, now + vis}
+        end
+      end
+    end
+  end
+end
+
+local last_ids = {}
+local wake = -1
+if #out == 0 then
+  for pidx = 1, 3 do
+    local last = redis.call('XREVRANGE', KEYS[pidx], '+', '-', 'COUNT', 1)
+    last_ids[pidx] = last[1] and last[1][1] or '0-0'
+  end
+  for _, key in ipairs({KEYS[4], KEYS[5]}) do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local at = tonumber(first[2])
+      if wake < 0 or at < wake then wake = at end
+    end
+  end
+end
+return {out, now, last_ids, wake, recovered, expired}

@@ -1,0 +1,31 @@
+--#include queue_common
+-- Recover one queue. ARGV: 1 retry_attempts, 2 dlq max, 3 dedupe window ms,
+-- 4 orphan idle ms, 5 limit, 6 force (1 = release every lease, expired or not).
+-- Orphans are PEL entries without a lease (a reservation made outside our scripts and
+-- interrupted): idle longer than the orphan threshold, they are treated as expired.
+-- Returns {requeued, dead-lettered, promoted, more}; more = 1 when the limit was hit.
+local now = now_ms()
+local retry_attempts = tonumber(ARGV[1])
+local dlq_max = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local orphan_idle = tonumber(ARGV[4])
+local limit = tonumber(ARGV[5])
+local force = ARGV[6] == '1'
+local requeued, dead = reclaim_leases(now, limit, retry_attempts, dlq_max, window, force)
+for pidx = 1, 3 do
+  local stream = KEYS[pidx]
+  if redis.call('EXISTS', stream) == 1 then
+    local pending = redis.call('XPENDING', stream, GROUP, 'IDLE', orphan_idle, '-', '+', limit)
+    for _, p in ipairs(pending) do
+      local token = pidx .. '-' .. p[1]
+      if not redis.call('ZSCORE', KEYS[4], token) then
+        local r = requeue_delivery(token, now, retry_attempts, dlq_max, window, 'lease lost')
+        if r == 1 then requeued = requeued + 1 elseif r == 2 then dead = dead + 1 end
+      end
+    end
+  end
+end
+local promoted = promote_due(now, limit)
+local more = 0
+if requeued + dead >= limit or promoted >= limit then more = 1 end
+return {requeued, dead, promoted, more}
