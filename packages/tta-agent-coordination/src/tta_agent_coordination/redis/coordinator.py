@@ -657,10 +657,10 @@ class RedisMessageCoordinator(MessageCoordinator):
         if limit <= 0:
             raise ConfigurationError(f"limit must be > 0, got {limit}")
         dlq = self._keys.queue(agent_id).dlq
-        entries: list[tuple[Any, dict[Any, Any]]] = await self._call(
+        entries = await self._call(
             "dead_letters", lambda: self._redis.xrange(dlq, count=limit), retry=True
         )
-        letters = (decode_dead_letter(entry_id, fields) for entry_id, fields in entries)
+        letters = (decode_dead_letter(entry_id, fields or {}) for entry_id, fields in entries or [])
         return [letter for letter in letters if letter is not None]
 
     async def replay_dead_letters(
