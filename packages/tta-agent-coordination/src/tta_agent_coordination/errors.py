@@ -9,6 +9,7 @@ already catches ``ValueError`` keeps working.
 from __future__ import annotations
 
 __all__ = [
+    "AgentAlreadyRegisteredError",
     "AgentRegistryError",
     "CircuitBreakerOpenError",
     "ConfigurationError",
@@ -18,6 +19,10 @@ __all__ = [
     "MessageCoordinatorError",
     "MessageValidationError",
     "PayloadTooLargeError",
+    "RegistrationExpiredError",
+    "RegistrationValidationError",
+    "RegistryUnavailableError",
+    "StaleRegistrationError",
 ]
 
 
@@ -78,3 +83,56 @@ class CircuitBreakerOpenError(CoordinationError):
         self.retry_after = retry_after
         hint = f"; retry in {retry_after:.1f}s" if retry_after is not None else ""
         super().__init__(f"circuit breaker {name!r} is open{hint}")
+
+
+class AgentAlreadyRegisteredError(AgentRegistryError):
+    """An agent id is held by a live registration of another owner (another process).
+
+    Deregister it there, wait until its liveness expires, or register with
+    ``takeover=True`` to replace it on purpose.
+    """
+
+    def __init__(self, agent_id: str, expires_in_s: float | None = None) -> None:
+        self.agent_id = agent_id
+        self.expires_in_s = expires_in_s
+        hint = f" (its liveness expires in {expires_in_s:.1f}s)" if expires_in_s is not None else ""
+        super().__init__(
+            f"agent {agent_id} is already registered by a live owner{hint}; deregister it "
+            "there, wait for it to expire, or pass takeover=True"
+        )
+
+
+class StaleRegistrationError(AgentRegistryError):
+    """A heartbeat, status change or deregistration came from an owner that no longer holds the id.
+
+    ``reason`` is ``"replaced"`` (another owner registered the id), ``"deregistered"``
+    (the registration was removed), ``"expired"`` (its liveness ran out) or
+    ``"not_registered"`` (this registry never registered the id). Register again to
+    hold the id.
+    """
+
+    def __init__(self, agent_id: str, reason: str) -> None:
+        self.agent_id = agent_id
+        self.reason = reason
+        super().__init__(
+            f"registration of agent {agent_id} is stale ({reason}): this owner no longer "
+            "holds it; register again to take part"
+        )
+
+
+class RegistrationExpiredError(StaleRegistrationError):
+    """A registration's liveness expired before its heartbeat: the agent must register again."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(agent_id, "expired")
+
+
+class RegistrationValidationError(AgentRegistryError, ValueError):
+    """A registration was rejected before it reached Redis (bad capability, name, metadata)."""
+
+
+class RegistryUnavailableError(AgentRegistryError):
+    """Redis could not be reached (or failed) while the registry was working.
+
+    The operation may or may not have been applied; it is safe to repeat.
+    """

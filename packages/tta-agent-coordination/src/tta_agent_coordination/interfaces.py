@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from datetime import datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from tta_agent_coordination.registry_models import AgentRecord
 
 from .models import (
     AgentId,
@@ -21,7 +24,7 @@ from .models import (
     ReceivedMessage,
 )
 
-__all__ = ["CallGuard", "MessageCoordinator"]
+__all__ = ["AgentRegistry", "CallGuard", "MessageCoordinator", "RegistrableAgent"]
 
 T = TypeVar("T")
 
@@ -98,3 +101,79 @@ class CallGuard(Protocol):
     ) -> T:
         """Run ``fn`` under the guard; ``operation`` names it in logs and errors."""
         ...
+
+
+@runtime_checkable
+class RegistrableAgent(Protocol):
+    """Anything with an ``agent_id`` and a ``name`` can be registered.
+
+    Optional hooks, found by name and sync or async: ``capabilities`` (an iterable of
+    capabilities, attribute or method), ``status_snapshot()`` (a status string or a
+    JSON-able mapping, sent with heartbeats), ``export_state()`` (JSON-able state kept
+    across registrations) and ``import_state(state)`` (receives it back).
+    """
+
+    @property
+    def agent_id(self) -> AgentId:
+        """The address the agent is registered under."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """A human-readable name."""
+        ...
+
+
+class AgentRegistry(ABC):
+    """Presence of agents: registration with an ownership lease, heartbeats, discovery.
+
+    The names and meanings follow TTA's original registry: ``register``, ``deregister``,
+    ``start_heartbeats``/``stop_heartbeats`` and ``list_registered()`` entries that carry
+    ``alive``.
+    """
+
+    @abstractmethod
+    async def register(self, agent: RegistrableAgent, *, takeover: bool = False) -> AgentRecord:
+        """Register ``agent`` (restoring retained state first); complete when it returns."""
+
+    @abstractmethod
+    async def register_id(
+        self,
+        agent_id: AgentId,
+        *,
+        name: str | None = None,
+        capabilities: Any = None,
+        metadata: dict[str, Any] | None = None,
+        takeover: bool = False,
+    ) -> AgentRecord:
+        """Register an agent id without an agent object."""
+
+    @abstractmethod
+    async def deregister(self, agent: AgentId | RegistrableAgent) -> bool:
+        """Remove this owner's registration; False when it holds none."""
+
+    @abstractmethod
+    async def heartbeat(self, agent: AgentId | RegistrableAgent) -> datetime:
+        """Renew the registration's liveness now; the new expiry."""
+
+    @abstractmethod
+    async def get(self, agent_id: AgentId) -> AgentRecord | None:
+        """The record of ``agent_id``, or None when it is not registered."""
+
+    @abstractmethod
+    async def list_registered(self) -> list[AgentRecord]:
+        """Every registration, each with ``alive``."""
+
+    @abstractmethod
+    async def discover(
+        self, type: str | None = None, capability: str | None = None, alive_only: bool = True
+    ) -> list[AgentRecord]:
+        """Registrations of an agent type and/or with a capability."""
+
+    @abstractmethod
+    def start_heartbeats(self) -> None:
+        """Start renewing every registration this registry holds (idempotent)."""
+
+    @abstractmethod
+    async def stop_heartbeats(self) -> None:
+        """Stop the heartbeats and wait until they have stopped (idempotent)."""

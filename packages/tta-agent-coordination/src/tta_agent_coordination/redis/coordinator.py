@@ -50,7 +50,7 @@ from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.keys import PRIORITIES_HIGH_FIRST, KeySpace, QueueKeys
 from tta_agent_coordination.redis.lua import ScriptSet
 from tta_agent_coordination.redis.subscriptions import SubscriptionStore, new_subscription
-from tta_agent_coordination.resilience.passthrough import PassthroughGuard
+from tta_agent_coordination.resilience.defaults import default_redis_guard
 
 __all__ = ["QUEUE_FULL", "RedisMessageCoordinator"]
 
@@ -73,8 +73,9 @@ class RedisMessageCoordinator(MessageCoordinator):
         redis: an asyncio Redis client (``decode_responses`` either way). The coordinator
             does not own it and never closes it.
         key_prefix: prefix of every key (``"ao"`` as in TTA).
-        guard: wraps every Redis call (circuit breaker, retries); ``PassthroughGuard()``
-            by default.
+        guard: wraps every Redis call. By default a ``RedisGuard`` (circuit breaker named
+            ``redis`` and retries of repeatable calls) shared by every component on the
+            same client; ``PassthroughGuard()`` turns protection off.
         metrics: receives counters and gauges; discarded by default.
         **config: any field of :class:`CoordinatorConfig` (``queue_size``,
             ``retry_attempts``, ``backoff_base``, ``backoff_factor``, ``backoff_max``,
@@ -97,7 +98,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         self._redis = redis
         self._keys = KeySpace(key_prefix)
         self._config = CoordinatorConfig.build(**config)
-        self._guard: CallGuard = guard if guard is not None else PassthroughGuard()
+        self._guard: CallGuard = guard if guard is not None else default_redis_guard(redis)
         self._metrics: MessageMetrics = metrics if metrics is not None else NoOpMessageMetrics()
         self._scripts = ScriptSet(redis)
         self._subscriptions = SubscriptionStore(redis, self._keys)
@@ -193,11 +194,14 @@ class RedisMessageCoordinator(MessageCoordinator):
         prepared = [self._prepare(m) for m in messages]
         if not prepared:
             return []
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
             replies = await self._guard.run(
                 "send", lambda: self._run_pipelined(prepared), retry=True
             )
         except _SEND_ERRORS as exc:
+            _reraise_cancellation(task, cancelling, exc)
             reason = (
                 f"redis unavailable: {exc}"
                 if not isinstance(exc, CircuitBreakerOpenError)
@@ -228,48 +232,55 @@ class RedisMessageCoordinator(MessageCoordinator):
         if size > self._config.max_payload_bytes:
             raise PayloadTooLargeError(message.message_id, size, self._config.max_payload_bytes)
         expires = to_ms(message.expires_at) if message.expires_at is not None else 0
-        args: list[Any] = [
-            priority_index(message.priority),
-            message.message_id,
-            envelope,
-            self._config.queue_size,
-            expires,
-        ]
+        args: list[Any] = [priority_index(message.priority), message.message_id, envelope, expires]
         return self._keys.queue(message.recipient), args
 
     async def _run_pipelined(self, prepared: list[tuple[QueueKeys, list[Any]]]) -> list[Any]:
-        """Run the send script once per message in one pipeline; index new queues."""
+        """Enqueue with one script call per queue, all in one round trip.
+
+        Returns one reply code per prepared message, in order. New queues are added to
+        the queue index in the same round trip.
+        """
         script = self._scripts["queue_send"]
+        by_queue: dict[QueueKeys, list[int]] = {}
+        for i, (keys, _) in enumerate(prepared):
+            by_queue.setdefault(keys, []).append(i)
+        calls = [
+            (keys, [self._config.queue_size, *(a for i in idx for a in prepared[i][1])], idx)
+            for keys, idx in by_queue.items()
+        ]
         now = time.monotonic()
         stale: set[AgentId] = {
             keys.agent_id
-            for keys, _ in prepared
+            for keys in by_queue
             if now - self._indexed.get(keys.agent_id, -_INDEX_REFRESH_S) >= _INDEX_REFRESH_S
         }
-        if len(prepared) == 1 and not stale:
-            keys, args = prepared[0]
-            return [await script(keys=list(keys.all_keys), args=args)]
-        pending = list(range(len(prepared)))
         replies: list[Any] = [None] * len(prepared)
+        if len(calls) == 1 and not stale:
+            keys, args, idx = calls[0]
+            for i, code in zip(idx, await script(keys=list(keys.all_keys), args=args), strict=True):
+                replies[i] = code
+            return replies
+        pending = calls
         for _ in range(2):  # a second pass only after NOSCRIPT (Redis restarted, cache flushed)
             async with self._redis.pipeline(transaction=False) as pipe:
-                for i in pending:
-                    keys, args = prepared[i]
+                for keys, args, _ in pending:
                     pipe.evalsha(script.sha, len(keys.all_keys), *keys.all_keys, *args)
                 if stale:
                     pipe.sadd(self._keys.queue_index, *(str(a) for a in stale))
                 results = await pipe.execute(raise_on_error=False)
-            missing: list[int] = []
-            for i, result in zip(pending, results, strict=False):
+            missing: list[tuple[QueueKeys, list[Any], list[int]]] = []
+            for call, result in zip(pending, results, strict=False):
                 if isinstance(result, NoScriptError):
-                    missing.append(i)
+                    missing.append(call)
                 elif isinstance(result, BaseException):
                     raise result
                 else:
-                    replies[i] = result
+                    for i, code in zip(call[2], result, strict=True):
+                        replies[i] = code
             if stale and not isinstance(results[-1], BaseException):
                 self._indexed.update(dict.fromkeys(stale, now))
-                stale: set[AgentId] = set()
+                stale = set()
             if not missing:
                 return replies
             await self._redis.script_load(script.script)
@@ -281,16 +292,19 @@ class RedisMessageCoordinator(MessageCoordinator):
         code = int(reply)
         if code == -1:
             self._metrics.inc_delivered_error(queue)
-            return MessageResult(
+            return MessageResult.model_construct(
                 message_id=message.message_id,
                 delivered=False,
                 error=QUEUE_FULL,
                 recipient=message.recipient,
+                duplicate=False,
             )
         self._metrics.inc_delivered_ok(queue)
-        return MessageResult(
+        # model_construct: every field is already validated; this is the hot path.
+        return MessageResult.model_construct(
             message_id=message.message_id,
             delivered=True,
+            error=None,
             recipient=message.recipient,
             duplicate=code == 0,
         )
@@ -334,6 +348,7 @@ class RedisMessageCoordinator(MessageCoordinator):
 
     async def subscribers(self, message_type: MessageType) -> list[AgentId]:
         """The agents subscribed to ``message_type``."""
+        message_type = MessageType(message_type)
         await self._save_subscriptions(raise_errors=True)
         return await self._call(
             "subscribers", lambda: self._subscriptions.subscribers(message_type), retry=True
@@ -707,10 +722,29 @@ class RedisMessageCoordinator(MessageCoordinator):
         self, operation: str, fn: Callable[[], Awaitable[T]], *, retry: bool = False
     ) -> T:
         """Run a Redis call under the guard; Redis failures become typed errors."""
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
-            return await self._guard.run(operation, fn, retry=retry)
+            result = await self._guard.run(operation, fn, retry=retry)
         except (TimeoutError, RedisError, OSError) as exc:
+            _reraise_cancellation(task, cancelling, exc)
             raise CoordinatorUnavailableError(f"{operation} failed: Redis error: {exc}") from exc
+        _reraise_cancellation(task, cancelling)
+        return result
+
+
+def _reraise_cancellation(
+    task: asyncio.Task[Any] | None, cancelling: int, exc: BaseException | None = None
+) -> None:
+    """Raise ``CancelledError`` if ``task`` was cancelled during a Redis call.
+
+    redis-py (and fakeredis) can turn a cancellation that interrupts a command into a
+    connection error, or swallow it. Passing that on as a result or a catchable error
+    would let a consumer loop outlive its own cancellation, so it is raised again here.
+    A reservation lost this way comes back when its lease expires, as after a crash.
+    """
+    if task is not None and task.cancelling() > cancelling:
+        raise asyncio.CancelledError from exc
 
 
 def _check_address(sender: AgentId, recipient: AgentId, message: AgentMessage) -> None:

@@ -142,6 +142,15 @@ class KeySpace:
         """Bounded stream of registry events."""
         return f"{self.registry_tag}:events"
 
+    @property
+    def registry_agent_head(self) -> str:
+        """Head of every agent hash: ``registry_agent(a) == registry_agent_head + str(a)``.
+
+        Registry scripts that span agents build an agent's hash name from the liveness
+        set's member (``type:instance``) with it.
+        """
+        return f"{self.registry_tag}:agent:"
+
     # --- circuit breakers -------------------------------------------------------------
 
     def breaker_state(self, name: str) -> str:

@@ -37,6 +37,8 @@ def fake_redis(**kwargs: Any) -> aioredis.Redis:
     """
     import fakeredis
 
+    # A real client's pool is unbounded; fakeredis caps it, which breaks concurrency tests.
+    kwargs.setdefault("max_connections", 10_000)
     return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), **kwargs)
 
 
@@ -47,6 +49,8 @@ async def real_redis(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
         RealRedisUnavailableError: the server does not answer.
     """
     url = url or os.environ.get("TTA_COORD_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    # redis-py's async pool allows 100 connections by default; concurrency tests need more.
+    kwargs.setdefault("max_connections", 1_000)
     client: aioredis.Redis = aioredis.Redis.from_url(url, socket_connect_timeout=2, **kwargs)
     try:
         await client.ping()  # pyright: ignore[reportUnknownMemberType]

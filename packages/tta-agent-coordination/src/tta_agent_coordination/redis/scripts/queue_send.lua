@@ -1,13 +1,34 @@
 --#include queue_common
--- Enqueue one message. ARGV: 1 stream index, 2 message_id, 3 envelope,
--- 4 queue_size, 5 expires_at ms (0 = never).
--- Returns 1 enqueued, 0 duplicate (unsettled, or settled within the dedupe window),
--- -1 queue full.
+-- Enqueue messages into one queue. ARGV: 1 queue_size, then for each message:
+-- stream index, message_id, envelope, expires_at ms (0 = never).
+-- Returns one code per message: 1 enqueued, 0 duplicate (unsettled, or settled within
+-- the dedupe window, or earlier in this batch), -1 queue full.
 local now = now_ms()
-local msgid = ARGV[2]
+local size = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
-if redis.call('ZSCORE', KEYS[8], msgid) then return 0 end
-if unsettled_count() >= tonumber(ARGV[4]) then return -1 end
-enqueue(tonumber(ARGV[1]), msgid, ARGV[3], 0, '', ARGV[5], now)
-redis.call('ZADD', KEYS[8], UNSETTLED, msgid)
-return 1
+local unsettled = unsettled_count()
+local results = {}
+local ready = {}
+for i = 2, #ARGV, 4 do
+  local pidx = tonumber(ARGV[i])
+  local msgid = ARGV[i + 1]
+  if redis.call('ZSCORE', KEYS[8], msgid) then
+    results[#results + 1] = 0
+  elseif unsettled >= size then
+    results[#results + 1] = -1
+  else
+    local stream = KEYS[pidx]
+    if not ready[pidx] then
+      if redis.call('EXISTS', stream) == 0 then
+        redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
+      end
+      ready[pidx] = true
+    end
+    redis.call('XADD', stream, '*', 'i', msgid, 'm', ARGV[i + 2], 'a', 0, 'e', '',
+      'x', ARGV[i + 3], 't', now)
+    redis.call('ZADD', KEYS[8], UNSETTLED, msgid)
+    unsettled = unsettled + 1
+    results[#results + 1] = 1
+  end
+end
+return results

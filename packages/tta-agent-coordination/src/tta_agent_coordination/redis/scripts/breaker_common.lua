@@ -1,0 +1,47 @@
+-- Shared helpers of the circuit-breaker scripts (inlined by the loader; see redis/lua.py).
+-- KEYS[1] is the breaker's hash (KeySpace.breaker_state). Fields:
+--   s state (closed|open|half_open)   g generation (+1 on every transition)
+--   f consecutive failures (closed)   w sliding window, newest first ('1' failure, '0' success)
+--   u open-until (ms, server clock)   k successful probes (half_open)
+--   i probes in flight (half_open)    d probe deadline (ms): slots held past it are reclaimed
+-- Every script replies {state, generation, failures, retry_after_ms (-1 unless open), ...}.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function load_breaker()
+  local v = redis.call('HMGET', KEYS[1], 's', 'g', 'f', 'w', 'u', 'k', 'i', 'd')
+  return {
+    s = v[1] or 'closed', g = tonumber(v[2]) or 0, f = tonumber(v[3]) or 0, w = v[4] or '',
+    u = tonumber(v[5]) or 0, k = tonumber(v[6]) or 0, i = tonumber(v[7]) or 0,
+    d = tonumber(v[8]) or 0,
+  }
+end
+
+local function save_breaker(b, ttl_ms)
+  redis.call('HSET', KEYS[1], 's', b.s, 'g', b.g, 'f', b.f, 'w', b.w, 'u', b.u, 'k', b.k,
+    'i', b.i, 'd', b.d)
+  redis.call('PEXPIRE', KEYS[1], ttl_ms)
+end
+
+local function move(b, state, now, timeout_ms)
+  b.s = state
+  b.g = b.g + 1
+  b.f = 0
+  b.w = ''
+  b.k = 0
+  b.i = 0
+  if state == 'open' then
+    b.u = now + timeout_ms
+  end
+end
+
+local function reply(b, now, ...)
+  local retry = -1
+  if b.s == 'open' then
+    retry = math.max(b.u - now, 0)
+  end
+  return {b.s, b.g, b.f, retry, ...}
+end

@@ -1,0 +1,25 @@
+"""The default guard: one ``RedisGuard`` (one breaker, one retry policy) per Redis client.
+
+A coordinator and a registry built on the same client share its breaker, so that both
+stop calling a Redis that is down, and both resume together.
+"""
+
+from __future__ import annotations
+
+from weakref import WeakKeyDictionary
+
+import redis.asyncio as aioredis
+
+from tta_agent_coordination.resilience.guard import RedisGuard
+
+__all__ = ["default_redis_guard"]
+
+_GUARDS: WeakKeyDictionary[aioredis.Redis, RedisGuard] = WeakKeyDictionary()
+
+
+def default_redis_guard(client: aioredis.Redis) -> RedisGuard:
+    """The guard shared by every component that uses ``client`` without its own."""
+    guard = _GUARDS.get(client)
+    if guard is None:
+        guard = _GUARDS[client] = RedisGuard()
+    return guard

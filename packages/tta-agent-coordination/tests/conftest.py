@@ -1,1 +1,0 @@
-pytest_plugins = ["tta_agent_coordination.testing.pytest_plugin"]
