@@ -584,7 +584,8 @@ Method:
   serialising them, and decoding deliveries back into `ReceivedMessage`.
 - Single operations: N = 5 000 messages; batched: N = 20 000 in batches of 100.
   Receive rows start from a queue preloaded (untimed) with N messages.
-- The coordinator runs with its defaults (pass-through guard, no-op metrics) except
+- The coordinator runs with its defaults (the default `RedisGuard`: circuit breaker and
+  retries around every call; no-op metrics) except
   `queue_size`, raised so 20 000 messages fit in one queue.
 - Receive floors: *`XACK`+`XDEL`* (pipelined in one round trip) has the same semantics as
   ours (the coordinator deletes on ack) and is the floor the target is judged against;

@@ -160,7 +160,24 @@ class RetryPolicy:
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, operation: str = "call") -> T:
         """Await ``fn()``, retrying on transient errors; ``operation`` names it in logs."""
+        # Fast path: the first attempt runs without tenacity, whose per-call set-up costs
+        # more than a Redis round trip. Only a retryable failure enters the retry loop,
+        # whose first "attempt" re-raises that failure, so attempt counts are unchanged.
+        try:
+            return await fn()
+        except Exception as exc:
+            if not self.should_retry(exc):
+                raise
+            first_failure: list[Exception] = [exc]
 
+        async def attempt() -> T:
+            if first_failure:
+                raise first_failure.pop()
+            return await fn()
+
+        return await self._retry(attempt, operation)
+
+    async def _retry(self, fn: Callable[[], Awaitable[T]], operation: str) -> T:
         def log_retry(state: RetryCallState) -> None:
             outcome = state.outcome
             error = outcome.exception() if outcome is not None else None

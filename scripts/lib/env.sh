@@ -1,0 +1,53 @@
+# Shared set-up for scripts/test, scripts/demo and .ci/run (sourced, not run).
+# Installs uv when missing, syncs the locked workspace, and starts Redis when needed.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+TTA_COORD_TEST_REDIS_URL="${TTA_COORD_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+export TTA_COORD_TEST_REDIS_URL
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+ensure_uv() {
+  if command -v uv >/dev/null 2>&1; then return; fi
+  export PATH="$HOME/.local/bin:$PATH"
+  if command -v uv >/dev/null 2>&1; then return; fi
+  log "installing uv from PyPI"
+  python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+  command -v uv >/dev/null 2>&1 || { log "uv could not be installed"; return 1; }
+}
+
+sync_workspace() {
+  log "syncing the locked workspace"
+  (cd "$REPO_ROOT" && uv sync --all-packages --all-extras --frozen --quiet)
+}
+
+redis_answers() {
+  (cd "$REPO_ROOT" && uv run --frozen python - "$TTA_COORD_TEST_REDIS_URL" <<'PY' >/dev/null 2>&1
+import sys, redis
+redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()
+PY
+  )
+}
+
+# Starts the local Redis used by the tests when it is not answering. Only a server on
+# this machine's loopback is ever started; a URL pointing elsewhere is left alone.
+ensure_redis() {
+  if redis_answers; then return 0; fi
+  case "$TTA_COORD_TEST_REDIS_URL" in
+    redis://127.0.0.1:6379*|redis://localhost:6379*) ;;
+    *) log "Redis at $TTA_COORD_TEST_REDIS_URL is not answering"; return 1 ;;
+  esac
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing redis-server"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null 2>&1 \
+      || { log "could not install redis-server"; return 1; }
+  fi
+  log "starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 50); do
+    if redis_answers; then return 0; fi
+    sleep 0.2
+  done
+  log "redis-server did not come up"
+  return 1
+}
