@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import time
 
@@ -24,69 +22,29 @@ from tta_agent_coordination.resilience import (
     RetryPolicy,
     redis_breaker,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tta_agent_coordination.testing import server
+from tta_agent_coordination.testing.server import (
+    free_port,
+    start_redis_server,
+    stop_redis_server,
+    wait_until_up,
+)
 
 
 def redis_server_path() -> str:
-    path = shutil.which("redis-server")
-    if path is None:
+    try:
+        return server.redis_server_path()
+    except server.RedisServerNotFoundError as exc:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail("redis-server is not installed; CI must run the outage test")
-        pytest.skip("redis-server is not installed")
-    return path
-
-
-def start_server(path: str, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            path,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_until_up(port: int, limit_s: float = 5.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while True:
-        probe = aioredis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0))
-        try:
-            if await probe.ping():
-                return
-        except (redis_errors.ConnectionError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.02)
-        finally:
-            await probe.aclose()
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=5)
+            pytest.fail(f"{exc}; CI must run the outage tests")
+        pytest.skip(str(exc))
 
 
 @pytest.mark.real_redis
 async def test_breaker_opens_on_outage_fails_fast_and_recovers() -> None:
     path = redis_server_path()
     port = free_port()
-    proc: subprocess.Popen[bytes] | None = start_server(path, port)
+    proc: subprocess.Popen[bytes] | None = start_redis_server(port, path)
     # Disable the client's own retries so each failure reaches the guard at once.
     client = aioredis.Redis(
         host="127.0.0.1",
@@ -110,7 +68,7 @@ async def test_breaker_opens_on_outage_fails_fast_and_recovers() -> None:
             await guard.run("incr", write, retry=True)
         assert breaker.state is CircuitState.CLOSED
 
-        stop(proc)  # the outage
+        stop_redis_server(proc)  # the outage
         proc = None
         errors: list[type[BaseException]] = []
         for _ in range(5):
@@ -130,7 +88,7 @@ async def test_breaker_opens_on_outage_fails_fast_and_recovers() -> None:
         assert time.monotonic() - start < 0.2  # fails fast...
         assert attempts == attempts_when_open  # ...without touching Redis
 
-        proc = start_server(path, port)  # back, empty, on the same port
+        proc = start_redis_server(port, path)  # back, empty, on the same port
         await wait_until_up(port)
         await asyncio.sleep(max(breaker.retry_after or 0.0, 0.0) + 0.05)
         assert await guard.run("incr", write, retry=True) == 1
@@ -145,7 +103,7 @@ async def test_breaker_opens_on_outage_fails_fast_and_recovers() -> None:
         ]
     finally:
         await client.aclose()
-        stop(proc)
+        stop_redis_server(proc)
 
 
 @pytest.mark.real_redis
@@ -153,7 +111,7 @@ async def test_shared_store_on_the_dead_server_falls_back_and_recovers() -> None
     """The breaker's own store lives on the Redis that dies: it must keep working."""
     path = redis_server_path()
     port = free_port()
-    proc: subprocess.Popen[bytes] | None = start_server(path, port)
+    proc: subprocess.Popen[bytes] | None = start_redis_server(port, path)
     client = aioredis.Redis(
         host="127.0.0.1", port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
     )
@@ -167,7 +125,7 @@ async def test_shared_store_on_the_dead_server_falls_back_and_recovers() -> None
         await wait_until_up(port)
         await guard.run("ping", client.ping)
         assert not breaker.using_fallback
-        stop(proc)
+        stop_redis_server(proc)
         proc = None
         for _ in range(2):
             with pytest.raises((redis_errors.ConnectionError, OSError)):
@@ -180,7 +138,7 @@ async def test_shared_store_on_the_dead_server_falls_back_and_recovers() -> None
                 await guard.run("ping", client.ping)
         assert time.monotonic() - start < 0.5
 
-        proc = start_server(path, port)
+        proc = start_redis_server(port, path)
         await wait_until_up(port)
         await asyncio.sleep(0.35)
         assert await guard.run("ping", client.ping)
@@ -188,4 +146,4 @@ async def test_shared_store_on_the_dead_server_falls_back_and_recovers() -> None
         assert breaker.state is CircuitState.CLOSED
     finally:
         await client.aclose()
-        stop(proc)
+        stop_redis_server(proc)

@@ -13,6 +13,13 @@ afterwards; nothing ever flushes a database.
 
 from __future__ import annotations
 
+from tta_agent_coordination.testing.server import (
+    RedisServerNotFoundError,
+    free_port,
+    start_redis_server,
+    stop_redis_server,
+)
+
 from .backends import (
     DEFAULT_TEST_REDIS_URL,
     RealRedisUnavailableError,
@@ -26,9 +33,13 @@ from .backends import (
 __all__ = [
     "DEFAULT_TEST_REDIS_URL",
     "RealRedisUnavailableError",
+    "RedisServerNotFoundError",
     "delete_prefix",
     "fake_redis",
+    "free_port",
     "real_redis",
     "real_redis_required",
+    "start_redis_server",
+    "stop_redis_server",
     "unique_prefix",
 ]
