@@ -98,10 +98,38 @@ async def test_no_per_message_residue_after_ack(coordination_redis, key_prefix):
     for key in (keys.leases, keys.delayed, keys.delayed_data, keys.dedupe, keys.dlq):
         assert not await coordination_redis.exists(key)
     # what remains is per queue, never per message: three empty streams and the index
+    # what remains is per queue, never per message: three empty streams and the index
     remaining = sorted(
         [k.decode() async for k in coordination_redis.scan_iter(match=f"{key_prefix}:*")]
     )
     assert remaining == sorted([*keys.ready, coord.keys.queue_index])
+    # and recovery removes the keys of a queue left with nothing
+    assert await coord.recover_pending() == 0
+    assert [k async for k in coordination_redis.scan_iter(match=f"{key_prefix}:*")] == []
+    assert await coord.known_queues() == []
+
+
+async def test_churn_of_queues_leaves_nothing_behind(coordination_redis, key_prefix):
+    coord = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix, dedupe_window_s=0)
+    agents = [AgentId("worker", f"i{n}") for n in range(200)]
+    busy = AgentId("worker", "busy")
+    await coord.send_many([make_message(n, recipient=a) for n, a in enumerate(agents)])
+    await coord.send_message(SENDER, busy, make_message(999, recipient=busy))
+    for agent in agents:
+        got = await coord.receive(agent)
+        await coord.ack(agent, got.token)
+    assert len(await coord.known_queues()) == 201
+    await coord.recover_pending()
+    assert await coord.known_queues() == [busy]
+    keys = sorted([k.decode() async for k in coordination_redis.scan_iter(match=f"{key_prefix}:*")])
+    busy_keys = coord.keys.queue(busy)
+    assert keys == sorted(
+        [busy_keys.ready_for(MessagePriority.NORMAL), busy_keys.dedupe, coord.keys.queue_index]
+    )
+    # an emptied queue works again at once
+    again = await coord.send_message(SENDER, agents[0], make_message(1, recipient=agents[0]))
+    assert again.delivered
+    assert (await coord.receive(agents[0])) is not None
 
 
 async def test_dedupe_entries_expire_after_the_window(coordination_redis, key_prefix):

@@ -581,8 +581,10 @@ class RedisMessageCoordinator(MessageCoordinator):
 
         A lease that expired counts as a delivery: on the last allowed attempt the message
         is dead-lettered instead (reason ``lease expired``). With ``agent_id=None`` every
-        queue under the prefix is recovered, whatever its agent type. Returns how many
-        messages were moved (requeued, dead-lettered or promoted).
+        queue under the prefix is recovered, whatever its agent type. A queue found
+        entirely empty (nothing ready, leased, delayed or dead) has its keys deleted and
+        leaves the queue index, so agents that come and go leave nothing behind. Returns
+        how many messages were moved (requeued, dead-lettered or promoted).
         """
         if agent_id is not None:
             return await self._recover_queue(agent_id, force=False)
@@ -612,6 +614,20 @@ class RedisMessageCoordinator(MessageCoordinator):
                 continue
         return sorted(queues, key=str)
 
+    async def _forget_queue(self, agent_id: AgentId) -> None:
+        """Drop an emptied queue from the index (its keys are already gone).
+
+        A send racing with this is re-indexed by its sender within ``_INDEX_REFRESH_S``;
+        until then only ``recover_pending(None)`` misses it, and receives on the queue
+        still heal it.
+        """
+        self._indexed.pop(agent_id, None)
+        await self._call(
+            "recover",
+            lambda: self._redis.srem(self._keys.queue_index, str(agent_id)),
+            retry=True,
+        )
+
     async def _recover_queue(self, agent_id: AgentId, *, force: bool) -> int:
         keys = self._keys.queue(agent_id)
         cfg = self._config
@@ -626,7 +642,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         total = 0
         dead_total = 0
         while True:
-            requeued, dead, promoted, more = await self._call(
+            requeued, dead, promoted, more, removed = await self._call(
                 "recover",
                 lambda: self._scripts.run("queue_recover", list(keys.all_keys), args),
                 retry=True,
@@ -635,6 +651,8 @@ class RedisMessageCoordinator(MessageCoordinator):
             dead_total += int(dead)
             if not int(more):
                 break
+        if int(removed):
+            await self._forget_queue(agent_id)
         if total:
             queue = str(agent_id)
             self._metrics.inc_recovered(queue, total - dead_total)

@@ -3,7 +3,11 @@
 -- 4 orphan idle ms, 5 limit, 6 force (1 = release every lease, expired or not).
 -- Orphans are PEL entries without a lease (a reservation made outside our scripts and
 -- interrupted): idle longer than the orphan threshold, they are treated as expired.
--- Returns {requeued, dead-lettered, promoted, more}; more = 1 when the limit was hit.
+-- A queue left with nothing at all (no ready, leased, delayed or dead message) has its
+-- empty streams deleted, so queues of agents that came and went leave no keys behind;
+-- the next send recreates them.
+-- Returns {requeued, dead-lettered, promoted, more, removed}; more = 1 when the limit was
+-- hit, removed = 1 when the queue was empty and its keys were deleted.
 local now = now_ms()
 local retry_attempts = tonumber(ARGV[1])
 local dlq_max = tonumber(ARGV[2])
@@ -28,4 +32,10 @@ end
 local promoted = promote_due(now, limit)
 local more = 0
 if requeued + dead >= limit or promoted >= limit then more = 1 end
-return {requeued, dead, promoted, more}
+local removed = 0
+if more == 0 and unsettled_count() == 0 and redis.call('ZCARD', KEYS[4]) == 0
+    and redis.call('EXISTS', KEYS[7]) == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[8])
+  removed = 1
+end
+return {requeued, dead, promoted, more, removed}
