@@ -42,7 +42,21 @@ def _describe(exc: ValidationError) -> str:
     return "invalid circuit breaker configuration: " + "; ".join(parts)
 
 
-class CircuitBreakerConfig(BaseModel):
+class _BreakerLimits(BaseModel):
+    """The numeric settings of a breaker, shared by the config and its env loader."""
+
+    failure_threshold: int = 5
+    timeout_seconds: float = 60.0
+    half_open_max_calls: int = 3
+    success_threshold: int = 2
+    window_size: int | None = None
+    failure_rate_threshold: float = 0.5
+    minimum_calls: int | None = None
+    slow_call_threshold_s: float | None = None
+    call_timeout_s: float | None = None
+
+
+class CircuitBreakerConfig(_BreakerLimits):
     """How a :class:`~tta_agent_coordination.resilience.CircuitBreaker` trips and recovers.
 
     Invalid values raise :class:`~tta_agent_coordination.errors.ConfigurationError`.
@@ -71,15 +85,6 @@ class CircuitBreakerConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    failure_threshold: int = 5
-    timeout_seconds: float = 60.0
-    half_open_max_calls: int = 3
-    success_threshold: int = 2
-    window_size: int | None = None
-    failure_rate_threshold: float = 0.5
-    minimum_calls: int | None = None
-    slow_call_threshold_s: float | None = None
-    call_timeout_s: float | None = None
     record: tuple[type[BaseException], ...] = DEFAULT_RECORD
     ignore: tuple[type[BaseException], ...] = DEFAULT_IGNORE
 
@@ -154,7 +159,8 @@ class CircuitBreakerConfig(BaseModel):
         return isinstance(exc, self.record)
 
 
-class CircuitBreakerSettings(BaseSettings):
+# pydantic merges model_config across bases; pyright sees two incompatible declarations.
+class CircuitBreakerSettings(BaseSettings, _BreakerLimits):  # pyright: ignore[reportIncompatibleVariableOverride]
     """Breaker settings from the environment (prefix ``TTA_COORD_BREAKER_``).
 
     For example ``TTA_COORD_BREAKER_FAILURE_THRESHOLD=10`` and
@@ -165,16 +171,6 @@ class CircuitBreakerSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TTA_COORD_BREAKER_", extra="ignore", env_parse_none_str="none"
     )
-
-    failure_threshold: int = 5
-    timeout_seconds: float = 60.0
-    half_open_max_calls: int = 3
-    success_threshold: int = 2
-    window_size: int | None = None
-    failure_rate_threshold: float = 0.5
-    minimum_calls: int | None = None
-    slow_call_threshold_s: float | None = None
-    call_timeout_s: float | None = None
 
     def to_config(
         self,
