@@ -50,6 +50,7 @@ from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.keys import PRIORITIES_HIGH_FIRST, KeySpace, QueueKeys
 from tta_agent_coordination.redis.lua import ScriptSet
 from tta_agent_coordination.redis.subscriptions import SubscriptionStore, new_subscription
+from tta_agent_coordination.resilience.cancellation import CancellationWatch
 from tta_agent_coordination.resilience.defaults import default_redis_guard
 
 __all__ = ["QUEUE_FULL", "RedisMessageCoordinator"]
@@ -194,14 +195,13 @@ class RedisMessageCoordinator(MessageCoordinator):
         prepared = [self._prepare(m) for m in messages]
         if not prepared:
             return []
-        task = asyncio.current_task()
-        cancelling = task.cancelling() if task is not None else 0
+        watch = CancellationWatch()
         try:
             replies = await self._guard.run(
                 "send", lambda: self._run_pipelined(prepared), retry=True
             )
         except _SEND_ERRORS as exc:
-            _reraise_cancellation(task, cancelling, exc)
+            watch.reraise(exc)
             reason = (
                 f"redis unavailable: {exc}"
                 if not isinstance(exc, CircuitBreakerOpenError)
@@ -371,7 +371,7 @@ class RedisMessageCoordinator(MessageCoordinator):
                 await self._guard.run(
                     "subscribe", lambda s=subscription: self._subscriptions.save(s), retry=True
                 )
-            except (*_SEND_ERRORS,) as exc:
+            except _SEND_ERRORS as exc:
                 if raise_errors:
                     raise CoordinatorUnavailableError(
                         f"could not store subscription {sid}: {exc}"
@@ -740,29 +740,14 @@ class RedisMessageCoordinator(MessageCoordinator):
         self, operation: str, fn: Callable[[], Awaitable[T]], *, retry: bool = False
     ) -> T:
         """Run a Redis call under the guard; Redis failures become typed errors."""
-        task = asyncio.current_task()
-        cancelling = task.cancelling() if task is not None else 0
+        watch = CancellationWatch()
         try:
             result = await self._guard.run(operation, fn, retry=retry)
         except (TimeoutError, RedisError, OSError) as exc:
-            _reraise_cancellation(task, cancelling, exc)
+            watch.reraise(exc)
             raise CoordinatorUnavailableError(f"{operation} failed: Redis error: {exc}") from exc
-        _reraise_cancellation(task, cancelling)
+        watch.reraise()
         return result
-
-
-def _reraise_cancellation(
-    task: asyncio.Task[Any] | None, cancelling: int, exc: BaseException | None = None
-) -> None:
-    """Raise ``CancelledError`` if ``task`` was cancelled during a Redis call.
-
-    redis-py (and fakeredis) can turn a cancellation that interrupts a command into a
-    connection error, or swallow it. Passing that on as a result or a catchable error
-    would let a consumer loop outlive its own cancellation, so it is raised again here.
-    A reservation lost this way comes back when its lease expires, as after a crash.
-    """
-    if task is not None and task.cancelling() > cancelling:
-        raise asyncio.CancelledError from exc
 
 
 def _check_address(sender: AgentId, recipient: AgentId, message: AgentMessage) -> None:
