@@ -4,6 +4,9 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TTA_COORD_TEST_REDIS_URL="${TTA_COORD_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export TTA_COORD_TEST_REDIS_URL
+# The Postgres of the adapter's tests; trust auth on the loopback lets user postgres in.
+TTA_COORD_TEST_POSTGRES_DSN="${TTA_COORD_TEST_POSTGRES_DSN:-postgresql://postgres@127.0.0.1:5432/test}"
+export TTA_COORD_TEST_POSTGRES_DSN
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -49,5 +52,35 @@ ensure_redis() {
     sleep 0.2
   done
   log "redis-server did not come up"
+  return 1
+}
+
+postgres_answers() {
+  (cd "$REPO_ROOT" && uv run --frozen python - "$TTA_COORD_TEST_POSTGRES_DSN" <<'PY' >/dev/null 2>&1
+import sys, psycopg
+psycopg.connect(sys.argv[1], connect_timeout=2).close()
+PY
+  )
+}
+
+# Starts the local Postgres cluster used by the adapter's tests when it is not answering.
+# Only a cluster on this machine's loopback is ever started.
+ensure_postgres() {
+  if postgres_answers; then return 0; fi
+  case "$TTA_COORD_TEST_POSTGRES_DSN" in
+    *@127.0.0.1:5432/*|*@localhost:5432/*) ;;
+    *) log "Postgres at $TTA_COORD_TEST_POSTGRES_DSN is not answering"; return 1 ;;
+  esac
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [[ ! -d /etc/postgresql ]]; then
+    log "no local Postgres cluster to start"; return 1
+  fi
+  log "starting the local Postgres cluster"
+  # shellcheck disable=SC2046
+  pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n1) main start >/dev/null 2>&1 || true
+  for _ in $(seq 1 50); do
+    if postgres_answers; then return 0; fi
+    sleep 0.2
+  done
+  log "Postgres did not come up"
   return 1
 }

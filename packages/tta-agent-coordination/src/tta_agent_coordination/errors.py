@@ -19,10 +19,16 @@ __all__ = [
     "MessageCoordinatorError",
     "MessageValidationError",
     "PayloadTooLargeError",
+    "PermanentError",
     "RegistrationExpiredError",
     "RegistrationValidationError",
     "RegistryUnavailableError",
+    "RemoteHandlerError",
+    "RequestError",
+    "RequestNotDeliveredError",
+    "RequestTimeoutError",
     "StaleRegistrationError",
+    "WorkerError",
 ]
 
 
@@ -136,3 +142,65 @@ class RegistryUnavailableError(AgentRegistryError):
 
     The operation may or may not have been applied; it is safe to repeat.
     """
+
+
+class PermanentError(CoordinationError):
+    """Raised by a handler to fail its message for good: dead-lettered, never retried.
+
+    Any other exception from a handler is transient and the message is retried with
+    backoff. A request's requester receives the error as a :class:`RemoteHandlerError`.
+    """
+
+
+class WorkerError(CoordinationError):
+    """An ``AgentWorker`` was used in a way its state does not allow (started twice, ...)."""
+
+
+class RequestError(MessageCoordinatorError):
+    """Base class of the errors of a request/reply exchange."""
+
+
+class RequestTimeoutError(RequestError, TimeoutError):
+    """No reply arrived within the request's timeout.
+
+    The request may still be handled later (its reply is then dropped); a request that
+    nobody received in time is dead-lettered with failure ``timeout`` when it expires.
+    """
+
+    def __init__(self, recipient: str, correlation_id: str, timeout: float) -> None:
+        self.recipient = recipient
+        self.correlation_id = correlation_id
+        self.timeout = timeout
+        super().__init__(
+            f"request {correlation_id!r} to {recipient} got no reply within {timeout:g}s; "
+            "check that a worker for that agent is running (tta-coord agents), or raise "
+            "the timeout"
+        )
+
+
+class RequestNotDeliveredError(RequestError):
+    """The request could not be enqueued (the recipient's queue is full, Redis is down)."""
+
+    def __init__(self, recipient: str, correlation_id: str, reason: str | None) -> None:
+        self.recipient = recipient
+        self.correlation_id = correlation_id
+        self.reason = reason
+        super().__init__(f"request {correlation_id!r} to {recipient} was not delivered: {reason}")
+
+
+class RemoteHandlerError(RequestError):
+    """The recipient's handler failed the request for good; the requester gets this.
+
+    ``error_type`` is the class name of the handler's exception, ``remote_message`` its
+    text and ``failure`` the failure type (``permanent``, or ``transient``/``timeout``
+    when retries ran out).
+    """
+
+    def __init__(self, recipient: str, error_type: str, remote_message: str, failure: str) -> None:
+        self.recipient = recipient
+        self.error_type = error_type
+        self.remote_message = remote_message
+        self.failure = failure
+        super().__init__(
+            f"{recipient} failed the request ({failure}): {error_type}: {remote_message}"
+        )

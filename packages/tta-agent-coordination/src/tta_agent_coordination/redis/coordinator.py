@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 from redis.exceptions import NoScriptError, RedisError
 
@@ -30,6 +31,7 @@ from tta_agent_coordination.models import (
     AgentMessage,
     DeadLetter,
     FailureType,
+    MessagePriority,
     MessageResult,
     MessageSubscription,
     MessageType,
@@ -52,6 +54,23 @@ from tta_agent_coordination.redis.lua import ScriptSet
 from tta_agent_coordination.redis.subscriptions import SubscriptionStore, new_subscription
 from tta_agent_coordination.resilience.cancellation import CancellationWatch
 from tta_agent_coordination.resilience.defaults import default_redis_guard
+from tta_agent_coordination.runtime.rpc import (
+    REPLY_INBOX_HEADER,
+    ReplyRouter,
+    build_reply,
+    expects_reply,
+)
+from tta_agent_coordination.store import (
+    BatcherStats,
+    Durability,
+    LifecycleKind,
+    MessageEvent,
+    MessageStore,
+    PendingMessage,
+    StoreError,
+    StoreMetrics,
+    StoreWriter,
+)
 
 __all__ = ["QUEUE_FULL", "RedisMessageCoordinator"]
 
@@ -65,6 +84,8 @@ _MAX_BATCH = 1_000
 _MAX_BLOCK_SLICE_S = 5.0
 # How long a queue stays "known to be in the index" before a send re-adds it.
 _INDEX_REFRESH_S = 30.0
+# Messages per restore script call (bounds how long one call blocks Redis).
+_RESTORE_CHUNK = 500
 
 
 class RedisMessageCoordinator(MessageCoordinator):
@@ -78,6 +99,15 @@ class RedisMessageCoordinator(MessageCoordinator):
             ``redis`` and retries of repeatable calls) shared by every component on the
             same client; ``PassthroughGuard()`` turns protection off.
         metrics: receives counters and gauges; discarded by default.
+        store: a :class:`MessageStore` that records every lifecycle change (sent,
+            leased, acked, retrying, dead, replayed), e.g. ``PostgresMessageStore``.
+        durability: ``"async"`` (write-behind batches, the default) or ``"sync"`` (a send
+            returns delivered only once the store has recorded it). See
+            ``docs/durability.md``.
+        store_max_pending: events the write-behind buffer holds before senders wait.
+        store_batch_size: most events per store write.
+        store_flush_interval_s: how long a partial batch waits for more events.
+        reply_ttl_s: how long a requester's reply inbox keeps replies nobody reads.
         **config: any field of :class:`CoordinatorConfig` (``queue_size``,
             ``retry_attempts``, ``backoff_base``, ``backoff_factor``, ``backoff_max``,
             ``backoff_jitter``, ``dedupe_window_s``, ``dlq_max_len``,
@@ -94,6 +124,12 @@ class RedisMessageCoordinator(MessageCoordinator):
         *,
         guard: CallGuard | None = None,
         metrics: MessageMetrics | None = None,
+        store: MessageStore | None = None,
+        durability: Durability | str = Durability.ASYNC,
+        store_max_pending: int = 10_000,
+        store_batch_size: int = 500,
+        store_flush_interval_s: float = 0.05,
+        reply_ttl_s: float = 60.0,
         **config: Any,
     ) -> None:
         self._redis = redis
@@ -106,7 +142,21 @@ class RedisMessageCoordinator(MessageCoordinator):
         self._unsaved: dict[str, MessageSubscription] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._indexed: dict[AgentId, float] = {}
+        self._router: ReplyRouter | None = None
+        self._reply_ttl_s = reply_ttl_s
         self._log = get_logger(__name__, prefix=key_prefix)
+        self._store = store
+        self._writer: StoreWriter[MessageEvent] | None = None
+        if store is not None:
+            self._writer = StoreWriter(
+                store.record,
+                durability,
+                max_pending=store_max_pending,
+                batch_size=store_batch_size,
+                flush_interval_s=store_flush_interval_s,
+                name="messages",
+                metrics=self._metrics if isinstance(self._metrics, StoreMetrics) else None,
+            )
 
     # --- properties ---------------------------------------------------------------------
 
@@ -119,6 +169,21 @@ class RedisMessageCoordinator(MessageCoordinator):
     def keys(self) -> KeySpace:
         """The key space (prefix) this coordinator works in."""
         return self._keys
+
+    @property
+    def store(self) -> MessageStore | None:
+        """The message store that records every lifecycle change, if any."""
+        return self._store
+
+    @property
+    def store_stats(self) -> BatcherStats | None:
+        """Counters of the store's write-behind buffer (pending, backpressure waits, ...)."""
+        return self._writer.stats if self._writer is not None else None
+
+    async def flush_store(self) -> None:
+        """Wait until every lifecycle event so far is written to the store."""
+        if self._writer is not None:
+            await self._writer.flush()
 
     async def configure(
         self,
@@ -216,10 +281,53 @@ class RedisMessageCoordinator(MessageCoordinator):
                 )
                 for m in messages
             ]
-        return [
+        results = [
             self._result(m, keys, reply)
             for m, (keys, _), reply in zip(messages, prepared, replies, strict=True)
         ]
+        if self._writer is not None:
+            results = await self._record_sent(messages, prepared, replies, results)
+        return results
+
+    async def _record_sent(
+        self,
+        messages: Sequence[AgentMessage],
+        prepared: list[tuple[QueueKeys, list[Any]]],
+        replies: list[Any],
+        results: list[MessageResult],
+    ) -> list[MessageResult]:
+        """Hand the accepted sends to the store; in sync mode, before reporting them.
+
+        A duplicate is recorded too (incarnation 0: it only creates a missing record), so
+        that a send repeated after a failed sync write makes the record.
+        """
+        assert self._writer is not None
+        events = [
+            MessageEvent.model_construct(
+                kind=LifecycleKind.SENT,
+                message_id=m.message_id,
+                recipient=m.recipient,
+                incarnation=max(0, int(reply)),
+                attempts=0,
+                envelope=args[2],
+                error=None,
+                failure=None,
+            )
+            for m, (_, args), reply in zip(messages, prepared, replies, strict=True)
+            if int(reply) >= 0
+        ]
+        try:
+            await self._writer.record(events, essential=True)
+        except StoreError as exc:
+            # The messages are in Redis and will be delivered, but not durable: report
+            # them undelivered so that the caller sends again (dedupe makes it safe).
+            reason = f"store unavailable: {exc}"
+            self._log.warning("store_write_failed", error=reason, count=len(events))
+            return [
+                r.model_copy(update={"delivered": False, "error": reason}) if r.delivered else r
+                for r in results
+            ]
+        return results
 
     def _prepare(self, message: AgentMessage) -> tuple[QueueKeys, list[Any]]:
         try:
@@ -231,6 +339,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         size = len(envelope.encode("utf-8"))
         if size > self._config.max_payload_bytes:
             raise PayloadTooLargeError(message.message_id, size, self._config.max_payload_bytes)
+        if self._store is not None:
+            self._store.check_envelope(message.message_id, envelope)
         expires = to_ms(message.expires_at) if message.expires_at is not None else 0
         args: list[Any] = [priority_index(message.priority), message.message_id, envelope, expires]
         return self._keys.queue(message.recipient), args
@@ -258,8 +368,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         replies: list[Any] = [None] * len(prepared)
         if len(calls) == 1 and not stale:
             keys, args, idx = calls[0]
-            for i, code in zip(idx, await script(keys=list(keys.all_keys), args=args), strict=True):
-                replies[i] = code
+            _fill_replies(replies, idx, await script(keys=list(keys.all_keys), args=args))
             return replies
         pending = calls
         for _ in range(2):  # a second pass only after NOSCRIPT (Redis restarted, cache flushed)
@@ -276,8 +385,7 @@ class RedisMessageCoordinator(MessageCoordinator):
                 elif isinstance(result, BaseException):
                     raise result
                 else:
-                    for i, code in zip(call[2], result, strict=True):
-                        replies[i] = code
+                    _fill_replies(replies, call[2], result)
             if stale and not isinstance(results[-1], BaseException):
                 self._indexed.update(dict.fromkeys(stale, now))
                 stale = set()
@@ -380,10 +488,100 @@ class RedisMessageCoordinator(MessageCoordinator):
                 return
             self._unsaved.pop(sid, None)
 
+    # --- request / reply ----------------------------------------------------------------
+
+    def _replies(self) -> ReplyRouter:
+        if self._router is None:
+            self._router = ReplyRouter(
+                self._redis,
+                self._keys,
+                self._scripts,
+                lambda operation, fn: self._call(operation, fn),
+                self.send_message,
+                reply_ttl_s=self._reply_ttl_s,
+            )
+        return self._router
+
+    async def request(
+        self,
+        sender: AgentId,
+        recipient: AgentId,
+        payload_or_message: AgentMessage | Mapping[str, Any] | BaseModel,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - a request's deadline is its API
+        priority: MessagePriority = MessagePriority.NORMAL,
+        headers: Mapping[str, str] | None = None,
+        expire: bool = True,
+    ) -> AgentMessage:
+        """Send a request to ``recipient`` and wait for its reply.
+
+        ``payload_or_message`` is a payload (a dict or pydantic model) or a complete
+        ``AgentMessage`` from ``sender`` to ``recipient``. The request carries a
+        ``correlation_id`` (its message id unless set) and ``reply_to`` (``sender``
+        unless set); the recipient's worker turns its handler's return value into the
+        reply. With ``expire`` (the default), a request still queued when the timeout
+        passes is dead-lettered instead of handled for nobody.
+
+        Returns:
+            The ``RESPONSE`` message; its ``payload`` is the handler's result.
+
+        Raises:
+            RequestTimeoutError: no reply within ``timeout`` seconds.
+            RemoteHandlerError: the handler failed for good (a ``PermanentError``, an
+                invalid payload, or retries ran out).
+            RequestNotDeliveredError: the request could not be enqueued.
+        """
+        return await self._replies().request(
+            sender,
+            recipient,
+            payload_or_message,
+            timeout=timeout,
+            priority=priority,
+            headers=headers,
+            expire=expire,
+        )
+
+    async def reply(
+        self,
+        sender: AgentId,
+        request: AgentMessage,
+        result: Any = None,
+        *,
+        error: BaseException | None = None,
+        failure: FailureType = FailureType.PERMANENT,
+    ) -> bool:
+        """Answer ``request`` with ``result`` (or with ``error``); workers do it for you.
+
+        The reply goes to the requester's inbox when it waits in :meth:`request`, else
+        as a ``RESPONSE`` message to the request's ``reply_to``. Returns False when the
+        request expects no reply, or the reply could not be enqueued (logged).
+
+        Raises:
+            CoordinatorUnavailableError: Redis failed while delivering to an inbox.
+        """
+        if not expects_reply(request):
+            return False
+        response = build_reply(request, sender, result, error=error, failure=failure)
+        if REPLY_INBOX_HEADER in request.headers:
+            await self._replies().deliver(request, response)
+            return True
+        outcome = await self.send_message(sender, response.recipient, response)
+        if not outcome.delivered:
+            self._log.warning(
+                "reply_not_delivered",
+                request=request.message_id,
+                recipient=str(response.recipient),
+                error=outcome.error,
+            )
+        return outcome.delivered
+
     async def aclose(self) -> None:
         """Finish background subscription writes (the Redis client stays open)."""
+        if self._router is not None:
+            await self._router.aclose()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_store()
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -443,8 +641,10 @@ class RedisMessageCoordinator(MessageCoordinator):
             reply = await self._call(
                 "receive", lambda: self._scripts.run("queue_receive", list(keys.all_keys), args)
             )
-            deliveries, server_now, last_ids, wake_at, recovered, expired = reply
+            deliveries, server_now, last_ids, wake_at, recovered, expired, moved = reply
             queue = str(agent_id)
+            if moved and self._writer is not None:
+                await self._writer.record(_moved_events(agent_id, moved))
             if int(recovered):
                 self._metrics.inc_recovered(queue, int(recovered))
             if int(expired):
@@ -477,15 +677,33 @@ class RedisMessageCoordinator(MessageCoordinator):
 
     async def _decode_deliveries(self, agent_id: AgentId, raw: list[Any]) -> list[ReceivedMessage]:
         received: list[ReceivedMessage] = []
+        leased: list[MessageEvent] = []
         for item in raw:
             try:
-                received.append(decode_delivery(item))
+                delivery = decode_delivery(item)
             except DecodeError as exc:
                 # Not ours to interpret: keep it, but out of the way, with the reason.
                 self._log.error(
                     "undecodable_message", queue=str(agent_id), token=exc.token, error=str(exc)
                 )
                 await self.nack(agent_id, exc.token, FailureType.PERMANENT, str(exc))
+                continue
+            received.append(delivery)
+            if self._writer is not None:
+                leased.append(
+                    MessageEvent.model_construct(
+                        kind=LifecycleKind.LEASED,
+                        message_id=delivery.message.message_id,
+                        recipient=agent_id,
+                        incarnation=int(item[4]),
+                        attempts=delivery.attempts,
+                        envelope=None,
+                        error=None,
+                        failure=None,
+                    )
+                )
+        if self._writer is not None:
+            await self._writer.record(leased)
         self._metrics.inc_received(str(agent_id), len(received))
         return received
 
@@ -505,10 +723,26 @@ class RedisMessageCoordinator(MessageCoordinator):
             return []
         keys = self._keys.queue(agent_id)
         args = [int(self._config.dedupe_window_s * 1000), *tokens]
-        flags = await self._call(
+        flags, acked = await self._call(
             "ack", lambda: self._scripts.run("queue_ack", list(keys.all_keys), args)
         )
         done = [bool(int(f)) for f in flags]
+        if acked and self._writer is not None:
+            await self._writer.record(
+                [
+                    MessageEvent.model_construct(
+                        kind=LifecycleKind.ACKED,
+                        message_id=text(msgid),
+                        recipient=agent_id,
+                        incarnation=int(first),
+                        attempts=int(deliveries),
+                        envelope=None,
+                        error=None,
+                        failure=None,
+                    )
+                    for msgid, first, deliveries in acked
+                ]
+            )
         self._metrics.inc_acked(str(agent_id), sum(done))
         return done
 
@@ -543,11 +777,24 @@ class RedisMessageCoordinator(MessageCoordinator):
             cfg.dlq_max_len,
             int(cfg.dedupe_window_s * 1000),
         ]
-        code = int(
-            await self._call(
-                "nack", lambda: self._scripts.run("queue_nack", list(keys.all_keys), args)
-            )
+        reply = await self._call(
+            "nack", lambda: self._scripts.run("queue_nack", list(keys.all_keys), args)
         )
+        code = int(reply[0])
+        if code and self._writer is not None:
+            await self._writer.record(
+                [
+                    MessageEvent(
+                        kind=LifecycleKind.RETRYING if code == 1 else LifecycleKind.DEAD,
+                        message_id=text(reply[1]),
+                        recipient=agent_id,
+                        incarnation=int(reply[2]),
+                        attempts=int(reply[3]),
+                        error=error,
+                        failure=failure,
+                    )
+                ]
+            )
         queue = str(agent_id)
         if code:
             self._metrics.inc_nacks(queue)
@@ -642,11 +889,13 @@ class RedisMessageCoordinator(MessageCoordinator):
         total = 0
         dead_total = 0
         while True:
-            requeued, dead, promoted, more, removed = await self._call(
+            requeued, dead, promoted, more, removed, moved = await self._call(
                 "recover",
                 lambda: self._scripts.run("queue_recover", list(keys.all_keys), args),
                 retry=True,
             )
+            if moved and self._writer is not None:
+                await self._writer.record(_moved_events(agent_id, moved))
             total += int(requeued) + int(dead) + int(promoted)
             dead_total += int(dead)
             if not int(more):
@@ -713,10 +962,22 @@ class RedisMessageCoordinator(MessageCoordinator):
         replayed = 0
         while True:
             args: list[Any] = [cursor, 500, "0" if selected is None else "1", *(selected or [])]
-            count, next_cursor = await self._call(
+            count, next_cursor, ids, now = await self._call(
                 "replay_dead_letters",
                 lambda a=args: self._scripts.run("queue_dlq_replay", list(keys.all_keys), a),
             )
+            if ids and self._writer is not None:
+                await self._writer.record(
+                    [
+                        MessageEvent(
+                            kind=LifecycleKind.REPLAYED,
+                            message_id=text(msgid),
+                            recipient=agent_id,
+                            incarnation=int(now),
+                        )
+                        for msgid in ids
+                    ]
+                )
             replayed += int(count)
             cursor = text(next_cursor)
             if not cursor:
@@ -724,6 +985,54 @@ class RedisMessageCoordinator(MessageCoordinator):
         if replayed:
             self._log.info("dead_letters_replayed", queue=str(agent_id), count=replayed)
         return replayed
+
+    async def restore_messages(self, messages: Sequence[PendingMessage]) -> list[bool]:
+        """Enqueue messages again from a store after a Redis loss; one flag per message.
+
+        Each message keeps its attempts, last error, priority, expiry and first enqueue
+        time. A message whose id is unsettled in its queue, or settled within the dedupe
+        window, is skipped (False), so restoring twice, or into a Redis that still holds
+        some of the messages, enqueues each once. Not subject to ``queue_size``. Used by
+        ``MessageStore.restore``; the store records the restores itself.
+        """
+        flags = [False] * len(messages)
+        by_queue: dict[AgentId, list[int]] = {}
+        for i, m in enumerate(messages):
+            by_queue.setdefault(m.recipient, []).append(i)
+        for agent_id, idx in by_queue.items():
+            keys = self._keys.queue(agent_id)
+            for start in range(0, len(idx), _RESTORE_CHUNK):
+                chunk = idx[start : start + _RESTORE_CHUNK]
+                args: list[Any] = []
+                for i in chunk:
+                    m = messages[i]
+                    args += [
+                        priority_index(m.priority),
+                        m.message_id,
+                        m.envelope,
+                        m.attempts,
+                        m.last_error or "",
+                        m.expires_at_ms,
+                        m.incarnation,
+                    ]
+                reply = await self._call(
+                    "restore",
+                    lambda a=args, k=keys: self._scripts.run("queue_restore", list(k.all_keys), a),
+                )
+                for i, flag in zip(chunk, reply, strict=True):
+                    flags[i] = bool(int(flag))
+            await self._call(
+                "restore",
+                lambda a=agent_id: self._redis.sadd(self._keys.queue_index, str(a)),
+                retry=True,
+            )
+            self._indexed.pop(agent_id, None)
+        return flags
+
+    async def _close_store(self) -> None:
+        """Write every pending lifecycle event to the store (part of :meth:`aclose`)."""
+        if self._writer is not None:
+            await self._writer.aclose()
 
     async def purge_dead_letters(self, agent_id: AgentId) -> int:
         """Delete every dead letter of ``agent_id``'s queue; how many there were."""
@@ -748,6 +1057,35 @@ class RedisMessageCoordinator(MessageCoordinator):
             raise CoordinatorUnavailableError(f"{operation} failed: Redis error: {exc}") from exc
         watch.reraise()
         return result
+
+
+def _fill_replies(replies: list[Any], idx: list[int], result: list[Any]) -> None:
+    """Spread one send script's reply over ``replies``.
+
+    The script returns one code per message, then the server time; an enqueued message
+    (code 1) gets that time, its incarnation, so every code stays -1 full, 0 duplicate,
+    > 0 enqueued.
+    """
+    now = int(result[-1])
+    for i, code in zip(idx, result[:-1], strict=True):
+        replies[i] = now if int(code) == 1 else int(code)
+
+
+def _moved_events(agent_id: AgentId, moved: list[Any]) -> list[MessageEvent]:
+    """Events for the messages a script requeued (1) or dead-lettered (2) on the way."""
+    return [
+        MessageEvent.model_construct(
+            kind=LifecycleKind.RETRYING if int(outcome) == 1 else LifecycleKind.DEAD,
+            message_id=text(msgid),
+            recipient=agent_id,
+            incarnation=int(first),
+            attempts=int(deliveries),
+            envelope=None,
+            error=text(reason),
+            failure=FailureType.TIMEOUT,
+        )
+        for msgid, first, deliveries, outcome, reason in moved
+    ]
 
 
 def _check_address(sender: AgentId, recipient: AgentId, message: AgentMessage) -> None:

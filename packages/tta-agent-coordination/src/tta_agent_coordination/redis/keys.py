@@ -16,6 +16,7 @@ start with ``_``)::
     <prefix>:queues                               set   every queue seen ("type:instance")
     <prefix>:{_subs}:by_type:<message_type>       set   agents subscribed to a message type
     <prefix>:{_subs}:index                        hash  subscription_id -> subscription JSON
+    <prefix>:{_reply:<inbox>}:inbox               list  replies awaited by one requester (expiring)
     <prefix>:{_registry}:...                      registry keys (one slot: scripts span agents)
     <prefix>:{_breaker:<name>}:state              hash  shared circuit-breaker state
 """
@@ -109,6 +110,10 @@ class KeySpace:
         """Hash of subscription id to subscription JSON."""
         return f"{self.prefix}:{{_subs}}:index"
 
+    def reply_inbox(self, inbox_id: str) -> str:
+        """List of replies awaited by one requester (bounded, expiring)."""
+        return f"{self.prefix}:{{_reply:{inbox_id}}}:inbox"
+
     # --- agent registry: every key in the {_registry} slot -------------------------------
 
     @property
@@ -156,6 +161,18 @@ class KeySpace:
     def breaker_state(self, name: str) -> str:
         """Hash holding the shared state of circuit breaker ``name``."""
         return f"{self.prefix}:{{_breaker:{name}}}:state"
+
+    @property
+    def breaker_scan_pattern(self) -> str:
+        """A SCAN pattern matching the shared state hash of every circuit breaker."""
+        return f"{self.prefix}:{{_breaker:*}}:state"
+
+    def breaker_from_key(self, key: str) -> str | None:
+        """The breaker name of a ``breaker_state`` key, or None for any other key."""
+        head, tail = f"{self.prefix}:{{_breaker:", "}:state"
+        if not (key.startswith(head) and key.endswith(tail)) or len(key) <= len(head + tail):
+            return None
+        return key[len(head) : -len(tail)]
 
     @property
     def queue_scan_pattern(self) -> str:

@@ -56,6 +56,13 @@ from tta_agent_coordination.registry_models import (
     RegistryEvent,
 )
 from tta_agent_coordination.resilience.defaults import default_redis_guard
+from tta_agent_coordination.store import (
+    AgentEvent,
+    AgentEventKind,
+    Durability,
+    MessageStore,
+    StoreWriter,
+)
 
 __all__ = ["DEFAULT_STATUS", "LeaseReleaser", "RedisAgentRegistry"]
 
@@ -128,6 +135,10 @@ class RedisAgentRegistry(AgentRegistry):
         coordinator: when given, a registration that replaces a failed (or taken-over)
             holder returns the holder's leased messages to the queue before it returns,
             and :meth:`recover_failed` uses it by default.
+        store: a :class:`MessageStore` that records registrations and deregistrations
+            (the durable agent directory).
+        durability: ``"async"`` (write-behind, the default) or ``"sync"`` (recorded
+            before ``register``/``deregister`` return).
 
     Raises:
         ConfigurationError: a setting is out of range.
@@ -150,6 +161,8 @@ class RedisAgentRegistry(AgentRegistry):
         reap_batch: int = 500,
         guard: CallGuard | None = None,
         coordinator: LeaseReleaser | None = None,
+        store: MessageStore | None = None,
+        durability: Durability | str = Durability.ASYNC,
     ) -> None:
         if not heartbeat_ttl_s > 0:
             raise ConfigurationError(f"heartbeat_ttl_s must be > 0, got {heartbeat_ttl_s}")
@@ -196,6 +209,11 @@ class RedisAgentRegistry(AgentRegistry):
         self._loop_task: asyncio.Task[None] | None = None
         self._beats: dict[AgentId, asyncio.Task[None]] = {}
         self._log = get_logger(__name__, prefix=key_prefix)
+        self._writer: StoreWriter[AgentEvent] | None = (
+            StoreWriter(store.record_agents, durability, name="agents")
+            if store is not None
+            else None
+        )
 
     # --- properties ---------------------------------------------------------------------
 
@@ -336,6 +354,18 @@ class RedisAgentRegistry(AgentRegistry):
             registered_at, replaced = await self._write_registration(held, takeover=takeover)
             self._held[agent_id] = held
         self._log.info("registered", agent=str(agent_id), replaced=replaced)
+        if self._writer is not None:
+            await self._writer.record(
+                [
+                    AgentEvent(
+                        kind=AgentEventKind.REGISTERED,
+                        agent_id=agent_id,
+                        name=name,
+                        capabilities=[c.name for c in capabilities],
+                        metadata=meta,
+                    )
+                ]
+            )
         if replaced != "none" and self._coordinator is not None:
             await self._release(self._coordinator, agent_id, reason=f"replaced {replaced}")
         return AgentRecord(
@@ -440,6 +470,7 @@ class RedisAgentRegistry(AgentRegistry):
             self._log.warning("deregister_refused", agent=str(agent_id), reason="replaced")
             raise StaleRegistrationError(str(agent_id), "replaced")
         self._log.info("deregistered", agent=str(agent_id), found=result == "ok")
+        await self._record_gone(agent_id)
         return True
 
     async def evict(self, agent_id: AgentId) -> bool:
@@ -456,6 +487,7 @@ class RedisAgentRegistry(AgentRegistry):
                 held, owner="", state=None, force=True, agent_id=agent_id, reason="evicted"
             )
         self._log.info("evicted", agent=str(agent_id), found=result == "ok")
+        await self._record_gone(agent_id)
         return result == "ok"
 
     async def _remove(
@@ -564,13 +596,20 @@ class RedisAgentRegistry(AgentRegistry):
         not closed.
         """
         await self.stop_heartbeats()
-        if not deregister:
-            return
-        for agent_id in list(self._held):
+        for agent_id in list(self._held) if deregister else []:
             try:
                 await self.deregister(agent_id)
             except (CoordinationError, RedisError, OSError) as exc:
                 self._log.warning("deregister_on_close_failed", agent=str(agent_id), error=str(exc))
+        if self._writer is not None:
+            await self._writer.aclose()
+
+    async def _record_gone(self, agent_id: AgentId) -> None:
+        """Tell the store (if any) that ``agent_id`` left the directory."""
+        if self._writer is not None:
+            await self._writer.record(
+                [AgentEvent(kind=AgentEventKind.DEREGISTERED, agent_id=agent_id)]
+            )
 
     async def _heartbeat_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,12 +1,14 @@
 --#include queue_common
 -- Settle deliveries as done. ARGV: 1 dedupe window ms, 2.. tokens.
--- Returns one flag per token: 1 acked, 0 unknown or already settled (nothing changed).
+-- Returns {flags, acked}: one flag per token (1 acked, 0 unknown or already settled:
+-- nothing changed), and {message_id, first enqueue ms, deliveries} per acked delivery.
 -- The stream commands and the dedupe update are issued once per batch, not per token.
 local now = now_ms()
 local window = tonumber(ARGV[1])
 local results = {}
 local ids = {{}, {}, {}}
 local settled = {}
+local acked = {}
 for i = 2, #ARGV do
   local token = ARGV[i]
   local pidx, id = parse_token(token)
@@ -16,7 +18,9 @@ for i = 2, #ARGV do
     if #rng > 0 then
       local entry = ids[pidx]
       entry[#entry + 1] = id
-      settled[#settled + 1] = to_table(rng[1][2]).i
+      local f = to_table(rng[1][2])
+      settled[#settled + 1] = f.i
+      acked[#acked + 1] = {f.i, f.t, tonumber(f.a) + 1}
       done = 1
     else
       redis.call('XACK', KEYS[pidx], GROUP, id)
@@ -42,4 +46,4 @@ if #settled > 0 then
     redis.call('ZREM', KEYS[8], unpack(settled))
   end
 end
-return results
+return {results, acked}

@@ -10,6 +10,10 @@ local GROUP = 'workers'
 local CONSUMER = 'lease'
 -- Score of a dedupe entry while its message is unsettled (2^53 - 1: "never expires").
 local UNSETTLED = 9007199254740991
+-- Messages moved by lease reclaims and expiries during this call, reported to the caller
+-- so that a message store learns every lifecycle change: {message_id, first enqueue ms,
+-- deliveries, 1 requeued | 2 dead-lettered, reason}.
+local MOVED = {}
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -88,9 +92,11 @@ local function requeue_delivery(token, now, retry_attempts, dlq_max, window_ms, 
   local deliveries = tonumber(f.a) + 1
   if deliveries > retry_attempts then
     dead_letter(pidx, f, deliveries, reason, 'timeout', now, dlq_max, window_ms)
+    MOVED[#MOVED + 1] = {f.i, f.t, deliveries, 2, reason}
     return 2
   end
   enqueue(pidx, f.i, f.m, deliveries, reason, f.x, f.t)
+  MOVED[#MOVED + 1] = {f.i, f.t, deliveries, 1, reason}
   return 1
 end
 

@@ -3,7 +3,8 @@
 -- ARGV: 1 start id (exclusive cursor, '-' for the beginning), 2 batch size,
 -- 3 '1' to replay only the message ids that follow, then the ids.
 -- Skips (and keeps) a dead letter whose message id is live in the queue again.
--- Returns {replayed, next cursor or '' when the stream is exhausted}.
+-- Returns {replayed, next cursor or '' when the stream is exhausted, replayed message ids},
+-- each replayed message's first enqueue time being the returned server time.
 local now = now_ms()
 local start = ARGV[1]
 if start ~= '-' then start = '(' .. start end
@@ -15,6 +16,7 @@ if ARGV[3] == '1' then
 end
 local entries = redis.call('XRANGE', KEYS[7], start, '+', 'COUNT', batch)
 local replayed = 0
+local ids = {}
 for _, entry in ipairs(entries) do
   local f = to_table(entry[2])
   if (not only or only[f.i]) and
@@ -23,8 +25,9 @@ for _, entry in ipairs(entries) do
     redis.call('ZADD', KEYS[8], UNSETTLED, f.i)
     redis.call('XDEL', KEYS[7], entry[1])
     replayed = replayed + 1
+    ids[#ids + 1] = f.i
   end
 end
 local cursor = ''
 if #entries == batch then cursor = entries[#entries][1] end
-return {replayed, cursor}
+return {replayed, cursor, ids, now}

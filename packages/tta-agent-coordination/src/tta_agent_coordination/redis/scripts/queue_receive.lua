@@ -3,7 +3,8 @@
 -- ARGV: 1 count, 2 visibility ms, 3 retry_attempts, 4 dlq max length,
 -- 5 dedupe window ms, 6 maintenance limit (expired leases / due retries handled first).
 -- Returns {deliveries, now, last ids of the three streams, next wake-up ms or -1,
--- recovered, expired}; each delivery is {token, envelope, deliveries, last error,
+-- recovered, expired, moved}; moved lists the messages requeued or dead-lettered on the
+-- way (see queue_common); each delivery is {token, envelope, deliveries, last error,
 -- first enqueue ms, lease deadline ms}. The last ids and wake-up time let a blocking
 -- caller wait (XREAD BLOCK) for exactly the entries this call could not see.
 local now = now_ms()
@@ -35,6 +36,7 @@ for pidx = 1, 3 do
           redis.call('XDEL', stream, id)
           dead_letter(pidx, f, tonumber(f.a), 'expired before delivery', 'timeout', now,
             dlq_max, window)
+          MOVED[#MOVED + 1] = {f.i, f.t, tonumber(f.a), 2, 'expired before delivery'}
           expired = expired + 1
         else
           local token = pidx .. '-' .. id
@@ -61,4 +63,4 @@ if #out == 0 then
     end
   end
 end
-return {out, now, last_ids, wake, recovered, expired}
+return {out, now, last_ids, wake, recovered, expired, MOVED}

@@ -6,7 +6,8 @@
 -- A queue left with nothing at all (no ready, leased, delayed or dead message) has its
 -- empty streams deleted, so queues of agents that came and went leave no keys behind;
 -- the next send recreates them.
--- Returns {requeued, dead-lettered, promoted, more, removed}; more = 1 when the limit was
+-- Returns {requeued, dead-lettered, promoted, more, removed, moved}; moved as in
+-- queue_common; more = 1 when the limit was
 -- hit, removed = 1 when the queue was empty and its keys were deleted.
 local now = now_ms()
 local retry_attempts = tonumber(ARGV[1])
@@ -35,7 +36,11 @@ if requeued + dead >= limit or promoted >= limit then more = 1 end
 local removed = 0
 if more == 0 and unsettled_count() == 0 and redis.call('ZCARD', KEYS[4]) == 0
     and redis.call('EXISTS', KEYS[7]) == 0 then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[8])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  -- Keep ids still inside their dedupe window (a resend must stay a duplicate, and a
+  -- store restore relies on it); the set goes once they have all expired.
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
+  if redis.call('ZCARD', KEYS[8]) == 0 then redis.call('DEL', KEYS[8]) end
   removed = 1
 end
-return {requeued, dead, promoted, more, removed}
+return {requeued, dead, promoted, more, removed, MOVED}

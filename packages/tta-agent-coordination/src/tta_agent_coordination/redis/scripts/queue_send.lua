@@ -2,7 +2,8 @@
 -- Enqueue messages into one queue. ARGV: 1 queue_size, then for each message:
 -- stream index, message_id, envelope, expires_at ms (0 = never).
 -- Returns one code per message: 1 enqueued, 0 duplicate (unsettled, or settled within
--- the dedupe window, or earlier in this batch), -1 queue full.
+-- the dedupe window, or earlier in this batch), -1 queue full; then one more element,
+-- the server time (ms) written as each enqueued message's first enqueue time.
 local now = now_ms()
 local size = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
@@ -31,4 +32,5 @@ for i = 2, #ARGV, 4 do
     results[#results + 1] = 1
   end
 end
+results[#results + 1] = now
 return results

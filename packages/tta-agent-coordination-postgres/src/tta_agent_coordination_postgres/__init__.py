@@ -1,0 +1,47 @@
+"""tta-agent-coordination-postgres: Postgres as the durable record of messages and agents.
+
+::
+
+    from tta_agent_coordination import RedisMessageCoordinator
+    from tta_agent_coordination_postgres import PostgresMessageStore
+
+    async with PostgresMessageStore("postgresql://app@db/app", schema="agents") as store:
+        await store.migrate()
+        coordinator = RedisMessageCoordinator(redis, store=store, durability="async")
+
+See ``docs/durability.md``.
+"""
+
+from tta_agent_coordination.store import (
+    StoreError,
+    StorePayloadError,
+    StorePermissionError,
+    StoreUnavailableError,
+)
+from tta_agent_coordination_postgres.errors import StoreConfigurationError, StoreNotMigratedError
+from tta_agent_coordination_postgres.models import (
+    StoredAgent,
+    StoredEvent,
+    StoredMessage,
+    StoreStats,
+)
+from tta_agent_coordination_postgres.store import DEFAULT_SCHEMA, PostgresMessageStore, migrations
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "PostgresMessageStore",
+    "StoreConfigurationError",
+    "StoreError",
+    "StoreNotMigratedError",
+    "StorePayloadError",
+    "StorePermissionError",
+    "StoreStats",
+    "StoreUnavailableError",
+    "StoredAgent",
+    "StoredEvent",
+    "StoredMessage",
+    "__version__",
+    "migrations",
+]

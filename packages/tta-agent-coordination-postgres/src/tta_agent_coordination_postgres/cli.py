@@ -1,0 +1,172 @@
+"""``tta-coord store …``: migrations, history, restore and retention from a shell.
+
+The core CLI discovers this Typer app through the ``tta_agent_coordination.cli`` entry
+point named ``store``. User mistakes (a bad DSN, an unreachable database) print one line
+and exit with status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, TypeVar
+
+import redis.asyncio as aioredis
+import typer
+from redis.exceptions import RedisError
+
+from tta_agent_coordination.errors import CoordinationError
+from tta_agent_coordination.models import AgentId
+from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination_postgres.store import DEFAULT_SCHEMA, PostgresMessageStore
+
+__all__ = ["app", "parse_age"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="store",
+    help="The Postgres message store: migrate, history, restore after a Redis loss, prune.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+Dsn = Annotated[
+    str,
+    typer.Option(
+        "--dsn", envvar="TTA_COORD_POSTGRES_DSN", help="Postgres DSN, e.g. postgresql://u@h/db."
+    ),
+]
+Schema = Annotated[
+    str,
+    typer.Option("--schema", envvar="TTA_COORD_POSTGRES_SCHEMA", help="The store's schema."),
+]
+
+_AGE_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> timedelta:
+    """Parse an age such as ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` (or plain seconds).
+
+    Raises:
+        typer.BadParameter: the text is not such an age.
+    """
+    match = _AGE_RE.fullmatch(text.strip().lower())
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not an age like 90s, 15m, 12h, 7d or 2w")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work``; a library or Redis error becomes a one-line message and exit 1."""
+    try:
+        return asyncio.run(_call(work))
+    except (CoordinationError, RedisError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+async def _call(work: Callable[[], Awaitable[T]]) -> T:
+    return await work()
+
+
+@app.command()
+def migrate(dsn: Dsn, schema: Schema = DEFAULT_SCHEMA) -> None:
+    """Create or upgrade the store's tables (safe to repeat and to run concurrently)."""
+
+    async def work() -> list[int]:
+        async with PostgresMessageStore(dsn, schema=schema) as store:
+            return await store.migrate()
+
+    applied = _run(work)
+    if applied:
+        typer.echo(f"applied migrations {', '.join(map(str, applied))} to schema {schema}")
+    else:
+        typer.echo(f"schema {schema} is up to date")
+
+
+@app.command()
+def history(
+    agent: Annotated[str, typer.Argument(help="Agent id: type or type:instance.")],
+    dsn: Dsn,
+    schema: Schema = DEFAULT_SCHEMA,
+    limit: Annotated[int, typer.Option(min=1, help="Most messages to show.")] = 50,
+    since: Annotated[
+        str | None, typer.Option(help="Only messages newer than this age (e.g. 1h, 7d).")
+    ] = None,
+) -> None:
+    """Messages an agent sent or received, newest first."""
+    try:
+        agent_id = AgentId.parse(agent)
+    except CoordinationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    age = parse_age(since) if since is not None else None
+
+    async def work() -> list[str]:
+        async with PostgresMessageStore(dsn, schema=schema) as store:
+            from datetime import UTC, datetime
+
+            start = datetime.now(UTC) - age if age is not None else None
+            rows = await store.history(agent_id, since=start, limit=limit)
+        return [
+            f"{m.created_at.isoformat(timespec='seconds')}  {m.message_id}  "
+            f"{m.sender or '?'} -> {m.recipient}  {m.status.value}  attempts={m.attempts}"
+            + (f"  error={m.last_error}" if m.last_error else "")
+            for m in rows
+        ]
+
+    lines = _run(work)
+    if not lines:
+        typer.echo(f"no messages for {agent_id}")
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+def restore(
+    dsn: Dsn,
+    schema: Schema = DEFAULT_SCHEMA,
+    redis_url: Annotated[
+        str, typer.Option("--redis-url", envvar="TTA_COORD_REDIS_URL", help="Redis URL.")
+    ] = "redis://127.0.0.1:6379/0",
+    key_prefix: Annotated[
+        str, typer.Option("--key-prefix", envvar="TTA_COORD_KEY_PREFIX", help="Key prefix.")
+    ] = "ao",
+) -> None:
+    """Enqueue again every unsettled message (after a Redis loss); each exactly once."""
+
+    async def work() -> int:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await client.ping()
+            async with PostgresMessageStore(dsn, schema=schema) as store:
+                coordinator = RedisMessageCoordinator(client, key_prefix=key_prefix)
+                return await store.restore(coordinator)
+        finally:
+            await client.aclose()
+
+    count = _run(work)
+    typer.echo(f"restored {count} messages")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age of settled messages to delete (e.g. 30d).")
+    ],
+    dsn: Dsn,
+    schema: Schema = DEFAULT_SCHEMA,
+) -> None:
+    """Delete settled messages (and deregistered agents) older than an age."""
+    age = parse_age(older_than)
+
+    async def work() -> int:
+        async with PostgresMessageStore(dsn, schema=schema) as store:
+            return await store.prune(older_than=age)
+
+    deleted = _run(work)
+    typer.echo(f"deleted {deleted} settled messages")

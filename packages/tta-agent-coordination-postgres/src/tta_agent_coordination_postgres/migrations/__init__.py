@@ -1,0 +1,1 @@
+"""The SQL migrations, applied in order by ``PostgresMessageStore.migrate``."""

@@ -1,0 +1,205 @@
+"""``tta-coord doctor``: can this machine use the configured Redis, and what is installed."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import time
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Literal
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from tta_agent_coordination.settings import CoordinationSettings
+
+from .connect import get_state, run_async
+from .errors import EXIT_FAILURE
+from .output import JSON_OPTION, out_console, print_json
+
+__all__ = ["OPTIONAL_PARTS", "Check", "doctor", "optional_parts", "register", "server_checks"]
+
+Status = Literal["ok", "warn", "fail", "skip"]
+
+MIN_STREAMS_VERSION = (5, 0)
+TESTED_VERSION = (7, 0)
+
+OPTIONAL_PARTS: tuple[tuple[str, str, str, str], ...] = (
+    ("fakeredis", "fakeredis", "fakeredis", "testing extra: in-process Redis for tests"),
+    ("lupa", "lupa", "lupa", "Lua for FakeRedis, which the library's scripts need"),
+    ("hiredis", "hiredis", "hiredis", "fast reply parser for redis-py"),
+    (
+        "postgres adapter",
+        "tta_agent_coordination_postgres",
+        "tta-agent-coordination-postgres",
+        "durable message history and restore",
+    ),
+    ("prometheus_client", "prometheus_client", "prometheus-client", "Prometheus metrics"),
+    ("tta_agents", "tta_agents", "tta-agents", "TTA agent types and pipeline"),
+)
+"""(label, import name, distribution name, what it adds) of each optional part."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    status: Status
+    detail: str
+    required: bool = True
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``doctor`` to ``app``."""
+    app.command("doctor")(doctor)
+
+
+def optional_parts() -> list[Check]:
+    """Which optional parts are installed, found without importing them."""
+    checks: list[Check] = []
+    for label, module, dist, purpose in OPTIONAL_PARTS:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            checks.append(Check(label, "skip", f"not installed ({purpose})", required=False))
+            continue
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown version"
+        checks.append(Check(label, "ok", f"{version} ({purpose})", required=False))
+    return checks
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+async def server_checks(client: aioredis.Redis, server: str) -> list[Check]:
+    """Connectivity, version, Lua and Streams support of the server behind ``client``."""
+    checks: list[Check] = []
+    started = time.perf_counter()
+    try:
+        await client.ping()  # pyright: ignore[reportUnknownMemberType]
+    except (redis_errors.RedisError, OSError) as exc:
+        checks.append(Check("connect", "fail", f"{server}: {type(exc).__name__}: {exc}"))
+        checks.extend(
+            Check(name, "skip", "not checked: no connection")
+            for name in ("server version", "lua", "streams")
+        )
+        return checks
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    checks.append(Check("connect", "ok", f"{server} answered PING in {elapsed_ms:.1f} ms"))
+
+    info: dict[str, Any] = {}
+    try:
+        info = dict(await client.info("server"))
+        memory = dict(await client.info("memory"))
+    except (redis_errors.RedisError, OSError) as exc:
+        memory = {}
+        checks.append(Check("server version", "fail", f"INFO failed: {exc}"))
+    version_text = str(info.get("redis_version", "")) if info else ""
+    version = _version(version_text) if version_text else ()
+    if info:
+        mode = info.get("redis_mode", "standalone")
+        if not version:
+            checks.append(Check("server version", "warn", "INFO server gave no redis_version"))
+        elif version < TESTED_VERSION:
+            checks.append(
+                Check(
+                    "server version",
+                    "warn",
+                    f"Redis {version_text} ({mode}); the library is tested on Redis >= 7",
+                )
+            )
+        else:
+            checks.append(Check("server version", "ok", f"Redis {version_text} ({mode})"))
+    policy = str(memory.get("maxmemory_policy", "")) if memory else ""
+    if policy and policy != "noeviction":
+        checks.append(
+            Check(
+                "maxmemory policy",
+                "warn",
+                f"{policy}: Redis may evict queue keys under memory pressure and lose "
+                "messages; use noeviction",
+                required=False,
+            )
+        )
+    elif policy:
+        checks.append(Check("maxmemory policy", "ok", policy, required=False))
+
+    try:
+        reply = await client.eval("return 1", 0)  # pyright: ignore[reportUnknownMemberType]
+        lua_ok = int(reply) == 1
+        checks.append(
+            Check("lua", "ok" if lua_ok else "fail", "EVAL works" if lua_ok else repr(reply))
+        )
+    except (redis_errors.RedisError, OSError) as exc:
+        checks.append(Check("lua", "fail", f"EVAL failed: {exc}"))
+
+    if not version:
+        checks.append(Check("streams", "skip", "server version unknown"))
+    elif version >= MIN_STREAMS_VERSION:
+        checks.append(Check("streams", "ok", "supported (Redis >= 5)"))
+    else:
+        checks.append(Check("streams", "fail", f"Redis {version_text} has no Streams (needs >= 5)"))
+    return checks
+
+
+def doctor(ctx: typer.Context, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
+    """Check the Redis server (connection, version, Lua, Streams) and list optional parts.
+
+    Exits with 1 when a required check fails.
+    """
+    state = get_state(ctx)
+
+    async def work(settings: CoordinationSettings) -> list[Check]:
+        checks = [Check("settings", "ok", f"key prefix {settings.key_prefix!r}")]
+        if settings.redis_url is None:
+            checks.append(Check("connect", "fail", settings_hint()))
+            return checks
+        client = settings.redis_client(decode_responses=True)
+        try:
+            checks += await server_checks(client, settings.redacted_url or "")
+        finally:
+            await client.aclose()
+        return checks
+
+    checks = run_async(state, work) + optional_parts()
+    failed = [c for c in checks if c.required and c.status == "fail"]
+    if as_json:
+        print_json({"ok": not failed, "checks": [asdict(c) for c in checks]})
+    else:
+        table = Table(title="tta-coord doctor")
+        for column in ("check", "status", "detail"):
+            table.add_column(column)
+        style = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+        for check in checks:
+            table.add_row(
+                check.name,
+                f"[{style[check.status]}]{check.status}[/{style[check.status]}]",
+                escape(check.detail),
+            )
+        console = out_console()
+        console.print(table)
+        if failed:
+            console.print(f"[bold red]{len(failed)} required check(s) failed.[/bold red]")
+        else:
+            console.print("[green]All required checks passed.[/green]")
+    if failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def settings_hint() -> str:
+    """What to do when no Redis URL is configured."""
+    return "no Redis server given: set TTA_COORD_REDIS_URL or pass --redis-url"

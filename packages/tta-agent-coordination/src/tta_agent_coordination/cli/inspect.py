@@ -1,0 +1,238 @@
+"""Read-only views: ``tta-coord agents``, ``queues`` and ``breakers``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+import redis.asyncio as aioredis
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from tta_agent_coordination.models import MessagePriority
+from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.redis.keys import KeySpace
+from tta_agent_coordination.redis.registry import RedisAgentRegistry
+from tta_agent_coordination.registry_models import AgentRecord
+from tta_agent_coordination.settings import CoordinationSettings
+
+from .connect import get_state, open_redis, parse_agent, run_async
+from .errors import handle_errors
+from .output import JSON_OPTION, format_time, out_console, print_json
+
+__all__ = ["agents", "breakers", "queues", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``agents``, ``queues`` and ``breakers`` to ``app``."""
+    app.command("agents")(agents)
+    app.command("queues")(queues)
+    app.command("breakers")(breakers)
+
+
+# --- agents --------------------------------------------------------------------------------
+
+
+def agents(
+    ctx: typer.Context,
+    alive_only: Annotated[
+        bool, typer.Option("--alive", help="Only registrations that are alive.")
+    ] = False,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
+    """List the registered agents (alive and recently expired) from the registry."""
+    state = get_state(ctx)
+
+    async def work(settings: CoordinationSettings) -> list[AgentRecord]:
+        async with open_redis(settings) as client:
+            registry = RedisAgentRegistry(client, key_prefix=settings.key_prefix)
+            return await registry.list_registered()
+
+    records = run_async(state, work)
+    if alive_only:
+        records = [r for r in records if r.alive]
+    if as_json:
+        print_json([_record_json(r) for r in records])
+        return
+    console = out_console()
+    if not records:
+        console.print(f"No agents registered under prefix {state.settings.key_prefix!r}.")
+        return
+    table = Table(title=f"Agents ({state.settings.key_prefix})")
+    for column in ("agent", "name", "alive", "status", "capabilities", "last heartbeat"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            str(r.agent_id),
+            escape(r.name),
+            "yes" if r.alive else "[red]no[/red]",
+            escape(r.status),
+            escape(", ".join(c.name for c in r.capabilities) or "-"),
+            format_time(r.last_heartbeat),
+        )
+    console.print(table)
+
+
+def _record_json(record: AgentRecord) -> dict[str, Any]:
+    data = record.model_dump(mode="json")
+    data["agent_id"] = str(record.agent_id)
+    return data
+
+
+# --- queues --------------------------------------------------------------------------------
+
+
+def queues(
+    ctx: typer.Context,
+    agent: Annotated[
+        list[str] | None,
+        typer.Argument(help="Queues to show (type or type:instance); all known queues if none."),
+    ] = None,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
+    """Show ready (per priority), leased, delayed and dead counts of each queue."""
+    state = get_state(ctx)
+    with handle_errors():
+        wanted = [parse_agent(a) for a in agent] if agent else None
+
+    async def work(settings: CoordinationSettings) -> list[dict[str, Any]]:
+        async with open_redis(settings) as client:
+            coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            try:
+                ids = wanted if wanted is not None else await coord.known_queues()
+                rows: list[dict[str, Any]] = []
+                for agent_id in ids:
+                    stats = await coord.queue_stats(agent_id)
+                    rows.append(
+                        {
+                            "queue": str(agent_id),
+                            "high": stats.ready[MessagePriority.HIGH],
+                            "normal": stats.ready[MessagePriority.NORMAL],
+                            "low": stats.ready[MessagePriority.LOW],
+                            "leased": stats.leased,
+                            "delayed": stats.delayed,
+                            "dead": stats.dead,
+                        }
+                    )
+                return rows
+            finally:
+                await coord.aclose()
+
+    rows = run_async(state, work)
+    if as_json:
+        print_json(rows)
+        return
+    console = out_console()
+    if not rows:
+        console.print(f"No queues under prefix {state.settings.key_prefix!r}.")
+        return
+    table = Table(title=f"Queues ({state.settings.key_prefix})")
+    table.add_column("queue")
+    for column in ("high", "normal", "low", "leased", "delayed", "dead"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        dead = str(row["dead"])
+        table.add_row(
+            row["queue"],
+            *(str(row[c]) for c in ("high", "normal", "low", "leased", "delayed")),
+            f"[red]{dead}[/red]" if row["dead"] else dead,
+        )
+    console.print(table)
+
+
+# --- breakers ------------------------------------------------------------------------------
+
+
+async def read_breakers(client: aioredis.Redis, keys: KeySpace) -> list[dict[str, Any]]:
+    """The shared breaker states under ``keys.prefix`` (``RedisBreakerStore`` hashes), by name.
+
+    Each entry: ``name``, ``state``, ``generation``, ``failures`` (consecutive, closed),
+    ``retry_after_s`` (open: seconds until it half-opens, by the server clock),
+    ``probes_in_flight`` and ``probe_successes`` (half-open).
+    """
+    found: list[tuple[str, str]] = []
+    scan = cast(Any, client).scan_iter(match=keys.breaker_scan_pattern, count=500)
+    async for raw in scan:
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        name = keys.breaker_from_key(key)
+        if name is not None:
+            found.append((name, key))
+    if not found:
+        return []
+    found.sort()
+    async with client.pipeline(transaction=False) as pipe:
+        for _, key in found:
+            pipe.hmget(key, ["s", "g", "f", "u", "k", "i"])
+        pipe.time()
+        replies: list[Any] = await pipe.execute()
+    seconds, micros = replies[-1]
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    result: list[dict[str, Any]] = []
+    for (name, _), values in zip(found, replies[:-1], strict=True):
+        s, g, f, u, k, i = (_text(v) for v in values)
+        if s is None:  # expired between SCAN and HMGET
+            continue
+        retry = max(int(u or 0) - now_ms, 0) / 1000 if s == "open" else None
+        result.append(
+            {
+                "name": name,
+                "state": s,
+                "generation": int(g or 0),
+                "failures": int(f or 0),
+                "retry_after_s": retry,
+                "probes_in_flight": int(i or 0),
+                "probe_successes": int(k or 0),
+            }
+        )
+    return result
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def breakers(ctx: typer.Context, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
+    """List circuit breakers whose state is shared through Redis (RedisBreakerStore).
+
+    Breakers with in-process state (the default) live in each process and are not
+    visible here.
+    """
+    state = get_state(ctx)
+
+    async def work(settings: CoordinationSettings) -> list[dict[str, Any]]:
+        async with open_redis(settings) as client:
+            return await read_breakers(client, KeySpace(settings.key_prefix))
+
+    rows = run_async(state, work)
+    if as_json:
+        print_json(rows)
+        return
+    console = out_console()
+    prefix = state.settings.key_prefix
+    if not rows:
+        console.print(
+            f"No shared circuit breakers under prefix {prefix!r}. Breakers with in-process "
+            "state (the default) are not visible to other processes; use RedisBreakerStore "
+            "to share them."
+        )
+        return
+    table = Table(title=f"Shared circuit breakers ({prefix})")
+    for column in ("breaker", "state", "failures", "retry after", "probes", "generation"):
+        table.add_column(column)
+    colours = {"closed": "green", "open": "red", "half_open": "yellow"}
+    for row in rows:
+        colour = colours.get(row["state"], "white")
+        retry = row["retry_after_s"]
+        table.add_row(
+            escape(row["name"]),
+            f"[{colour}]{row['state']}[/{colour}]",
+            str(row["failures"]),
+            "-" if retry is None else f"{retry:.1f}s",
+            f"{row['probes_in_flight']} ({row['probe_successes']} ok)"
+            if row["state"] == "half_open"
+            else "-",
+            str(row["generation"]),
+        )
+    console.print(table)

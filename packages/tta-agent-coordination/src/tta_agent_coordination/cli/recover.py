@@ -1,0 +1,51 @@
+"""``tta-coord recover [AGENT]``: return expired leases and due retries to their queues."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.settings import CoordinationSettings
+
+from .connect import get_state, open_redis, parse_agent, run_async
+from .errors import handle_errors
+from .output import out_console
+
+__all__ = ["recover", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recover`` to ``app``."""
+    app.command("recover")(recover)
+
+
+def recover(
+    ctx: typer.Context,
+    agent: Annotated[
+        str | None,
+        typer.Argument(help="One queue (type or type:instance); every queue if omitted."),
+    ] = None,
+) -> None:
+    """Requeue expired leases and due retries (of one queue, or of every queue).
+
+    A lease that expired counts as a delivery, so a message on its last attempt is
+    dead-lettered instead. Workers do this for their own queue on every receive; run it
+    for queues nobody is reading.
+    """
+    state = get_state(ctx)
+    with handle_errors():
+        agent_id = parse_agent(agent) if agent is not None else None
+
+    async def work(settings: CoordinationSettings) -> int:
+        async with open_redis(settings) as client:
+            coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            try:
+                return await coord.recover_pending(agent_id)
+            finally:
+                await coord.aclose()
+
+    moved = run_async(state, work)
+    where = f"{agent_id}'s queue" if agent_id is not None else "every queue"
+    out_console().print(f"Recovered {moved} messages in {where}.")

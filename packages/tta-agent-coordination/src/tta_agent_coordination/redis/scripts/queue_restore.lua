@@ -1,0 +1,22 @@
+--#include queue_common
+-- Enqueue messages again from a message store after a Redis loss. ARGV: for each
+-- message: stream index, message_id, envelope, deliveries so far, last error,
+-- expires_at ms (0 = never), first enqueue ms.
+-- A message whose id is in the dedupe set (unsettled here, or settled within the dedupe
+-- window) is skipped, so a restore run twice, or while Redis still holds some of the
+-- messages, enqueues each message once. Not subject to queue_size (like a replay).
+-- Returns one flag per message: 1 enqueued, 0 skipped.
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now_ms())
+local results = {}
+for i = 1, #ARGV, 7 do
+  local msgid = ARGV[i + 1]
+  if redis.call('ZSCORE', KEYS[8], msgid) then
+    results[#results + 1] = 0
+  else
+    enqueue(tonumber(ARGV[i]), msgid, ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
+      ARGV[i + 5], ARGV[i + 6])
+    redis.call('ZADD', KEYS[8], UNSETTLED, msgid)
+    results[#results + 1] = 1
+  end
+end
+return results

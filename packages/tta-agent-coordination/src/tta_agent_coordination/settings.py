@@ -1,0 +1,255 @@
+"""``CoordinationSettings``: one place for the settings the library and ``tta-coord`` share.
+
+Every field can come from the environment (prefix ``TTA_COORD_``, e.g.
+``TTA_COORD_REDIS_URL=redis://127.0.0.1:6379/0``), from a ``.env`` file in the current
+directory, or from keyword arguments (which win)::
+
+    settings = CoordinationSettings()  # from the environment
+    client = settings.redis_client()
+    coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+
+An invalid value raises :class:`~tta_agent_coordination.errors.ConfigurationError`
+naming every problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from tta_agent_coordination.errors import ConfigurationError
+from tta_agent_coordination.redis.keys import KeySpace
+
+__all__ = ["ENV_PREFIX", "LOG_LEVELS", "CoordinationSettings", "redact_url"]
+
+ENV_PREFIX = "TTA_COORD_"
+"""The prefix of every environment variable read by :class:`CoordinationSettings`."""
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""The accepted values of ``log_level`` (case-insensitive)."""
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, safe to print or log."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _describe(exc: ValidationError) -> str:
+    parts: list[str] = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        name = f"{ENV_PREFIX}{loc.upper()}" if loc else ""
+        parts.append(f"{loc} ({name}): {msg}" if loc else msg)
+    return "invalid settings: " + "; ".join(parts)
+
+
+def _check_redis_url(url: str) -> None:
+    """Raise ``ValueError`` with a helpful text when ``url`` is not a usable Redis URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"malformed Redis URL {redact_url(url)!r}: {exc}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(
+            f"unsupported Redis URL {redact_url(url)!r}: use redis://host:port/db, "
+            "rediss:// (TLS) or unix:///path/to/socket"
+        )
+    try:
+        parse_url(url)  # the parser redis-py itself uses; rejects e.g. a bad port
+    except ValueError as exc:
+        raise ValueError(f"malformed Redis URL {redact_url(url)!r}: {exc}") from None
+    if parts.scheme != "unix":
+        if not parts.hostname:
+            raise ValueError(f"Redis URL {redact_url(url)!r} names no host")
+        db = parts.path.lstrip("/")
+        # redis-py silently ignores a non-numeric path, which would point at db 0 unnoticed.
+        if db and not db.isdigit():
+            raise ValueError(f"Redis URL {redact_url(url)!r}: database {db!r} is not a number")
+
+
+class CoordinationSettings(BaseSettings):
+    """Settings of the library and of ``tta-coord``, from the environment (``TTA_COORD_*``).
+
+    Keyword arguments override the environment, which overrides a ``.env`` file.
+
+    Raises:
+        ConfigurationError: a value breaks a rule (every problem is named, with the
+            environment variable that sets it).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        env_parse_none_str="none",
+        use_attribute_docstrings=True,
+        validate_default=True,
+    )
+
+    redis_url: str | None = None
+    """The Redis server (``redis://host:6379/0``, ``rediss://``, ``unix://``); None = not given."""
+
+    key_prefix: str = "ao"
+    """Prefix of every key (1-64 of letters, digits, ``_ . - :``); ``ao`` as in TTA."""
+
+    socket_timeout_s: float | None = 10.0
+    """Bound on one Redis command's reply, in seconds; None waits forever.
+
+    Keep it above the longest blocking receive slice (5 s), or idle blocking receives fail.
+    """
+
+    connect_timeout_s: float = 5.0
+    """Bound on opening one connection, in seconds."""
+
+    max_connections: int = 100
+    """Size of the client's connection pool (redis-py raises when it is exhausted)."""
+
+    health_check_interval_s: float = 30.0
+    """A connection idle this long is PINGed before reuse, so a dead one is noticed; 0 = off."""
+
+    visibility_timeout_s: float = 30.0
+    """How long a worker's received message stays leased before it is redelivered."""
+
+    concurrency: int = 8
+    """How many messages one worker handles at the same time."""
+
+    grace_period_s: float = 10.0
+    """On shutdown, how long a worker waits for handlers in flight before releasing them."""
+
+    heartbeat_ttl_s: float = 30.0
+    """How long a registration stays alive without a heartbeat (heartbeats every third)."""
+
+    request_timeout_s: float = 30.0
+    """Default time a request waits for its reply."""
+
+    log_level: str = "INFO"
+    """Level of the logs ``tta-coord`` writes to stderr (DEBUG, INFO, WARNING, ERROR, CRITICAL)."""
+
+    json_logs: bool = False
+    """Write logs as JSON lines instead of the human console format."""
+
+    if not TYPE_CHECKING:  # keep pydantic's typed signature for type checkers
+
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                raise ConfigurationError(_describe(exc)) from None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        _check_redis_url(value)
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        KeySpace(value)  # the one rule for prefixes; raises ConfigurationError (a ValueError)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level == "WARN":
+            level = "WARNING"
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return level
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems: list[str] = []
+        positive = {
+            "connect_timeout_s": self.connect_timeout_s,
+            "visibility_timeout_s": self.visibility_timeout_s,
+            "heartbeat_ttl_s": self.heartbeat_ttl_s,
+            "request_timeout_s": self.request_timeout_s,
+        }
+        if self.socket_timeout_s is not None:
+            positive["socket_timeout_s"] = self.socket_timeout_s
+        problems.extend(f"{name} must be > 0, got {v}" for name, v in positive.items() if v <= 0)
+        if self.health_check_interval_s < 0:
+            problems.append(
+                f"health_check_interval_s must be >= 0, got {self.health_check_interval_s}"
+            )
+        if self.grace_period_s < 0:
+            problems.append(f"grace_period_s must be >= 0, got {self.grace_period_s}")
+        if self.concurrency < 1:
+            problems.append(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.max_connections < 1:
+            problems.append(f"max_connections must be >= 1, got {self.max_connections}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def log_level_number(self) -> int:
+        """``log_level`` as a :mod:`logging` level number."""
+        return logging.getLevelNamesMapping()[self.log_level]
+
+    @property
+    def redacted_url(self) -> str | None:
+        """``redis_url`` with its password hidden, for messages and logs."""
+        return None if self.redis_url is None else redact_url(self.redis_url)
+
+    def require_redis_url(self) -> str:
+        """``redis_url``, or a ``ConfigurationError`` that says how to give one."""
+        if self.redis_url is None:
+            raise ConfigurationError(
+                f"no Redis server given: set {ENV_PREFIX}REDIS_URL or pass --redis-url "
+                "(e.g. redis://127.0.0.1:6379/0)"
+            )
+        return self.redis_url
+
+    def redis_client(self, **overrides: Any) -> aioredis.Redis:
+        """A new asyncio Redis client for ``redis_url`` with production settings.
+
+        The caller owns the client and closes it (``await client.aclose()``). Nothing is
+        connected until the first command. ``overrides`` go to ``Redis.from_url``.
+
+        Raises:
+            ConfigurationError: no URL is set, or the URL is malformed.
+        """
+        url = self.require_redis_url()
+        options: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout_s,
+            "socket_connect_timeout": self.connect_timeout_s,
+            "max_connections": self.max_connections,
+            "health_check_interval": self.health_check_interval_s,
+            # redis-py 8 retries a failed connection 10 times with backoff by default. That
+            # hides an outage from the library's circuit breaker for seconds and multiplies
+            # the load on a struggling server; RedisGuard already retries what is safe to
+            # repeat, so the client fails at once and lets the guard decide.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        options.update(overrides)
+        try:
+            return aioredis.Redis.from_url(url, **options)
+        except ValueError as exc:
+            raise ConfigurationError(f"malformed Redis URL {redact_url(url)!r}: {exc}") from None
