@@ -52,17 +52,20 @@ _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _UNSETTLED = ("queued", "leased", "retrying")
 
+# Envelopes leave out fields at their defaults (AgentId.instance "default", priority
+# NORMAL = 5), so the columns derived from them fall back to those defaults.
 _UPSERT_MESSAGES = """
 INSERT INTO messages AS m (
     message_id, recipient, sender, correlation_id, message_type, priority, envelope,
     status, attempts, last_error, failure, incarnation, rank, settled_at)
 SELECT u.mid, u.rcp,
-    (x.j -> 'sender' ->> 'type') || ':' || (x.j -> 'sender' ->> 'instance'),
-    x.j ->> 'correlation_id', x.j ->> 'message_type', (x.j ->> 'priority')::smallint, x.j,
+    (x.j -> 'sender' ->> 'type') || ':' || COALESCE(x.j -> 'sender' ->> 'instance', 'default'),
+    x.j ->> 'correlation_id', x.j ->> 'message_type',
+    COALESCE((x.j ->> 'priority')::smallint, 5), x.j,
     u.status, u.attempts, u.err, u.failure, u.inc, u.rank,
     CASE WHEN u.status IN ('acked', 'dead') THEN now() END
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[],
-            %s::text[], %s::bigint[], %s::smallint[])
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::text[],
+            %b::text[], %b::bigint[], %b::smallint[])
     AS u(mid, rcp, env, status, attempts, err, failure, inc, rank)
 CROSS JOIN LATERAL (SELECT u.env::jsonb AS j) AS x
 ON CONFLICT (message_id, recipient) DO UPDATE SET
@@ -81,7 +84,7 @@ ON CONFLICT (message_id, recipient) DO UPDATE SET
     settled_at = CASE WHEN {newer} THEN excluded.settled_at ELSE m.settled_at END,
     updated_at = now()
 WHERE {newer} OR (m.envelope IS NULL AND excluded.envelope IS NOT NULL)
-""".replace(
+""".replace(  # nosec B608 -- a constant fragment, no input
     "{newer}",
     "((excluded.incarnation, excluded.attempts, excluded.rank)"
     " > (m.incarnation, m.attempts, m.rank))",
@@ -90,8 +93,8 @@ WHERE {newer} OR (m.envelope IS NULL AND excluded.envelope IS NOT NULL)
 _INSERT_EVENTS = """
 INSERT INTO message_events (message_id, recipient, kind, status, incarnation, attempts,
     error, failure)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
-    %s::int[], %s::text[], %s::text[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
+    %b::int[], %b::text[], %b::text[])
 ON CONFLICT DO NOTHING
 """
 
@@ -443,7 +446,8 @@ class PostgresMessageStore(MessageStore):
         """The records of ``message_id``, one per recipient (empty when unknown)."""
         async with self._tx("get") as conn:
             cur = await conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = %s ORDER BY seq",
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # nosec B608 -- constant column list only
+                " WHERE message_id = %s ORDER BY seq",
                 (message_id,),
             )
             rows = await cur.fetchall()
@@ -474,7 +478,8 @@ class PostgresMessageStore(MessageStore):
         _check_limit(limit)
         agent = str(agent_id)
         query = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE (recipient = %s OR sender = %s)"
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # nosec B608 -- constant column list only
+            " WHERE (recipient = %s OR sender = %s)"
             " AND (%s::timestamptz IS NULL OR created_at >= %s)"
             " AND (%s::timestamptz IS NULL OR created_at < %s) ORDER BY seq DESC LIMIT %s"
         )
@@ -486,7 +491,8 @@ class PostgresMessageStore(MessageStore):
         """Every message of one conversation (same ``correlation_id``), in order."""
         _check_limit(limit)
         query = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE correlation_id = %s"
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # nosec B608 -- constant column list only
+            " WHERE correlation_id = %s"
             " ORDER BY seq LIMIT %s"
         )
         return await self._messages("conversation", query, (correlation_id, limit))
@@ -495,7 +501,8 @@ class PostgresMessageStore(MessageStore):
         """Dead-lettered messages of ``agent_id``'s queue, oldest first."""
         _check_limit(limit)
         query = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient = %s AND status = 'dead'"
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # nosec B608 -- constant column list only
+            " WHERE recipient = %s AND status = 'dead'"
             " ORDER BY seq LIMIT %s"
         )
         return await self._messages("dead", query, (str(agent_id), limit))

@@ -6,7 +6,17 @@ The public API, in one place::
 
 Test helpers (FakeRedis-backed) live in :mod:`tta_agent_coordination.testing` and need the
 ``testing`` extra; importing this package never imports them.
+
+Optional parts are loaded on first use, never at import (``import tta_agent_coordination``
+pulls no optional dependency): ``PrometheusMetrics`` and ``serve_metrics`` (the
+``prometheus`` extra) and the ``cli`` and ``testing`` sub-packages. They are not in
+``__all__``, so that ``from tta_agent_coordination import *`` works without the extras.
+:func:`features` says which optional parts are installed; :func:`load_store` and
+:func:`load_metrics` create plugins (see ``docs/plugins.md``).
 """
+
+import importlib
+from typing import Any
 
 from tta_agent_coordination.errors import (
     AgentAlreadyRegisteredError,
@@ -30,6 +40,7 @@ from tta_agent_coordination.errors import (
     StaleRegistrationError,
     WorkerError,
 )
+from tta_agent_coordination.features import Feature, features
 from tta_agent_coordination.interfaces import (
     AgentRegistry,
     CallGuard,
@@ -56,6 +67,7 @@ from tta_agent_coordination.observability.metrics import (
     MessageMetrics,
     NoOpMessageMetrics,
 )
+from tta_agent_coordination.plugins import PluginError, load_metrics, load_store
 from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.coordinator import QUEUE_FULL, RedisMessageCoordinator
 from tta_agent_coordination.redis.keys import KeySpace
@@ -125,6 +137,7 @@ __all__ = [
     "DeadLetter",
     "Durability",
     "FailureType",
+    "Feature",
     "InMemoryBreakerStore",
     "InMemoryMessageMetrics",
     "InvalidAgentIdError",
@@ -147,6 +160,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PendingMessage",
     "PermanentError",
+    "PluginError",
     "QueueMessage",
     "QueueStats",
     "ReceivedMessage",
@@ -175,5 +189,44 @@ __all__ = [
     "WorkerState",
     "WorkerStats",
     "__version__",
+    "features",
+    "load_metrics",
+    "load_store",
     "protect",
 ]
+
+# name -> (module, attribute or None for the module itself, extra that provides it)
+_LAZY: dict[str, tuple[str, str | None, str | None]] = {
+    "PrometheusMetrics": (
+        "tta_agent_coordination.observability.prometheus",
+        "PrometheusMetrics",
+        "prometheus",
+    ),
+    "serve_metrics": (
+        "tta_agent_coordination.observability.prometheus",
+        "serve_metrics",
+        "prometheus",
+    ),
+    "cli": ("tta_agent_coordination.cli", None, None),
+    "testing": ("tta_agent_coordination.testing", None, "testing"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an optional part on first access (PEP 562), with a hint when it is missing."""
+    try:
+        module_name, attribute, extra = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        hint = f": install tta-agent-coordination[{extra}]" if extra else ""
+        raise ImportError(f"{name} needs {exc.name!r}, which is not installed{hint}") from exc
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -6,7 +6,9 @@ directory, or from keyword arguments (which win)::
 
     settings = CoordinationSettings()  # from the environment
     client = settings.redis_client()
-    coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+    coord = settings.build_coordinator(client)
+    registry = settings.build_registry(client, coordinator=coord)
+    worker = AgentWorker(coord, registry, agent_id, **settings.worker_options())
 
 An invalid value raises :class:`~tta_agent_coordination.errors.ConfigurationError`
 naming every problem.
@@ -27,6 +29,10 @@ from redis.backoff import NoBackoff
 
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.redis.keys import KeySpace
+
+if TYPE_CHECKING:
+    from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+    from tta_agent_coordination.redis.registry import RedisAgentRegistry
 
 __all__ = ["ENV_PREFIX", "LOG_LEVELS", "CoordinationSettings", "redact_url"]
 
@@ -253,3 +259,48 @@ class CoordinationSettings(BaseSettings):
             return aioredis.Redis.from_url(url, **options)
         except ValueError as exc:
             raise ConfigurationError(f"malformed Redis URL {redact_url(url)!r}: {exc}") from None
+
+    def build_coordinator(
+        self, client: aioredis.Redis, **overrides: Any
+    ) -> RedisMessageCoordinator:
+        """A ``RedisMessageCoordinator`` on ``client`` under ``key_prefix``.
+
+        ``overrides`` go to the coordinator (``queue_size=``, ``store=``, ...).
+        """
+        from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+
+        options: dict[str, Any] = {"key_prefix": self.key_prefix, **overrides}
+        return RedisMessageCoordinator(client, **options)
+
+    def build_registry(
+        self,
+        client: aioredis.Redis,
+        *,
+        coordinator: RedisMessageCoordinator | None = None,
+        **overrides: Any,
+    ) -> RedisAgentRegistry:
+        """A ``RedisAgentRegistry`` on ``client`` with ``heartbeat_ttl_s``.
+
+        Pass the ``coordinator`` so that a replaced (crashed) agent's leased messages
+        return to its queue at once; ``overrides`` go to the registry.
+        """
+        from tta_agent_coordination.redis.registry import RedisAgentRegistry
+
+        options: dict[str, Any] = {
+            "key_prefix": self.key_prefix,
+            "heartbeat_ttl_s": self.heartbeat_ttl_s,
+            "coordinator": coordinator,
+            **overrides,
+        }
+        return RedisAgentRegistry(client, **options)
+
+    def worker_options(self) -> dict[str, Any]:
+        """The ``AgentWorker`` keyword arguments these settings decide.
+
+        ``AgentWorker(coord, registry, agent_id, **settings.worker_options())``.
+        """
+        return {
+            "concurrency": self.concurrency,
+            "visibility_timeout": self.visibility_timeout_s,
+            "grace_period": self.grace_period_s,
+        }

@@ -166,6 +166,47 @@ def test_worker_factory_returning_junk(runner, cli, redis_url, prefix, worker_mo
     assert_one_line_error(result, 2, "returned a str, not an AgentWorker")
 
 
+INSTANCE_MODULE = """
+import os
+
+import redis.asyncio as aioredis
+
+from tta_agent_coordination import AgentId, RedisMessageCoordinator
+from tta_agent_coordination.runtime.worker import AgentWorker
+
+handled = []
+client = aioredis.Redis.from_url(os.environ["INSTANCE_REDIS_URL"])
+coordinator = RedisMessageCoordinator(client, key_prefix=os.environ["INSTANCE_PREFIX"])
+worker = AgentWorker(coordinator, None, AgentId("cliinstance"), poll_interval=0.1)
+
+
+@worker.on_request()
+async def handle(ctx):
+    handled.append(ctx.payload["n"])
+    if len(handled) == 2:
+        worker.request_stop("test done")
+"""
+
+
+def test_worker_runs_an_instance_until_stopped(
+    runner, cli, redis_url, prefix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"cli_instance_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(INSTANCE_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INSTANCE_REDIS_URL", redis_url)
+    monkeypatch.setenv("INSTANCE_PREFIX", prefix)
+    agent = AgentId("cliinstance")
+    send(redis_url, prefix, agent, 2)
+    try:
+        result = runner.invoke(cli, ["--redis-url", redis_url, "worker", f"{name}:worker"])
+        assert result.exit_code == 0, result.output
+        assert sorted(sys.modules[name].handled) == [0, 1]
+        assert stats(redis_url, prefix, agent).unsettled == 0
+    finally:
+        sys.modules.pop(name, None)
+
+
 def test_worker_runs_a_factory_until_stopped(runner, cli, redis_url, prefix, worker_module) -> None:
     agent = AgentId("cliworker")
     send(redis_url, prefix, agent, 2)

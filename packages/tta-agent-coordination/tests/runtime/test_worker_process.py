@@ -56,10 +56,15 @@ async def start_worker_process(url: str, prefix: str, seconds: float) -> Process
         sys.executable, str(SCRIPT), url, prefix, str(seconds), stdout=asyncio.subprocess.PIPE
     )
     assert proc.stdout is not None
-    async with asyncio.timeout(20):
-        while (line := await proc.stdout.readline()) and line.strip() != b"ready":
-            pass
-    assert line.strip() == b"ready"
+    try:
+        async with asyncio.timeout(20):
+            while (line := await proc.stdout.readline()) and line.strip() != b"ready":
+                pass
+        assert line.strip() == b"ready"
+    except BaseException:
+        proc.kill()  # never leave a worker process behind
+        await proc.wait()
+        raise
     # Keep reading its log lines so that a full pipe never blocks the worker.
     drains.add(asyncio.ensure_future(proc.stdout.read()))
     return proc

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import time
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
@@ -14,33 +12,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from tta_agent_coordination.features import features
 from tta_agent_coordination.settings import CoordinationSettings
 
 from .connect import get_state, run_async
 from .errors import EXIT_FAILURE
 from .output import JSON_OPTION, out_console, print_json
 
-__all__ = ["OPTIONAL_PARTS", "Check", "doctor", "optional_parts", "register", "server_checks"]
+__all__ = ["Check", "doctor", "optional_parts", "register", "server_checks"]
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
 MIN_STREAMS_VERSION = (5, 0)
 TESTED_VERSION = (7, 0)
-
-OPTIONAL_PARTS: tuple[tuple[str, str, str, str], ...] = (
-    ("fakeredis", "fakeredis", "fakeredis", "testing extra: in-process Redis for tests"),
-    ("lupa", "lupa", "lupa", "Lua for FakeRedis, which the library's scripts need"),
-    ("hiredis", "hiredis", "hiredis", "fast reply parser for redis-py"),
-    (
-        "postgres adapter",
-        "tta_agent_coordination_postgres",
-        "tta-agent-coordination-postgres",
-        "durable message history and restore",
-    ),
-    ("prometheus_client", "prometheus_client", "prometheus-client", "Prometheus metrics"),
-    ("tta_agents", "tta_agents", "tta-agents", "TTA agent types and pipeline"),
-)
-"""(label, import name, distribution name, what it adds) of each optional part."""
 
 
 @dataclass(frozen=True)
@@ -59,21 +43,17 @@ def register(app: typer.Typer) -> None:
 
 
 def optional_parts() -> list[Check]:
-    """Which optional parts are installed, found without importing them."""
+    """Which optional parts are installed and usable (:func:`features`), not imported."""
     checks: list[Check] = []
-    for label, module, dist, purpose in OPTIONAL_PARTS:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            checks.append(Check(label, "skip", f"not installed ({purpose})", required=False))
-            continue
-        try:
-            version = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            version = "unknown version"
-        checks.append(Check(label, "ok", f"{version} ({purpose})", required=False))
+    for feature in features().values():
+        if not feature.installed:
+            status: Status = "skip"
+            detail = f"{feature.reason} ({feature.description})"
+        elif feature.usable:
+            status, detail = "ok", f"{feature.version or 'unknown version'} ({feature.description})"
+        else:
+            status, detail = "warn", f"{feature.version or 'unknown version'}: {feature.reason}"
+        checks.append(Check(feature.name, status, detail, required=False))
     return checks
 
 
@@ -158,6 +138,8 @@ async def server_checks(client: aioredis.Redis, server: str) -> list[Check]:
 
 def doctor(ctx: typer.Context, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
     """Check the Redis server (connection, version, Lua, Streams) and list optional parts.
+
+    The optional parts are those of ``tta_agent_coordination.features()``.
 
     Exits with 1 when a required check fails.
     """

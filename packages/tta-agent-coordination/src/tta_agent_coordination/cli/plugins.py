@@ -12,16 +12,17 @@ warning on stderr; it never breaks the CLI.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Collection
 
 import typer
+
+from tta_agent_coordination.plugins import CLI_GROUP, Plugin, PluginError, discover
 
 from .errors import warn
 
 __all__ = ["ENTRY_POINT_GROUP", "load_plugins"]
 
-ENTRY_POINT_GROUP = "tta_agent_coordination.cli"
+ENTRY_POINT_GROUP = CLI_GROUP
 """The entry-point group scanned for ``tta-coord`` sub-commands."""
 
 # One warning per problem per process, however often an app is built.
@@ -34,10 +35,9 @@ def _warn_once(message: str) -> None:
         warn(message)
 
 
-def _origin(ep: importlib.metadata.EntryPoint) -> str:
-    dist = ep.dist
-    where = f" from {dist.name}" if dist is not None else ""
-    return f"plugin {ep.name!r} ({ep.value}){where}"
+def _origin(plugin: Plugin) -> str:
+    where = f" from {plugin.distribution}" if plugin.distribution is not None else ""
+    return f"plugin {plugin.name!r} ({plugin.value}){where}"
 
 
 def load_plugins(app: typer.Typer, *, reserved: Collection[str] = ()) -> list[str]:
@@ -52,18 +52,19 @@ def load_plugins(app: typer.Typer, *, reserved: Collection[str] = ()) -> list[st
     """
     added: list[str] = []
     try:
-        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        found = discover(ENTRY_POINT_GROUP)
     except Exception as exc:  # a broken installed distribution must not break the CLI
         _warn_once(f"could not list tta-coord plugins: {exc}")
         return added
-    for ep in sorted(entry_points, key=lambda e: e.name):
+    for ep in found:
         if ep.name in reserved or ep.name in added:
             _warn_once(f"{_origin(ep)} skipped: the command name {ep.name!r} is taken")
             continue
         try:
             obj = ep.load()
-        except Exception as exc:
-            _warn_once(f"{_origin(ep)} failed to load: {type(exc).__name__}: {exc}")
+        except PluginError as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            _warn_once(f"{_origin(ep)} failed to load: {type(cause).__name__}: {cause}")
             continue
         if not isinstance(obj, typer.Typer):
             _warn_once(f"{_origin(ep)} is a {type(obj).__name__}, not a typer.Typer; skipped")

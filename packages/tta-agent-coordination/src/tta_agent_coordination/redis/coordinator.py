@@ -44,6 +44,7 @@ from tta_agent_coordination.redis.codec import (
     DecodeError,
     decode_dead_letter,
     decode_delivery,
+    envelope_json,
     priority_index,
     text,
     to_ms,
@@ -303,7 +304,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         """
         assert self._writer is not None
         events = [
-            MessageEvent.model_construct(
+            MessageEvent(
                 kind=LifecycleKind.SENT,
                 message_id=m.message_id,
                 recipient=m.recipient,
@@ -331,7 +332,7 @@ class RedisMessageCoordinator(MessageCoordinator):
 
     def _prepare(self, message: AgentMessage) -> tuple[QueueKeys, list[Any]]:
         try:
-            envelope = message.stamped().model_dump_json()
+            envelope = envelope_json(message.stamped())
         except PydanticSerializationError as exc:
             raise MessageValidationError(
                 f"message {message.message_id!r} cannot be serialised to JSON: {exc}"
@@ -691,7 +692,7 @@ class RedisMessageCoordinator(MessageCoordinator):
             received.append(delivery)
             if self._writer is not None:
                 leased.append(
-                    MessageEvent.model_construct(
+                    MessageEvent(
                         kind=LifecycleKind.LEASED,
                         message_id=delivery.message.message_id,
                         recipient=agent_id,
@@ -730,7 +731,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         if acked and self._writer is not None:
             await self._writer.record(
                 [
-                    MessageEvent.model_construct(
+                    MessageEvent(
                         kind=LifecycleKind.ACKED,
                         message_id=text(msgid),
                         recipient=agent_id,
@@ -1074,7 +1075,7 @@ def _fill_replies(replies: list[Any], idx: list[int], result: list[Any]) -> None
 def _moved_events(agent_id: AgentId, moved: list[Any]) -> list[MessageEvent]:
     """Events for the messages a script requeued (1) or dead-lettered (2) on the way."""
     return [
-        MessageEvent.model_construct(
+        MessageEvent(
             kind=LifecycleKind.RETRYING if int(outcome) == 1 else LifecycleKind.DEAD,
             message_id=text(msgid),
             recipient=agent_id,

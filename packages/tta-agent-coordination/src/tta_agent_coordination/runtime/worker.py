@@ -173,6 +173,7 @@ class AgentWorker:
         self._subscription_types = list(dict.fromkeys(MessageType(t) for t in subscriptions))
         self._takeover = takeover
         self._handlers = HandlerTable(kind_field)
+        self._acks = _AckBatcher(coordinator, agent_id)
         self._stats = WorkerStats()
         self._state = WorkerState.NEW
         self._jobs: dict[str, _Job] = {}
@@ -576,7 +577,6 @@ class AgentWorker:
     async def _process(self, job: _Job) -> None:
         received = job.received
         message = received.message
-        log = self._log.bind(message_id=message.message_id, attempt=received.attempts)
         spec = self._handlers.find(message)
         try:
             if spec is None:
@@ -594,12 +594,14 @@ class AgentWorker:
         except asyncio.CancelledError:
             raise  # shutdown past the grace period: the message stays leased
         except Exception as exc:
-            await self._fail(job, exc, log)
+            await self._fail(job, exc, self._job_log(received))
             return
-        await self._succeed(job, result, log)
+        await self._succeed(job, result)
 
     async def _call_handler(self, spec: HandlerSpec, context: MessageContext[Any]) -> Any:
         guard = spec.guard or self._guard
+        if guard is None and spec.timeout is None:
+            return await spec.fn(context)  # the common case: no wrapper coroutine
 
         async def invoke() -> Any:
             if spec.timeout is None:
@@ -614,23 +616,31 @@ class AgentWorker:
             return await invoke()
         return await guard.run(spec.name, invoke, retry=True)
 
-    async def _succeed(self, job: _Job, result: Any, log: Any) -> None:
+    def _job_log(self, received: ReceivedMessage) -> Any:
+        """A logger bound to one delivery; built only when there is something to log."""
+        return self._log.bind(message_id=received.message.message_id, attempt=received.attempts)
+
+    async def _succeed(self, job: _Job, result: Any) -> None:
         received = job.received
         try:
             if expects_reply(received.message) and await self._coordinator.reply(
                 self._agent_id, received.message, result
             ):
                 self._stats.replies += 1
-            acked = await self._coordinator.ack(self._agent_id, received.token)
+            # After the reply (reply-before-ack), through the batcher: every ack that
+            # is due while one ack round trip is in flight goes in the next one.
+            acked = await self._acks.ack(received.token)
         except CoordinationError as exc:
             self._stats.settle_errors += 1
-            log.warning("settle_failed", outcome="ack", error=str(exc))
+            self._job_log(received).warning("settle_failed", outcome="ack", error=str(exc))
             return
         if acked:
             self._stats.succeeded += 1
         else:
             self._stats.leases_lost += 1
-            log.warning("ack_refused", reason="lease expired; the message was redelivered")
+            self._job_log(received).warning(
+                "ack_refused", reason="lease expired; the message was redelivered"
+            )
 
     async def _fail(self, job: _Job, exc: Exception, log: Any) -> None:
         received = job.received
@@ -714,6 +724,56 @@ class AgentWorker:
                 self._registered = False
                 self.request_stop("registration lost")
                 return
+
+
+class _AckBatcher:
+    """Settles successful deliveries with ``ack_many``: one round trip per batch.
+
+    ``ack(token)`` queues the token and waits for the batch it joins to be settled, so
+    the caller keeps per-message semantics: it learns whether its own ack succeeded (or
+    gets the ``CoordinationError`` of the batch), and the job holds its slot until then.
+    A batch is sent as soon as the event loop is free to send it; tokens that arrive
+    while it is in flight form the next batch, so nothing waits on a timer. A batch that
+    fails is an ack that failed for each of its tokens: their leases expire and the
+    messages come back (at-least-once).
+    """
+
+    _MAX = 1_000
+
+    def __init__(self, coordinator: RedisMessageCoordinator, agent_id: AgentId) -> None:
+        self._coordinator = coordinator
+        self._agent_id = agent_id
+        self._pending: list[tuple[str, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def ack(self, token: str) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._pending.append((token, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(), name=f"acks-{self._agent_id}")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._MAX]
+            del self._pending[: self._MAX]
+            try:
+                flags = await self._coordinator.ack_many(self._agent_id, [t for t, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except BaseException:
+                # Cancelled: the waiters are cancelled too (their leases expire).
+                for _, future in batch + self._pending:
+                    future.cancel()
+                self._pending.clear()
+                raise
+            for (_, future), flag in zip(batch, flags, strict=True):
+                if not future.done():
+                    future.set_result(flag)
 
 
 class HandlerTimeoutError(TimeoutError):

@@ -1,4 +1,9 @@
-"""pytest fixtures: ``coordination_redis`` (FakeRedis and real Redis) and ``key_prefix``.
+"""pytest fixtures for agent tests without a Redis server (FakeRedis) or with one.
+
+``coordination_redis`` (a FakeRedis or real Redis client), ``key_prefix``, and on top of
+them ``coordination_coordinator``, ``coordination_registry`` and
+``coordination_worker_factory`` (see ``docs/testing.md``). The async fixtures need
+pytest-asyncio (``asyncio_mode = "auto"``, or mark the tests).
 
 Enable with ``pytest_plugins = ["tta_agent_coordination.testing.pytest_plugin"]``. Pass
 ``--coordination-backend=fake`` (or ``real``) to run one backend only. When the real
@@ -8,10 +13,16 @@ server is down the real-Redis variant is skipped, unless ``CI=true`` (or
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+
+from tta_agent_coordination.models import AgentId
+from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.redis.registry import RedisAgentRegistry
+from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState
 
 from .backends import (
     RealRedisUnavailableError,
@@ -22,7 +33,19 @@ from .backends import (
     unique_prefix,
 )
 
-__all__ = ["coordination_redis", "key_prefix", "pytest_addoption", "pytest_generate_tests"]
+__all__ = [
+    "WorkerFactory",
+    "coordination_coordinator",
+    "coordination_redis",
+    "coordination_registry",
+    "coordination_worker_factory",
+    "key_prefix",
+    "pytest_addoption",
+    "pytest_generate_tests",
+]
+
+WorkerFactory = Callable[..., AgentWorker]
+"""``make(agent_id, **kwargs) -> AgentWorker``: the type of ``coordination_worker_factory``."""
 
 _BACKENDS = ("fake", "real")
 
@@ -71,3 +94,67 @@ async def coordination_redis(
     finally:
         await delete_prefix(client, key_prefix)
         await client.aclose()
+
+
+@pytest.fixture
+async def coordination_coordinator(
+    coordination_redis: aioredis.Redis, key_prefix: str
+) -> AsyncIterator[RedisMessageCoordinator]:
+    """A ``RedisMessageCoordinator`` on ``coordination_redis`` under ``key_prefix``."""
+    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
+    try:
+        yield coordinator
+    finally:
+        await coordinator.aclose()
+
+
+@pytest.fixture
+async def coordination_registry(
+    coordination_redis: aioredis.Redis,
+    key_prefix: str,
+    coordination_coordinator: RedisMessageCoordinator,
+) -> AsyncIterator[RedisAgentRegistry]:
+    """A ``RedisAgentRegistry`` sharing the coordinator's Redis and prefix.
+
+    It knows the coordinator, so that a replacement agent gets its leased messages back;
+    agents still registered at the end are deregistered.
+    """
+    registry = RedisAgentRegistry(
+        coordination_redis, key_prefix=key_prefix, coordinator=coordination_coordinator
+    )
+    try:
+        yield registry
+    finally:
+        await registry.aclose()
+
+
+@pytest.fixture
+async def coordination_worker_factory(
+    coordination_coordinator: RedisMessageCoordinator,
+    coordination_registry: RedisAgentRegistry,
+) -> AsyncIterator[WorkerFactory]:
+    """``make(agent_id, **kwargs)``: a new ``AgentWorker`` on the test's coordinator.
+
+    ``agent_id`` is an ``AgentId`` or its text (``"type:instance"``); ``registry=None``
+    makes an unregistered worker; other keywords go to ``AgentWorker``. The worker is not
+    started (``async with worker:`` or ``await worker.start()``); any still running at the
+    end of the test is stopped.
+    """
+    made: list[AgentWorker] = []
+
+    def make(agent_id: AgentId | str, **kwargs: Any) -> AgentWorker:
+        kwargs.setdefault("registry", coordination_registry)
+        # Short defaults keep tests quick: a stop is noticed within poll_interval.
+        kwargs.setdefault("poll_interval", 0.05)
+        kwargs.setdefault("grace_period", 1.0)
+        agent = agent_id if isinstance(agent_id, AgentId) else AgentId.parse(agent_id)
+        worker = AgentWorker(coordination_coordinator, agent_id=agent, **kwargs)
+        made.append(worker)
+        return worker
+
+    try:
+        yield make
+    finally:
+        for worker in made:
+            if worker.state in (WorkerState.RUNNING, WorkerState.STOPPING):
+                await worker.stop()

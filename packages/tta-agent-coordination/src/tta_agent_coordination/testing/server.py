@@ -56,7 +56,8 @@ def redis_server_path() -> str:
 
 def start_redis_server(port: int, path: str | None = None) -> subprocess.Popen[bytes]:
     """Start a redis-server on ``127.0.0.1:port`` with no persistence; the process."""
-    return subprocess.Popen(
+    # A fixed argument list, no shell; the binary comes from shutil.which or the caller.
+    return subprocess.Popen(  # nosec B603
         [
             path or redis_server_path(),
             "--port",

@@ -18,9 +18,9 @@ for i = 2, #ARGV do
     if #rng > 0 then
       local entry = ids[pidx]
       entry[#entry + 1] = id
-      local f = to_table(rng[1][2])
-      settled[#settled + 1] = f.i
-      acked[#acked + 1] = {f.i, f.t, tonumber(f.a) + 1}
+      local fi, _, fa, _, _, ft = entry_fields(rng[1][2])
+      settled[#settled + 1] = fi
+      acked[#acked + 1] = {fi, ft, tonumber(fa) + 1}
       done = 1
     else
       redis.call('XACK', KEYS[pidx], GROUP, id)

@@ -19,6 +19,7 @@ local requeued, dead = reclaim_leases(now, limit, retry_attempts, dlq_max, windo
 local recovered = requeued + dead + promote_due(now, limit)
 
 local out = {}
+local leases = {}
 local expired = 0
 for pidx = 1, 3 do
   local stream = KEYS[pidx]
@@ -29,23 +30,30 @@ for pidx = 1, 3 do
       if #entries == 0 then break end
       for _, entry in ipairs(entries) do
         local id = entry[1]
-        local f = to_table(entry[2])
-        local x = tonumber(f.x)
+        local fi, fm, fa, fe, fx, ft = entry_fields(entry[2])
+        local x = tonumber(fx)
         if x > 0 and x <= now then
+          local f = to_table(entry[2])
           redis.call('XACK', stream, GROUP, id)
           redis.call('XDEL', stream, id)
-          dead_letter(pidx, f, tonumber(f.a), 'expired before delivery', 'timeout', now,
+          dead_letter(pidx, f, tonumber(fa), 'expired before delivery', 'timeout', now,
             dlq_max, window)
-          MOVED[#MOVED + 1] = {f.i, f.t, tonumber(f.a), 2, 'expired before delivery'}
+          MOVED[#MOVED + 1] = {fi, ft, tonumber(fa), 2, 'expired before delivery'}
           expired = expired + 1
         else
           local token = pidx .. '-' .. id
-          redis.call('ZADD', KEYS[4], now + vis, token)
-          out[#out + 1] = {token, f.m, tonumber(f.a) + 1, f.e, f.t, now + vis}
+          leases[#leases + 1] = now + vis
+          leases[#leases + 1] = token
+          out[#out + 1] = {token, fm, tonumber(fa) + 1, fe, ft, now + vis}
         end
       end
     end
   end
+end
+
+-- Every lease of this call in one command (the deliveries are not returned before it).
+if #leases > 0 then
+  redis.call('ZADD', KEYS[4], unpack(leases))
 end
 
 local last_ids = {}

@@ -1,0 +1,77 @@
+"""The peer benchmark's harness works (issue 8): ours and the raw floor, quick mode.
+
+Runs ``scripts/bench/bench.py --quick`` for our AgentWorker and the pipelined raw-streams
+floor against the real Redis (no peers are installed or run). Skipped when the real Redis
+is down, unless ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from tta_agent_coordination.testing import DEFAULT_TEST_REDIS_URL, real_redis_required
+
+ROOT = Path(__file__).resolve().parents[3]
+BENCH = ROOT / "scripts" / "bench" / "bench.py"
+
+pytestmark = pytest.mark.slow
+
+
+def _redis_url() -> str:
+    url = os.environ.get("TTA_COORD_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except (OSError, redis.RedisError) as exc:
+        if real_redis_required():
+            pytest.fail(f"real Redis at {url} is required (CI): {exc}")
+        pytest.skip(f"real Redis at {url} is not available: {exc}")
+    finally:
+        client.close()
+    return url
+
+
+def test_quick_run_measures_ours_and_the_floor(tmp_path: Path) -> None:
+    url = _redis_url()
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--n",
+            "1000",
+            "--lat-n",
+            "50",
+            "--systems",
+            "ours-tuned,raw-pipelined",
+            "--redis-url",
+            url,
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    data = json.loads(out.read_text())
+    assert set(data["systems"]) == {"ours-tuned", "raw-pipelined"}
+    for name, s in data["systems"].items():
+        for key in ("enqueue_single", "enqueue_batch", "e2e", "p50_ms", "p99_ms"):
+            assert s[key]["median"] > 0, (name, key)
+        assert s["cpu_worker_per_1k"]["median"] >= 0
+        assert s["mem_per_msg"] is not None
+    # Everything handled is acked: nothing is left in the streams.
+    assert data["systems"]["raw-pipelined"]["residue"]["entries"] == 0
+    ours = data["systems"]["ours-tuned"]["residue"]["top"]
+    assert all(key.endswith(":dedupe") or not count for key, count in ours.items()), ours
+    assert "| ours, batching tuned |" in proc.stdout

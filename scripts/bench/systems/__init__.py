@@ -1,0 +1,1 @@
+"""One module per measured system: its producer, its worker and its key namespace."""

@@ -1,0 +1,71 @@
+"""The floor: plain redis-py streams (sync client, hiredis), no library.
+
+``raw_single``: one ``XADD`` per message; the worker reads ``COUNT 1`` and acks
+(``XACK`` + ``XDEL`` pipelined) each message. ``raw_pipelined``: 100 ``XADD`` per
+pipeline; the worker reads ``COUNT 100`` and acks each batch in one pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any
+
+import redis
+
+KEY = "benchraw:stream"
+GROUP = "g"
+PATTERNS = ["benchraw:*"]
+
+
+class Producer:
+    batched = True
+
+    def __init__(self, url: str, **_: Any) -> None:
+        self._r = redis.Redis.from_url(url)
+
+    async def start(self) -> None:
+        with contextlib.suppress(redis.ResponseError):
+            self._r.xgroup_create(KEY, GROUP, "0", mkstream=True)
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        self._r.xadd(KEY, {"d": json.dumps(payload)})
+
+    async def send_batch(self, payloads: list[dict[str, Any]]) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for p in payloads:
+            pipe.xadd(KEY, {"d": json.dumps(p)})
+        pipe.execute()
+
+    async def close(self) -> None:
+        self._r.close()
+
+
+def worker(url: str, count: int) -> None:
+    from common import record
+
+    r = redis.Redis.from_url(url)
+    with contextlib.suppress(redis.ResponseError):
+        r.xgroup_create(KEY, GROUP, "0", mkstream=True)
+    while True:
+        reply: Any = r.xreadgroup(GROUP, "c", {KEY: ">"}, count=count, block=1000)
+        if not reply:
+            continue
+        entries = reply[0][1]
+        ids = []
+        for entry_id, fields in entries:
+            record(json.loads(fields[b"d"]))
+            ids.append(entry_id)
+        pipe = r.pipeline(transaction=False)
+        pipe.xack(KEY, GROUP, *ids)
+        pipe.xdel(KEY, *ids)
+        pipe.execute()
+
+
+def worker_cmd(python: str, url: str, variant: str) -> list[str]:
+    return [python, "-m", "systems.raw", url, "1" if variant == "single" else "100"]
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1], int(sys.argv[2]))
