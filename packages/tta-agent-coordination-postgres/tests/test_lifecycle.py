@@ -244,6 +244,51 @@ async def test_registry_records_the_agent_directory(
     assert await store.agents(include_deregistered=False) == []
 
 
+async def test_heartbeats_move_last_seen_but_never_revive_a_deregistered_agent(
+    coordination_redis, key_prefix, store
+):
+    registry = RedisAgentRegistry(
+        coordination_redis,
+        key_prefix=key_prefix,
+        store=store,
+        heartbeat_ttl_s=0.6,
+        heartbeat_interval_s=0.05,
+        store_seen_interval_s=0.1,
+    )
+    await registry.register_id(B)
+    await registry.register_id(C)
+    await registry.deregister(C)
+    await registry._writer.flush()  # type: ignore[union-attr]
+    before = {a.agent_id: a for a in await store.agents()}
+    registry.start_heartbeats()
+    await asyncio.sleep(0.5)
+    await registry.aclose(deregister=False)
+    after = {a.agent_id: a for a in await store.agents()}
+    assert after[B].last_seen > before[B].last_seen
+    assert after[B].deregistered_at is None
+    assert after[C].last_seen == before[C].last_seen
+    assert after[C].deregistered_at == before[C].deregistered_at
+
+
+async def test_record_seen_of_unknown_and_deregistered_agents(store):
+    from tta_agent_coordination.store import AgentEvent, AgentEventKind
+
+    await store.record_agents(
+        [
+            AgentEvent(kind=AgentEventKind.REGISTERED, agent_id=B),
+            AgentEvent(kind=AgentEventKind.REGISTERED, agent_id=C),
+            AgentEvent(kind=AgentEventKind.DEREGISTERED, agent_id=C),
+        ]
+    )
+    before = {a.agent_id: a for a in await store.agents()}
+    await store.record_seen([])
+    await store.record_seen([B, C, AgentId("ghost", "g1")])
+    after = {a.agent_id: a for a in await store.agents()}
+    assert set(after) == {B, C}  # an unknown agent is not invented
+    assert after[B].last_seen > before[B].last_seen
+    assert after[C] == before[C]
+
+
 async def test_queries_validate_limits(store):
     from tta_agent_coordination_postgres import StoreConfigurationError
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, Self
+from typing import Any, LiteralString, Self
 
 import psycopg
 import psycopg.errors
@@ -54,7 +54,8 @@ _UNSETTLED = ("queued", "leased", "retrying")
 
 # Envelopes leave out fields at their defaults (AgentId.instance "default", priority
 # NORMAL = 5), so the columns derived from them fall back to those defaults.
-_UPSERT_MESSAGES = """
+_UPSERT_MESSAGES = (
+    sql.SQL("""
 INSERT INTO messages AS m (
     message_id, recipient, sender, correlation_id, message_type, priority, envelope,
     status, attempts, last_error, failure, incarnation, rank, settled_at)
@@ -84,10 +85,14 @@ ON CONFLICT (message_id, recipient) DO UPDATE SET
     settled_at = CASE WHEN {newer} THEN excluded.settled_at ELSE m.settled_at END,
     updated_at = now()
 WHERE {newer} OR (m.envelope IS NULL AND excluded.envelope IS NOT NULL)
-""".replace(  # nosec B608 -- a constant fragment, no input
-    "{newer}",
-    "((excluded.incarnation, excluded.attempts, excluded.rank)"
-    " > (m.incarnation, m.attempts, m.rank))",
+""")
+    .format(
+        newer=sql.SQL(
+            "((excluded.incarnation, excluded.attempts, excluded.rank)"
+            " > (m.incarnation, m.attempts, m.rank))"
+        )
+    )
+    .as_string(None)
 )
 
 _INSERT_EVENTS = """
@@ -98,10 +103,16 @@ SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[
 ON CONFLICT DO NOTHING
 """
 
-_MESSAGE_COLUMNS = (
-    "seq, message_id, recipient, sender, correlation_id, envelope::text, status, attempts,"
-    " last_error, failure, created_at, updated_at, settled_at"
+# Composed with psycopg.sql (never f-strings), so no value can end up in the SQL text.
+_SELECT_MESSAGES = sql.SQL(
+    "SELECT seq, message_id, recipient, sender, correlation_id, envelope::text, status,"
+    " attempts, last_error, failure, created_at, updated_at, settled_at FROM messages"
 )
+
+
+def _select_messages(where: LiteralString) -> sql.Composed:
+    """``SELECT <the message columns> FROM messages`` followed by a constant clause."""
+    return sql.SQL(" ").join([_SELECT_MESSAGES, sql.SQL(where)])
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -387,6 +398,21 @@ class PostgresMessageStore(MessageStore):
                         (agent,),
                     )
 
+    async def record_seen(self, agent_ids: Sequence[AgentId]) -> None:
+        """Move ``last_seen`` of the agents to now; a deregistered agent is left alone.
+
+        Raises:
+            StoreUnavailableError: Postgres failed (nothing was written).
+        """
+        if not agent_ids:
+            return
+        async with self._tx("record_seen") as conn:
+            await conn.execute(
+                "UPDATE agents SET last_seen = now()"
+                " WHERE agent_id = ANY(%s) AND deregistered_at IS NULL",
+                ([str(a) for a in agent_ids],),
+            )
+
     # --- recovery -----------------------------------------------------------------------
 
     async def restore(self, coordinator: RestoreTarget, *, batch_size: int = 1000) -> int:
@@ -446,8 +472,7 @@ class PostgresMessageStore(MessageStore):
         """The records of ``message_id``, one per recipient (empty when unknown)."""
         async with self._tx("get") as conn:
             cur = await conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # nosec B608 -- constant column list only
-                " WHERE message_id = %s ORDER BY seq",
+                _select_messages("WHERE message_id = %s ORDER BY seq"),
                 (message_id,),
             )
             rows = await cur.fetchall()
@@ -477,9 +502,8 @@ class PostgresMessageStore(MessageStore):
         """
         _check_limit(limit)
         agent = str(agent_id)
-        query = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # nosec B608 -- constant column list only
-            " WHERE (recipient = %s OR sender = %s)"
+        query = _select_messages(
+            "WHERE (recipient = %s OR sender = %s)"
             " AND (%s::timestamptz IS NULL OR created_at >= %s)"
             " AND (%s::timestamptz IS NULL OR created_at < %s) ORDER BY seq DESC LIMIT %s"
         )
@@ -490,21 +514,13 @@ class PostgresMessageStore(MessageStore):
     async def conversation(self, correlation_id: str, *, limit: int = 1000) -> list[StoredMessage]:
         """Every message of one conversation (same ``correlation_id``), in order."""
         _check_limit(limit)
-        query = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # nosec B608 -- constant column list only
-            " WHERE correlation_id = %s"
-            " ORDER BY seq LIMIT %s"
-        )
+        query = _select_messages("WHERE correlation_id = %s ORDER BY seq LIMIT %s")
         return await self._messages("conversation", query, (correlation_id, limit))
 
     async def dead(self, agent_id: AgentId, *, limit: int = 100) -> list[StoredMessage]:
         """Dead-lettered messages of ``agent_id``'s queue, oldest first."""
         _check_limit(limit)
-        query = (
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # nosec B608 -- constant column list only
-            " WHERE recipient = %s AND status = 'dead'"
-            " ORDER BY seq LIMIT %s"
-        )
+        query = _select_messages("WHERE recipient = %s AND status = 'dead' ORDER BY seq LIMIT %s")
         return await self._messages("dead", query, (str(agent_id), limit))
 
     async def agents(self, *, include_deregistered: bool = True) -> list[StoredAgent]:
@@ -568,10 +584,10 @@ class PostgresMessageStore(MessageStore):
         return deleted
 
     async def _messages(
-        self, operation: str, query: str, params: tuple[Any, ...]
+        self, operation: str, query: sql.Composed, params: tuple[Any, ...]
     ) -> list[StoredMessage]:
         async with self._tx(operation) as conn:
-            cur = await conn.execute(query.encode(), params)
+            cur = await conn.execute(query, params)
             rows = await cur.fetchall()
         return [_message(row, []) for row in rows]
 

@@ -278,6 +278,16 @@ class MessageStore(ABC):
     async def restore(self, coordinator: RestoreTarget) -> int:
         """Enqueue again, exactly once, every unsettled message; how many were enqueued."""
 
+    async def record_seen(self, agent_ids: Sequence[AgentId]) -> None:  # noqa: B027
+        """Note that ``agent_ids`` were alive just now (their heartbeats succeeded).
+
+        A registry calls this at most every ``store_seen_interval_s`` with the agents it
+        holds, off the heartbeat path; a failure is logged and the next call tries again,
+        so it need not be durable or retried. Agents deregistered in the store must stay
+        deregistered. The default records nothing (a store written before this method
+        existed keeps working).
+        """
+
     def check_envelope(self, message_id: str, envelope: str) -> None:  # noqa: B027
         """Refuse, before anything is sent, an envelope this store could not record.
 

@@ -98,6 +98,9 @@ class _Held:
     next_due: float
     last_state_save: float
     expires_at: datetime | None = None
+    # Loop time of the last renewal that succeeded (local clock: the expiry above is on
+    # the Redis server's clock and cannot be compared with ours).
+    renewed_at: float | None = None
 
 
 @dataclass(eq=False)
@@ -139,6 +142,10 @@ class RedisAgentRegistry(AgentRegistry):
             (the durable agent directory).
         durability: ``"async"`` (write-behind, the default) or ``"sync"`` (recorded
             before ``register``/``deregister`` return).
+        store_seen_interval_s: how often the heartbeat task tells the store which held
+            agents are alive (``MessageStore.record_seen``: the directory's
+            ``last_seen``); ``0`` never does. Off the heartbeat path: a slow or failing
+            store never delays a heartbeat.
 
     Raises:
         ConfigurationError: a setting is out of range.
@@ -163,6 +170,7 @@ class RedisAgentRegistry(AgentRegistry):
         coordinator: LeaseReleaser | None = None,
         store: MessageStore | None = None,
         durability: Durability | str = Durability.ASYNC,
+        store_seen_interval_s: float = 60.0,
     ) -> None:
         if not heartbeat_ttl_s > 0:
             raise ConfigurationError(f"heartbeat_ttl_s must be > 0, got {heartbeat_ttl_s}")
@@ -189,6 +197,10 @@ class RedisAgentRegistry(AgentRegistry):
             raise ConfigurationError(f"max_state_bytes must be > 0, got {max_state_bytes}")
         if reap_batch <= 0:
             raise ConfigurationError(f"reap_batch must be > 0, got {reap_batch}")
+        if store_seen_interval_s < 0:
+            raise ConfigurationError(
+                f"store_seen_interval_s must be >= 0, got {store_seen_interval_s}"
+            )
         self._redis = redis
         self._keys = KeySpace(key_prefix)
         self._ttl_s = float(heartbeat_ttl_s)
@@ -214,6 +226,9 @@ class RedisAgentRegistry(AgentRegistry):
             if store is not None
             else None
         )
+        self._store = store
+        self._seen_every_s = float(store_seen_interval_s)
+        self._seen_task: asyncio.Task[None] | None = None
 
     # --- properties ---------------------------------------------------------------------
 
@@ -434,6 +449,7 @@ class RedisAgentRegistry(AgentRegistry):
             raise AgentAlreadyRegisteredError(str(agent_id), int(reply[1]) / 1000)
         registered_at = ms_to_datetime(reply[1])
         held.expires_at = ms_to_datetime(reply[2])
+        held.renewed_at = _now()
         held.next_due = _now() + self._interval_s
         assert registered_at is not None
         return registered_at, text(reply[3])
@@ -614,19 +630,50 @@ class RedisAgentRegistry(AgentRegistry):
     async def _heartbeat_loop(self) -> None:
         loop = asyncio.get_running_loop()
         tick = max(0.005, min(self._interval_s / 4, 1.0))
-        while True:
-            try:
-                now = loop.time()
-                for agent_id in [a for a, t in self._beats.items() if t.done()]:
-                    del self._beats[agent_id]
-                for held in list(self._held.values()):
-                    if held.next_due <= now and held.agent_id not in self._beats:
-                        self._beats[held.agent_id] = loop.create_task(
-                            self._beat_in_background(held), name=f"heartbeat {held.agent_id}"
-                        )
-            except Exception as exc:  # keep beating whatever happens
-                self._log.exception("heartbeat_loop_error", error=repr(exc))
-            await asyncio.sleep(tick)
+        seen_due = loop.time() + self._seen_every_s
+        try:
+            while True:
+                try:
+                    now = loop.time()
+                    for agent_id in [a for a, t in self._beats.items() if t.done()]:
+                        del self._beats[agent_id]
+                    for held in list(self._held.values()):
+                        if held.next_due <= now and held.agent_id not in self._beats:
+                            self._beats[held.agent_id] = loop.create_task(
+                                self._beat_in_background(held), name=f"heartbeat {held.agent_id}"
+                            )
+                    if self._store is not None and self._seen_every_s > 0 and now >= seen_due:
+                        seen_due = now + self._seen_every_s
+                        self._start_seen_record()
+                except Exception as exc:  # keep beating whatever happens
+                    self._log.exception("heartbeat_loop_error", error=repr(exc))
+                await asyncio.sleep(tick)
+        finally:
+            seen, self._seen_task = self._seen_task, None
+            if seen is not None:
+                seen.cancel()
+
+    def _start_seen_record(self) -> None:
+        """Tell the store which held agents are alive, in a task of its own."""
+        if self._seen_task is not None and not self._seen_task.done():
+            return  # the previous call is still running: skip this round, never pile up
+        oldest = _now() - self._ttl_s
+        alive = [
+            held.agent_id
+            for held in self._held.values()
+            if held.renewed_at is not None and held.renewed_at > oldest
+        ]
+        if alive:
+            self._seen_task = asyncio.get_running_loop().create_task(
+                self._record_seen(alive), name="registry-seen"
+            )
+
+    async def _record_seen(self, alive: list[AgentId]) -> None:
+        assert self._store is not None
+        try:
+            await self._store.record_seen(alive)
+        except Exception as exc:  # advisory: the next round tries again
+            self._log.warning("store_seen_failed", agents=len(alive), error=repr(exc))
 
     async def _beat_in_background(self, held: _Held) -> None:
         started = _now()
@@ -690,6 +737,7 @@ class RedisAgentRegistry(AgentRegistry):
         expires = ms_to_datetime(reply[2])
         assert expires is not None
         held.expires_at = expires
+        held.renewed_at = _now()
         return expires
 
     async def _heartbeat_script(
