@@ -63,6 +63,7 @@ from tta_agent_coordination.models import (
     RoutingKey,
 )
 from tta_agent_coordination.observability.metrics import (
+    CounterMetricsBase,
     InMemoryMessageMetrics,
     MessageMetrics,
     NoOpMessageMetrics,
@@ -134,6 +135,7 @@ __all__ = [
     "CoordinationError",
     "CoordinatorConfig",
     "CoordinatorUnavailableError",
+    "CounterMetricsBase",
     "DeadLetter",
     "Durability",
     "FailureType",

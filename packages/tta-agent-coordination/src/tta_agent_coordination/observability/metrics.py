@@ -6,11 +6,17 @@ exporter's label cardinality stays bounded by the number of agents.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["InMemoryMessageMetrics", "MessageMetrics", "NoOpMessageMetrics"]
+__all__ = [
+    "CounterMetricsBase",
+    "InMemoryMessageMetrics",
+    "MessageMetrics",
+    "NoOpMessageMetrics",
+]
 
 
 @runtime_checkable
@@ -92,23 +98,16 @@ class NoOpMessageMetrics:
         """Discard."""
 
 
-@dataclass
-class InMemoryMessageMetrics:
-    """Keeps counters and gauges in dictionaries; handy in tests and for a status page.
+class CounterMetricsBase(ABC):
+    """The counter half of :class:`MessageMetrics`, each method feeding one ``_inc``.
 
-    ``counters[name][queue]`` holds each counter (``"delivered_ok"``, ``"acked"``, ...),
-    ``gauges[name][queue]`` each gauge.
+    Implementations (in memory, Prometheus, a plugin's own exporter) only say how to add
+    ``n`` to counter ``name`` of ``queue``, and implement the two gauges.
     """
 
-    counters: dict[str, Counter[str]] = field(default_factory=dict[str, Counter[str]])
-    gauges: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]])
-
+    @abstractmethod
     def _inc(self, name: str, queue: str, n: int) -> None:
-        self.counters.setdefault(name, Counter())[queue] += n
-
-    def total(self, name: str) -> int:
-        """The sum of counter ``name`` over every queue (0 when never incremented)."""
-        return sum(self.counters.get(name, Counter()).values())
+        """Add ``n`` to counter ``name`` (``"delivered_ok"``, ``"acked"``, ...) of ``queue``."""
 
     def inc_delivered_ok(self, queue: str, n: int = 1) -> None:
         """Count accepted sends."""
@@ -141,6 +140,25 @@ class InMemoryMessageMetrics:
     def inc_recovered(self, queue: str, n: int = 1) -> None:
         """Count recovered messages."""
         self._inc("recovered", queue, n)
+
+
+@dataclass
+class InMemoryMessageMetrics(CounterMetricsBase):
+    """Keeps counters and gauges in dictionaries; handy in tests and for a status page.
+
+    ``counters[name][queue]`` holds each counter (``"delivered_ok"``, ``"acked"``, ...),
+    ``gauges[name][queue]`` each gauge.
+    """
+
+    counters: dict[str, Counter[str]] = field(default_factory=dict[str, Counter[str]])
+    gauges: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]])
+
+    def _inc(self, name: str, queue: str, n: int) -> None:
+        self.counters.setdefault(name, Counter())[queue] += n
+
+    def total(self, name: str) -> int:
+        """The sum of counter ``name`` over every queue (0 when never incremented)."""
+        return sum(self.counters.get(name, Counter()).values())
 
     def set_queue_depth(self, queue: str, depth: int) -> None:
         """Record the queue depth."""

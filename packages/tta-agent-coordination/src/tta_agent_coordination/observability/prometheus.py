@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.observability.metrics import CounterMetricsBase
 from tta_agent_coordination.resilience.stores import CircuitState
 from tta_agent_coordination.runtime.worker import AgentWorker, WorkerStats
 
@@ -78,7 +79,7 @@ class _RuntimeCollector(Collector):
         yield from self._owner.collect_runtime()
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(CounterMetricsBase):
     """A :class:`~tta_agent_coordination.observability.metrics.MessageMetrics` for Prometheus.
 
     Also a ``StoreMetrics`` (write-behind buffer of a message store), and an exporter of
@@ -154,40 +155,8 @@ class PrometheusMetrics:
 
     # --- MessageMetrics ---------------------------------------------------------------
 
-    def _inc(self, key: str, queue: str, n: int) -> None:
-        self._counters[key].labels(*_labels(queue)).inc(n)
-
-    def inc_delivered_ok(self, queue: str, n: int = 1) -> None:
-        """Count accepted sends."""
-        self._inc("delivered_ok", queue, n)
-
-    def inc_delivered_error(self, queue: str, n: int = 1) -> None:
-        """Count refused or failed sends."""
-        self._inc("delivered_error", queue, n)
-
-    def inc_received(self, queue: str, n: int = 1) -> None:
-        """Count reservations."""
-        self._inc("received", queue, n)
-
-    def inc_acked(self, queue: str, n: int = 1) -> None:
-        """Count acks."""
-        self._inc("acked", queue, n)
-
-    def inc_nacks(self, queue: str, n: int = 1) -> None:
-        """Count nacks."""
-        self._inc("nacks", queue, n)
-
-    def inc_retries_scheduled(self, queue: str, n: int = 1) -> None:
-        """Count scheduled retries."""
-        self._inc("retries_scheduled", queue, n)
-
-    def inc_permanent(self, queue: str, n: int = 1) -> None:
-        """Count dead letters."""
-        self._inc("permanent", queue, n)
-
-    def inc_recovered(self, queue: str, n: int = 1) -> None:
-        """Count recovered messages."""
-        self._inc("recovered", queue, n)
+    def _inc(self, name: str, queue: str, n: int) -> None:
+        self._counters[name].labels(*_labels(queue)).inc(n)
 
     def set_queue_depth(self, queue: str, depth: int) -> None:
         """Record the queue depth."""
