@@ -15,6 +15,7 @@ from tta_agent_coordination.observability.logging import configure_logging
 from . import dlq, doctor, inspect, recover, worker
 from .connect import CliState
 from .errors import EXIT_USAGE, fail, warn
+from .global_options import GlobalOptionsGroup
 from .plugins import load_plugins
 
 __all__ = ["BUILTIN_COMMANDS", "DEMO_MODULE", "app", "build_app", "main", "version_text"]
@@ -130,6 +131,7 @@ def _add_demo(app: typer.Typer) -> None:
 def build_app(*, plugins: bool = True) -> typer.Typer:
     """A new root application with every built-in command, the demo and (optionally) plugins."""
     app = typer.Typer(
+        cls=GlobalOptionsGroup,  # --redis-url and co. also after the command
         name="tta-coord",
         help="Inspect and operate tta-agent-coordination on Redis.",
         no_args_is_help=True,
