@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tta_agent_coordination.models import (
     AgentMessage,
@@ -20,11 +20,13 @@ from tta_agent_coordination.redis.keys import PRIORITIES_HIGH_FIRST
 
 __all__ = [
     "DecodeError",
+    "assemble_model",
     "decode_dead_letter",
     "decode_delivery",
     "envelope_json",
     "ms_to_iso",
     "priority_index",
+    "stamped_envelope_json",
     "text",
     "to_ms",
 ]
@@ -68,6 +70,22 @@ def envelope_json(message: AgentMessage) -> str:
     return message.model_dump_json(exclude_none=True, exclude=exclude)
 
 
+def stamped_envelope_json(message: AgentMessage) -> str:
+    """:func:`envelope_json` of ``message.stamped()``, without copying the message.
+
+    A message without a ``timestamp`` has none in its JSON (``None`` is left out), so the
+    send time is appended to the object instead: the same message once decoded, and ~30%
+    cheaper than ``model_copy`` on the send path.
+
+    Raises:
+        pydantic_core.PydanticSerializationError: the payload is not JSON-serialisable.
+    """
+    envelope = envelope_json(message)
+    if message.timestamp is not None:
+        return envelope
+    return f'{envelope[:-1]},"timestamp":"{datetime.now(UTC).isoformat()}"}}'
+
+
 def priority_index(priority: MessagePriority) -> int:
     """The 1-based index of ``priority``'s ready stream in the scripts' KEYS."""
     return PRIORITIES_HIGH_FIRST.index(priority) + 1
@@ -93,6 +111,28 @@ def ms_to_iso(ms: Any) -> str:
     return iso
 
 
+_M = TypeVar("_M", bound=BaseModel)
+_set = object.__setattr__
+
+
+def assemble_model(cls: type[_M], values: dict[str, Any]) -> _M:
+    """``cls.model_construct(**values)`` for a model without defaults left to fill.
+
+    pydantic's ``model_construct`` walks every field to apply defaults and costs ~5 us
+    per model; the receive path builds two models per message, and the send path one
+    result, from parts that are already valid and complete, so this sets the same four
+    attributes directly (~1 us). ``values`` must name every field.
+    ``tests/test_codec_assemble.py`` pins the result to ``model_construct``'s, state for
+    state, so a pydantic release that changes a model's internals fails a test.
+    """
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", set(values))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
 def decode_delivery(item: list[Any]) -> ReceivedMessage:
     """Decode one delivery of the receive script.
 
@@ -105,18 +145,25 @@ def decode_delivery(item: list[Any]) -> ReceivedMessage:
     except ValidationError as exc:
         raise DecodeError(token, f"undecodable message envelope: {exc}") from None
     last_error = text(item[3]) if item[3] else None
-    # model_construct: the message is validated above and every other field is built
-    # here from the script's reply with its exact type; this is the receive hot path.
-    return ReceivedMessage.model_construct(
-        token=token,
-        queue_message=QueueMessage.model_construct(
-            message=message,
-            priority=message.priority,
-            enqueued_at=ms_to_iso(item[4]),
-            delivery_attempts=int(item[2]),
-            last_error=last_error or None,
-        ),
-        visibility_deadline=ms_to_iso(item[5]),
+    # Not validated again: the message is validated above and every other field is
+    # built here from the script's reply with its exact type (the receive hot path).
+    queue_message = assemble_model(
+        QueueMessage,
+        {
+            "message": message,
+            "priority": message.priority,
+            "enqueued_at": ms_to_iso(item[4]),
+            "delivery_attempts": int(item[2]),
+            "last_error": last_error or None,
+        },
+    )
+    return assemble_model(
+        ReceivedMessage,
+        {
+            "token": token,
+            "queue_message": queue_message,
+            "visibility_deadline": ms_to_iso(item[5]),
+        },
     )
 
 

@@ -42,10 +42,11 @@ from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.observability.metrics import MessageMetrics, NoOpMessageMetrics
 from tta_agent_coordination.redis.codec import (
     DecodeError,
+    assemble_model,
     decode_dead_letter,
     decode_delivery,
-    envelope_json,
     priority_index,
+    stamped_envelope_json,
     text,
     to_ms,
 )
@@ -332,7 +333,7 @@ class RedisMessageCoordinator(MessageCoordinator):
 
     def _prepare(self, message: AgentMessage) -> tuple[QueueKeys, list[Any]]:
         try:
-            envelope = envelope_json(message.stamped())
+            envelope = stamped_envelope_json(message)
         except PydanticSerializationError as exc:
             raise MessageValidationError(
                 f"message {message.message_id!r} cannot be serialised to JSON: {exc}"
@@ -401,21 +402,27 @@ class RedisMessageCoordinator(MessageCoordinator):
         code = int(reply)
         if code == -1:
             self._metrics.inc_delivered_error(queue)
-            return MessageResult.model_construct(
-                message_id=message.message_id,
-                delivered=False,
-                error=QUEUE_FULL,
-                recipient=message.recipient,
-                duplicate=False,
+            return assemble_model(
+                MessageResult,
+                {
+                    "message_id": message.message_id,
+                    "delivered": False,
+                    "error": QUEUE_FULL,
+                    "recipient": message.recipient,
+                    "duplicate": False,
+                },
             )
         self._metrics.inc_delivered_ok(queue)
-        # model_construct: every field is already validated; this is the hot path.
-        return MessageResult.model_construct(
-            message_id=message.message_id,
-            delivered=True,
-            error=None,
-            recipient=message.recipient,
-            duplicate=code == 0,
+        # Not validated again: every field is already valid; this is the send hot path.
+        return assemble_model(
+            MessageResult,
+            {
+                "message_id": message.message_id,
+                "delivered": True,
+                "error": None,
+                "recipient": message.recipient,
+                "duplicate": code == 0,
+            },
         )
 
     # --- subscriptions and events -------------------------------------------------------
