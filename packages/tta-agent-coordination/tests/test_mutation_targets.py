@@ -50,12 +50,19 @@ def test_queue_keys_and_agent_from_key() -> None:
     assert keys.agent_from_key("pre:{_registry}:alive") is None
     assert keys.agent_from_key("pre:{planner:p1") is None
     assert keys.agent_from_key("pre:{bad id!}:x") is None
+    # As in Redis Cluster, the hash tag ends at the first "}" after the "{".
+    assert keys.agent_from_key("pre:{planner:p1}:x}") == A
+    assert keys.agent_from_key("pre:{planner:p1}}") == A
 
 
 @pytest.mark.parametrize("prefix", ["", "a b", "x{y}", "a*", "p" * 65])
 def test_invalid_prefixes(prefix: str) -> None:
-    with pytest.raises(ConfigurationError, match="invalid key prefix"):
+    with pytest.raises(ConfigurationError) as caught:
         KeySpace(prefix)
+    assert str(caught.value) == (
+        f"invalid key prefix {prefix!r}: use 1-64 characters from letters, digits, "
+        "'_', '.', '-', ':' (no braces or glob characters)"
+    )
 
 
 @pytest.mark.parametrize("prefix", ["a", "ao", "a.b-c:d_e", "p" * 64])

@@ -153,6 +153,32 @@ def test_configure_logging_follows_module_level_loggers() -> None:
     assert json.loads(stream.getvalue())["event"] == "from_library"
 
 
+@pytest.mark.parametrize("as_json", [True, False])
+def test_logged_tracebacks_never_show_frame_locals(as_json: bool) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", json=as_json, stream=stream)
+    log = get_logger("tests.cli")
+
+    def handler() -> None:
+        api_key = "-".join(["sk", "secret", "0123456789"])  # only a local holds it whole
+        raise ConnectionError(f"llm down ({len(api_key)})")
+
+    try:
+        handler()
+    except ConnectionError:
+        log.exception("handler_failed")
+    text = stream.getvalue()
+    assert "handler_failed" in text
+    assert "ConnectionError" in text
+    assert "llm down (20)" in text
+    assert "sk-secret" not in text
+    assert "\x1b[" not in text  # not a terminal: no colour codes, in the traceback too
+    if as_json:
+        frames = json.loads(text)["exception"][0]["frames"]
+        assert frames
+        assert all("locals" not in frame for frame in frames)
+
+
 def test_configure_logging_rejects_unknown_level() -> None:
     with pytest.raises(ConfigurationError, match="unknown log level"):
         configure_logging("chatty")

@@ -496,7 +496,9 @@ async def test_handler_guard_trips_its_breaker(coordinator, make_worker):
 
     await send(coordinator, *(message(i) for i in range(3)))
     async with worker:
-        await eventually(lambda: worker.stats.dead_lettered == 3)
+        # Nine failures, each logged with its traceback by structlog's default (rich,
+        # with locals: up to a second apiece on a busy machine), hence the long wait.
+        await eventually(lambda: worker.stats.dead_lettered == 3, timeout=40)
     # Two real calls trip the breaker; the rest fail fast without calling the LLM.
     assert calls == 2
     letters = await coordinator.dead_letters(SERVER)

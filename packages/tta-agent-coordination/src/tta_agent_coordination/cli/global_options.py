@@ -35,10 +35,10 @@ class GlobalOptionsGroup(TyperGroup):
     def _leaf(ctx: Any, command: Any, rest: list[str]) -> Any:
         """The command that will parse ``rest`` (``dlq list``: the ``list`` command)."""
         leaf = command
-        for token in rest:
-            if token.startswith("-") or not hasattr(leaf, "get_command"):
+        for arg in rest:
+            if arg.startswith("-") or not hasattr(leaf, "get_command"):
                 break
-            sub = leaf.get_command(ctx, token)
+            sub = leaf.get_command(ctx, arg)
             if sub is None:
                 break
             leaf = sub
@@ -56,14 +56,14 @@ class GlobalOptionsGroup(TyperGroup):
         kept: list[str] = []
         i = 0
         while i < len(rest):
-            token = rest[i]
-            if token == "--":  # everything after it is an argument
+            arg = rest[i]
+            if arg == "--":  # everything after it is an argument
                 kept.extend(rest[i:])
                 break
-            opt, has_value, inline = token.partition("=")
+            opt, has_value, inline = arg.partition("=")
             param = movable.get(opt)
             if param is None:
-                kept.append(token)
+                kept.append(arg)
                 i += 1
                 continue
             if getattr(param, "is_flag", False):

@@ -1,0 +1,228 @@
+"""Exact-value tests of ``redis/codec.py``: what is stored and what is decoded from it.
+
+The stored forms are read back by other processes (and other versions), so the exact
+field names, omissions and conversions are part of the format.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from tta_agent_coordination import AgentId, AgentMessage, MessagePriority, MessageType
+from tta_agent_coordination.models import FailureType, RoutingKey
+from tta_agent_coordination.redis import codec
+from tta_agent_coordination.redis.codec import (
+    DecodeError,
+    decode_dead_letter,
+    decode_delivery,
+    envelope_json,
+    ms_to_iso,
+    priority_index,
+    text,
+    to_ms,
+)
+
+SENDER = AgentId("planner", "p1")
+RECIPIENT = AgentId("narrator", "n1")
+
+
+def message(**fields: object) -> AgentMessage:
+    fields.setdefault("message_id", "msg-000001")
+    return AgentMessage.model_validate(
+        {"sender": SENDER, "recipient": RECIPIENT, "message_type": MessageType.EVENT, **fields}
+    )
+
+
+# --- text -------------------------------------------------------------------------------
+
+
+def test_text_decodes_bytes_as_utf8_and_replaces_invalid_bytes() -> None:
+    assert text(b"caf\xc3\xa9") == "café"
+    assert text(b"ok\xff") == "ok\ufffd"
+    assert text("already") == "already"
+    assert text(42) == "42"
+
+
+# --- envelope_json ------------------------------------------------------------------------
+
+
+def test_envelope_omits_fields_left_at_their_defaults() -> None:
+    stored = json.loads(envelope_json(message(payload={"a": 1})))
+    assert stored == {
+        "message_id": "msg-000001",
+        "sender": {"type": "planner", "instance": "p1"},
+        "recipient": {"type": "narrator", "instance": "n1"},
+        "message_type": "event",
+        "payload": {"a": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "key", "value"),
+    [
+        ({"headers": {"h": "v"}}, "headers", {"h": "v"}),
+        ({"routing": RoutingKey(topic="t")}, "routing", {"topic": "t", "tags": []}),
+        ({"routing": RoutingKey(tags=("x",))}, "routing", {"tags": ["x"]}),
+        ({"priority": MessagePriority.HIGH}, "priority", 9),
+        ({"priority": MessagePriority.LOW}, "priority", 1),
+        ({"correlation_id": "c-1"}, "correlation_id", "c-1"),
+    ],
+)
+def test_envelope_keeps_every_field_that_differs_from_its_default(
+    fields: dict[str, object], key: str, value: object
+) -> None:
+    original = message(**fields)
+    stored = json.loads(envelope_json(original))
+    assert stored[key] == value
+    assert AgentMessage.model_validate_json(envelope_json(original)) == original
+
+
+def test_envelope_round_trips_a_message_with_every_field_set() -> None:
+    original = message(
+        payload={"kind": "k", "n": [1, 2]},
+        priority=MessagePriority.HIGH,
+        routing=RoutingKey(topic="world", tags=("a", "b")),
+        timestamp="2026-12-01T00:00:00+00:00",
+        correlation_id="corr-1",
+        reply_to=AgentId("client"),
+        headers={"x": "y"},
+        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    assert AgentMessage.model_validate_json(envelope_json(original)) == original
+    default = message()
+    assert AgentMessage.model_validate_json(envelope_json(default)) == default
+
+
+# --- small conversions ------------------------------------------------------------------
+
+
+def test_priority_index_is_the_one_based_position_high_first() -> None:
+    assert priority_index(MessagePriority.HIGH) == 1
+    assert priority_index(MessagePriority.NORMAL) == 2
+    assert priority_index(MessagePriority.LOW) == 3
+
+
+def test_to_ms_and_ms_to_iso_are_exact() -> None:
+    moment = datetime(2026, 12, 1, 10, 30, 15, 123000, tzinfo=UTC)
+    assert to_ms(moment) == 1_796_121_015_123
+    assert to_ms(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)) == 1000
+    assert to_ms(moment.astimezone(timezone(timedelta(hours=2)))) == 1_796_121_015_123
+    assert ms_to_iso(1_796_121_015_123) == "2026-12-01T10:30:15.123000+00:00"
+    assert ms_to_iso("1000") == "1970-01-01T00:00:01+00:00"
+    assert ms_to_iso(b"1500") == "1970-01-01T00:00:01.500000+00:00"
+    assert ms_to_iso(1000) == "1970-01-01T00:00:01+00:00"  # cached value, same answer
+
+
+def test_ms_to_iso_remembers_recent_values() -> None:
+    # A batch shares its lease deadline: the same string is handed out, not rebuilt.
+    first = ms_to_iso(1_796_121_015_999)
+    assert ms_to_iso(1_796_121_015_999) is first
+    assert ms_to_iso("1796121015999") is first
+
+
+def test_ms_to_iso_cache_stays_bounded() -> None:
+    for ms in range(3000):
+        assert ms_to_iso(ms) == datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+        assert len(codec._iso_cache) <= 1024  # pyright: ignore[reportPrivateUsage]
+
+
+# --- decode_delivery ------------------------------------------------------------------
+
+
+def test_decode_delivery_builds_the_received_message() -> None:
+    original = message(priority=MessagePriority.HIGH, payload={"a": 1})
+    item = [b"tok-1", envelope_json(original).encode(), b"3", b"boom", b"1000", b"61000"]
+    received = decode_delivery(item)
+    assert received.token == "tok-1"
+    assert received.visibility_deadline == "1970-01-01T00:01:01+00:00"
+    queued = received.queue_message
+    assert queued.message == original
+    assert queued.priority is MessagePriority.HIGH
+    assert queued.enqueued_at == "1970-01-01T00:00:01+00:00"
+    assert queued.delivery_attempts == 3
+    assert queued.last_error == "boom"
+
+
+@pytest.mark.parametrize("no_error", [b"", "", None, 0])
+def test_decode_delivery_without_error_has_no_last_error(no_error: object) -> None:
+    item = ["tok", envelope_json(message()), "1", no_error, "5", "6"]
+    queued = decode_delivery(item).queue_message
+    assert queued.last_error is None
+    assert queued.delivery_attempts == 1
+    assert queued.priority is MessagePriority.NORMAL
+
+
+def test_decode_delivery_reports_the_token_of_an_undecodable_envelope() -> None:
+    with pytest.raises(DecodeError, match=r"^undecodable message envelope: ") as caught:
+        decode_delivery([b"tok-9", b"{not json", b"1", b"", b"0", b"0"])
+    assert caught.value.token == "tok-9"
+    assert str(caught.value).startswith("undecodable message envelope")
+
+
+# --- decode_dead_letter ---------------------------------------------------------------
+
+
+def dead_fields(**overrides: object) -> dict[object, object]:
+    fields: dict[object, object] = {
+        b"m": envelope_json(message(payload={"x": 1})).encode(),
+        b"p": b"3",
+        b"a": b"4",
+        b"e": b"handler failed",
+        b"f": b"permanent",
+        b"d": b"1796121015123",
+    }
+    for key, value in overrides.items():
+        if value is None:
+            fields.pop(key.encode())
+        else:
+            fields[key.encode()] = value
+    return fields
+
+
+def test_decode_dead_letter_reads_every_field() -> None:
+    letter = decode_dead_letter(b"1-0", dead_fields())
+    assert letter is not None
+    assert letter.dead_letter_id == "1-0"
+    assert letter.message == message(payload={"x": 1})
+    assert letter.priority is MessagePriority.LOW
+    assert letter.attempts == 4
+    assert letter.last_error == "handler failed"
+    assert letter.failure_type is FailureType.PERMANENT
+    assert letter.dead_at == datetime(2026, 12, 1, 10, 30, 15, 123000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("p", "priority"), [(b"1", MessagePriority.HIGH), (b"2", MessagePriority.NORMAL)]
+)
+def test_decode_dead_letter_priority_is_the_one_based_index(
+    p: bytes, priority: MessagePriority
+) -> None:
+    letter = decode_dead_letter("2-0", dead_fields(p=p, e=b"", f=b"timeout"))
+    assert letter is not None
+    assert letter.priority is priority
+    assert letter.last_error is None
+    assert letter.failure_type is FailureType.TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"m": None},
+        {"p": None},
+        {"a": None},
+        {"e": None},
+        {"f": None},
+        {"d": None},
+        {"p": b"4"},
+        {"p": b"x"},
+        {"a": b"many"},
+        {"f": b"unknown"},
+        {"d": b"yesterday"},
+        {"m": b"{}"},
+    ],
+)
+def test_decode_dead_letter_of_a_foreign_entry_is_none(broken: dict[str, object]) -> None:
+    assert decode_dead_letter(b"3-0", dead_fields(**broken)) is None
