@@ -1,3 +1,23 @@
-"""Workspace-wide pytest set-up: the FakeRedis / real Redis fixtures of the core package."""
+"""Workspace-wide pytest set-up: the FakeRedis / real Redis fixtures of the core package.
+
+Logging: structlog's unconfigured default renders each traceback with rich and every
+frame's locals, which takes up to a second and blocks the event loop meanwhile, long
+enough for a worker test's short lease to expire. The tests log as structlog does by
+default, but with plain tracebacks.
+"""
+
+import structlog
 
 pytest_plugins = ["tta_agent_coordination.testing.pytest_plugin"]
+
+TEST_PROCESSORS: list[structlog.typing.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.StackInfoRenderer(),
+    structlog.dev.set_exc_info,
+    structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+    structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
+]
+"""The structlog processors of the test session (see the module docstring)."""
+
+structlog.configure(processors=TEST_PROCESSORS)

@@ -24,9 +24,12 @@ from tta_agent_coordination.testing import (
 
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
-    # The root command configures structlog globally; other tests expect the defaults.
+    # The root command configures structlog globally; other tests expect the session's
+    # configuration (the workspace conftest's).
+    saved = structlog.get_config()
     yield
     structlog.reset_defaults()
+    structlog.configure(**saved)
 
 
 @pytest.fixture(autouse=True)

@@ -485,7 +485,11 @@ async def test_handler_guard_trips_its_breaker(coordinator, make_worker):
     from tta_agent_coordination import AgentCallGuard, CircuitBreaker, CircuitBreakerConfig
 
     breaker = CircuitBreaker("llm", CircuitBreakerConfig(failure_threshold=2, timeout_seconds=60))
-    worker = make_worker(guard=AgentCallGuard(breaker))
+    # Nine failures, each logged with its traceback by structlog's unconfigured default
+    # (rich, with locals): up to a second apiece on a busy machine, with the event loop
+    # blocked meanwhile. A lease that short (2 s) could expire before the nack, so this
+    # test, which is about the breaker, gives them 30 s.
+    worker = make_worker(guard=AgentCallGuard(breaker), visibility_timeout=30.0)
     calls = 0
 
     @worker.on_event()
@@ -496,8 +500,6 @@ async def test_handler_guard_trips_its_breaker(coordinator, make_worker):
 
     await send(coordinator, *(message(i) for i in range(3)))
     async with worker:
-        # Nine failures, each logged with its traceback by structlog's default (rich,
-        # with locals: up to a second apiece on a busy machine), hence the long wait.
         await eventually(lambda: worker.stats.dead_lettered == 3, timeout=40)
     # Two real calls trip the breaker; the rest fail fast without calling the LLM.
     assert calls == 2
