@@ -16,7 +16,7 @@ from collections.abc import Collection
 
 import typer
 
-from tta_agent_coordination.plugins import CLI_GROUP, Plugin, PluginError, discover
+from tta_agent_coordination.plugins import CLI_GROUP, PluginError, discover
 
 from .errors import warn
 
@@ -33,11 +33,6 @@ def _warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         warn(message)
-
-
-def _origin(plugin: Plugin) -> str:
-    where = f" from {plugin.distribution}" if plugin.distribution is not None else ""
-    return f"plugin {plugin.name!r} ({plugin.value}){where}"
 
 
 def load_plugins(app: typer.Typer, *, reserved: Collection[str] = ()) -> list[str]:
@@ -58,16 +53,15 @@ def load_plugins(app: typer.Typer, *, reserved: Collection[str] = ()) -> list[st
         return added
     for ep in found:
         if ep.name in reserved or ep.name in added:
-            _warn_once(f"{_origin(ep)} skipped: the command name {ep.name!r} is taken")
+            _warn_once(f"{ep.describe()} skipped: the command name {ep.name!r} is taken")
             continue
         try:
             obj = ep.load()
-        except PluginError as exc:
-            cause = exc.__cause__ if exc.__cause__ is not None else exc
-            _warn_once(f"{_origin(ep)} failed to load: {type(cause).__name__}: {cause}")
+        except PluginError as exc:  # its message names the plugin and the cause
+            _warn_once(str(exc))
             continue
         if not isinstance(obj, typer.Typer):
-            _warn_once(f"{_origin(ep)} is a {type(obj).__name__}, not a typer.Typer; skipped")
+            _warn_once(f"{ep.describe()} is a {type(obj).__name__}, not a typer.Typer; skipped")
             continue
         app.add_typer(obj, name=ep.name)
         added.append(ep.name)
