@@ -37,7 +37,7 @@ from tta_agent_coordination.models import (
     MessageType,
 )
 from tta_agent_coordination.observability.logging import get_logger
-from tta_agent_coordination.redis.codec import text
+from tta_agent_coordination.redis.codec import stamped_envelope_json, text
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.redis.lua import ScriptSet
 
@@ -309,7 +309,7 @@ class ReplyRouter:
         inbox_id = request.headers[REPLY_INBOX_HEADER]
         ttl = request.headers.get(REPLY_TTL_HEADER, self._ttl_ms)
         inbox = self._keys.reply_inbox(inbox_id)
-        envelope = reply.stamped().model_dump_json()
+        envelope = stamped_envelope_json(reply)
         await self._call(
             "reply",
             lambda: self._scripts.run("reply_push", [inbox], [envelope, ttl, _MAX_INBOX_REPLIES]),
