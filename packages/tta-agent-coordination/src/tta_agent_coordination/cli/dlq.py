@@ -47,7 +47,7 @@ def list_dead_letters(
 
     async def work(settings: CoordinationSettings) -> tuple[list[DeadLetter], int]:
         async with open_redis(settings) as client:
-            coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            coord = settings.build_coordinator(client)
             try:
                 letters = await coord.dead_letters(agent_id, limit=limit)
                 return letters, (await coord.queue_stats(agent_id)).dead
@@ -150,7 +150,7 @@ def replay(
 
     async def work(settings: CoordinationSettings) -> tuple[int, int]:
         async with open_redis(settings) as client:
-            coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            coord = settings.build_coordinator(client)
             progress = Progress(
                 TextColumn(f"replaying dead letters of {agent_id}"),
                 BarColumn(),
@@ -190,7 +190,7 @@ def purge(
 
     async def count(settings: CoordinationSettings) -> int:
         async with open_redis(settings) as client:
-            coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            coord = settings.build_coordinator(client)
             try:
                 return (await coord.queue_stats(agent_id)).dead
             finally:
@@ -207,7 +207,7 @@ def purge(
 
     async def work(settings: CoordinationSettings) -> int:
         async with open_redis(settings) as client:
-            coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            coord = settings.build_coordinator(client)
             try:
                 return await coord.purge_dead_letters(agent_id)
             finally:

@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from tta_agent_coordination.models import MessagePriority
-from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.redis.registry import RedisAgentRegistry
 from tta_agent_coordination.registry_models import AgentRecord
@@ -97,7 +96,7 @@ def queues(
 
     async def work(settings: CoordinationSettings) -> list[dict[str, Any]]:
         async with open_redis(settings) as client:
-            coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            coord = settings.build_coordinator(client)
             try:
                 ids = wanted if wanted is not None else await coord.known_queues()
                 rows: list[dict[str, Any]] = []

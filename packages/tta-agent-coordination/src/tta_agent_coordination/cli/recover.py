@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.settings import CoordinationSettings
 
 from .connect import get_state, open_redis, parse_agent, run_async
@@ -40,7 +39,7 @@ def recover(
 
     async def work(settings: CoordinationSettings) -> int:
         async with open_redis(settings) as client:
-            coord = RedisMessageCoordinator(client, key_prefix=settings.key_prefix)
+            coord = settings.build_coordinator(client)
             try:
                 return await coord.recover_pending(agent_id)
             finally:

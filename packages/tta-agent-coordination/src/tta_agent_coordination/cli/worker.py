@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
 from tta_agent_coordination.settings import CoordinationSettings
 
 from .connect import get_state, open_redis, run_async
@@ -151,15 +149,8 @@ def worker(
             await obj.run()
             return
         async with open_redis(settings) as client:
-            coordinator = RedisMessageCoordinator(
-                client, key_prefix=settings.key_prefix, metrics=exporter
-            )
-            registry = RedisAgentRegistry(
-                client,
-                key_prefix=settings.key_prefix,
-                heartbeat_ttl_s=settings.heartbeat_ttl_s,
-                coordinator=coordinator,
-            )
+            coordinator = settings.build_coordinator(client, metrics=exporter)
+            registry = settings.build_registry(client, coordinator=coordinator)
             try:
                 made = obj(coordinator, registry)
                 if inspect.isawaitable(made):
