@@ -64,28 +64,93 @@ async def test_history_lists_messages(store, coordination_redis, key_prefix, pg_
     assert "a:default -> b:default  queued" in r.output
 
 
-def test_restore_against_real_redis(store_schema_migrated):
-    pg_dsn, schema = store_schema_migrated
+REAL_REDIS = "redis://127.0.0.1:6379/15"
+
+
+def _real_redis_or_skip() -> None:
     try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/15", socket_connect_timeout=1).ping()
+        redis.Redis.from_url(REAL_REDIS, socket_connect_timeout=1).ping()
     except redis.RedisError:
         pytest.skip("no real Redis")
-    r = runner.invoke(
-        app,
-        [
-            "restore",
-            "--dsn",
-            pg_dsn,
-            "--schema",
-            schema,
-            "--redis-url",
-            "redis://127.0.0.1:6379/15",
-            "--key-prefix",
-            "t_cli_restore",
-        ],
-    )
+
+
+def test_restore_against_real_redis(store_schema_migrated, monkeypatch):
+    pg_dsn, schema = store_schema_migrated
+    _real_redis_or_skip()
+    monkeypatch.setenv("TTA_COORD_REDIS_URL", REAL_REDIS)
+    monkeypatch.setenv("TTA_COORD_KEY_PREFIX", "t_cli_restore")
+    r = runner.invoke(app, ["restore", "--dsn", pg_dsn, "--schema", schema])
     assert r.exit_code == 0, r.output
-    assert "restored 0 messages" in r.output
+    assert "restored 0 messages into redis://127.0.0.1:6379/15 under prefix 't_cli_restore'" in (
+        r.output
+    )
+
+
+async def test_restore_goes_to_the_global_server_and_prefix(store, pg_dsn):
+    """``tta-coord --redis-url A --key-prefix P store restore`` restores into A under P.
+
+    Before, ``store restore`` had options of its own with defaults (db 0, prefix ``ao``)
+    that silently won over the global ones: the restore went to another deployment.
+    """
+    from redis.asyncio import Redis
+
+    from tta_agent_coordination import AgentId, AgentMessage, MessageType, RedisMessageCoordinator
+    from tta_agent_coordination.cli.app import build_app
+    from tta_agent_coordination.testing.backends import delete_prefix
+
+    _real_redis_or_skip()
+    client = Redis.from_url(REAL_REDIS)
+    prefix = f"t_cli_{store.schema}"
+    a, b = AgentId("a"), AgentId("b")
+    try:
+        c = RedisMessageCoordinator(client, key_prefix=prefix, store=store)
+        sent = await c.send_message(
+            a, b, AgentMessage(sender=a, recipient=b, message_type=MessageType.EVENT)
+        )
+        assert sent.delivered
+        await c.flush_store()
+        await delete_prefix(client, prefix)  # Redis lost its data
+        r = await asyncio.to_thread(
+            runner.invoke,
+            build_app(),
+            [
+                *("--redis-url", REAL_REDIS, "--key-prefix", prefix),
+                *("store", "restore", "--dsn", pg_dsn, "--schema", store.schema),
+            ],
+            env={"TTA_COORD_REDIS_URL": "", "TTA_COORD_KEY_PREFIX": ""},
+        )
+        assert r.exit_code == 0, r.output
+        assert f"restored 1 messages into {REAL_REDIS} under prefix '{prefix}'" in r.output
+        got = await c.receive(b)
+        assert got is not None
+        assert got.message.message_id == sent.message_id
+        await c.aclose()
+    finally:
+        await delete_prefix(client, prefix)
+        await client.aclose()
+
+
+def test_restore_refuses_without_an_explicit_key_prefix(monkeypatch):
+    monkeypatch.setenv("TTA_COORD_REDIS_URL", REAL_REDIS)
+    monkeypatch.delenv("TTA_COORD_KEY_PREFIX", raising=False)
+    r = runner.invoke(app, ["restore", "--dsn", "postgresql://x@127.0.0.1:1/test"])
+    assert r.exit_code == 2, r.output
+    assert "needs the key prefix" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_restore_refuses_without_a_redis_url(monkeypatch):
+    monkeypatch.delenv("TTA_COORD_REDIS_URL", raising=False)
+    monkeypatch.setenv("TTA_COORD_KEY_PREFIX", "p")
+    r = runner.invoke(app, ["restore", "--dsn", "postgresql://x@127.0.0.1:1/test"])
+    assert r.exit_code == 2, r.output
+    assert "no Redis server given" in r.output
+
+
+def test_restore_has_no_connection_options_of_its_own():
+    r = runner.invoke(app, ["restore", "--dsn", "x", "--redis-url", REAL_REDIS])
+    assert r.exit_code == 2
+    assert "No such option" in r.output
 
 
 @pytest.fixture
@@ -110,16 +175,6 @@ def store_schema_migrated(pg_dsn, schema):
         (["migrate", "--dsn", "not a dsn"], "invalid Postgres DSN"),
         (["migrate", "--dsn", "postgresql://postgres@127.0.0.1:1/test"], "cannot connect"),
         (["history", "bad agent!", "--dsn", "postgresql://x@127.0.0.1:1/test"], "invalid agent"),
-        (
-            [
-                "restore",
-                "--dsn",
-                "postgresql://x@127.0.0.1:1/test",
-                "--redis-url",
-                "redis://127.0.0.1:1/0",
-            ],
-            "error:",
-        ),
         (["prune", "--older-than", "1d", "--dsn", "postgresql://x@127.0.0.1:1/test"], "cannot"),
     ],
 )
@@ -127,4 +182,13 @@ def test_user_mistakes_give_one_line_and_exit_1(args, message):
     r = runner.invoke(app, args)
     assert r.exit_code == 1
     assert message in r.output
+    assert "Traceback" not in r.output
+
+
+def test_restore_with_unreachable_redis_is_one_line(monkeypatch):
+    monkeypatch.setenv("TTA_COORD_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("TTA_COORD_KEY_PREFIX", "p")
+    r = runner.invoke(app, ["restore", "--dsn", "postgresql://x@127.0.0.1:1/test"])
+    assert r.exit_code == 1
+    assert "error:" in r.output
     assert "Traceback" not in r.output

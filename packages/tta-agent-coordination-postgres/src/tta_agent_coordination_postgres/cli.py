@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
-import redis.asyncio as aioredis
 import typer
 from redis.exceptions import RedisError
 
+from tta_agent_coordination.cli.connect import get_state
+from tta_agent_coordination.cli.errors import CliUsageError, handle_errors
 from tta_agent_coordination.errors import CoordinationError
 from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.settings import ENV_PREFIX
 from tta_agent_coordination_postgres.store import DEFAULT_SCHEMA, PostgresMessageStore
 
 __all__ = ["app", "parse_age"]
@@ -127,30 +128,38 @@ def history(
 
 
 @app.command()
-def restore(
-    dsn: Dsn,
-    schema: Schema = DEFAULT_SCHEMA,
-    redis_url: Annotated[
-        str, typer.Option("--redis-url", envvar="TTA_COORD_REDIS_URL", help="Redis URL.")
-    ] = "redis://127.0.0.1:6379/0",
-    key_prefix: Annotated[
-        str, typer.Option("--key-prefix", envvar="TTA_COORD_KEY_PREFIX", help="Key prefix.")
-    ] = "ao",
-) -> None:
-    """Enqueue again every unsettled message (after a Redis loss); each exactly once."""
+def restore(ctx: typer.Context, dsn: Dsn, schema: Schema = DEFAULT_SCHEMA) -> None:
+    """Enqueue again every unsettled message (after a Redis loss); each exactly once.
+
+    The Redis server and key prefix are the global ones (``tta-coord --redis-url URL
+    --key-prefix P store restore``, or ``TTA_COORD_REDIS_URL`` / ``TTA_COORD_KEY_PREFIX``),
+    the same every other command uses. Both must be given: restoring into another
+    deployment's queues would be data corruption, so no default is assumed.
+    """
+    state = get_state(ctx)
+    with handle_errors(state.server):
+        settings = state.settings
+        settings.require_redis_url()
+        if "key_prefix" not in settings.model_fields_set:
+            raise CliUsageError(
+                "store restore needs the key prefix of the deployment to restore into: pass "
+                f"--key-prefix or set {ENV_PREFIX}KEY_PREFIX (no default is assumed)"
+            )
 
     async def work() -> int:
-        client = aioredis.Redis.from_url(redis_url)
+        client = settings.redis_client()
         try:
-            await client.ping()
+            await client.ping()  # pyright: ignore[reportUnknownMemberType]
             async with PostgresMessageStore(dsn, schema=schema) as store:
-                coordinator = RedisMessageCoordinator(client, key_prefix=key_prefix)
-                return await store.restore(coordinator)
+                return await store.restore(settings.build_coordinator(client))
         finally:
             await client.aclose()
 
     count = _run(work)
-    typer.echo(f"restored {count} messages")
+    typer.echo(
+        f"restored {count} messages into {settings.redacted_url} under prefix "
+        f"{settings.key_prefix!r}"
+    )
 
 
 @app.command()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError, field_validator, model_validator
@@ -45,18 +45,30 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SCHEMES = ("redis", "rediss", "unix")
 
 
+_SECRET_QUERY_KEYS = frozenset({"password"})
+"""Query parameters that carry a secret (redis-py accepts ``?password=``)."""
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, safe to print or log."""
+    """``url`` with its password replaced by ``***``, safe to print or log.
+
+    Both places a Redis URL can hold a password are hidden: the user-info part
+    (``redis://user:secret@host``) and the ``password`` query parameter.
+    """
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return url
-    if not password:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if password:
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in query):
+        hidden = [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return urlunsplit(parts)
 
 
 def _describe(exc: ValidationError) -> str:

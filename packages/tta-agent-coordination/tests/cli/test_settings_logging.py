@@ -198,3 +198,20 @@ def test_the_library_does_not_import_the_cli() -> None:
         return await proc.wait()
 
     assert asyncio.run(run()) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://host:6379/0?password=s3cret", "redis://host:6379/0?password=***"),
+        (
+            "redis://host/0?socket_timeout=5&PASSWORD=s3cret&db=1",
+            "redis://host/0?socket_timeout=5&PASSWORD=***&db=1",
+        ),
+        ("redis://u:a@host/0?password=b", "redis://u:***@host/0?password=***"),
+        ("redis://host/0?socket_timeout=5", "redis://host/0?socket_timeout=5"),
+    ],
+)
+def test_redact_url_hides_a_password_in_the_query_string(url, shown):
+    assert redact_url(url) == shown
+    assert "s3cret" not in CoordinationSettings(redis_url=url).redacted_url

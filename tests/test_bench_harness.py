@@ -18,7 +18,7 @@ import redis
 
 from tta_agent_coordination.testing import DEFAULT_TEST_REDIS_URL, real_redis_required
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench" / "bench.py"
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 UV = shutil.which("uv") or str(Path.home() / ".local/bin/uv")
 
 pytestmark = [
