@@ -69,6 +69,7 @@ from tta_agent_coordination.observability.metrics import (
     NoOpMessageMetrics,
 )
 from tta_agent_coordination.plugins import PluginError, load_metrics, load_store
+from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
 from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.coordinator import QUEUE_FULL, RedisMessageCoordinator
 from tta_agent_coordination.redis.keys import KeySpace
@@ -88,7 +89,6 @@ from tta_agent_coordination.resilience import (
     CircuitState,
     InMemoryBreakerStore,
     PassthroughGuard,
-    RedisBreakerStore,
     RedisGuard,
     RetryPolicy,
     protect,

@@ -31,15 +31,10 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import structlog
 
 from tta_agent_coordination.errors import CircuitBreakerOpenError
+from tta_agent_coordination.resilience.breaker_state import BreakerSnapshot, CircuitState, Outcome
+from tta_agent_coordination.resilience.breaker_store import BreakerStore, InMemoryBreakerStore
 from tta_agent_coordination.resilience.cancellation import being_cancelled
 from tta_agent_coordination.resilience.config import CircuitBreakerConfig
-from tta_agent_coordination.resilience.stores import (
-    BreakerSnapshot,
-    BreakerStore,
-    CircuitState,
-    InMemoryBreakerStore,
-    Outcome,
-)
 
 __all__ = [
     "BreakerListener",
@@ -134,12 +129,15 @@ class CircuitBreaker:
 
     Args:
         name: names the breaker in errors, logs, metrics and the shared store.
-        config: thresholds and what counts as a failure (defaults: DESIGN §4).
+        config: thresholds and what counts as a failure (defaults: TTA's, listed in
+            ``docs/resilience.md``, "Configuration and defaults").
         store: where the state lives; an :class:`InMemoryBreakerStore` of its own by
-            default. With a shared store (:class:`RedisBreakerStore`) every process
-            using the same name sees the same state; if the store cannot be reached the
-            breaker carries on from in-process state, starting from the last state it
-            saw, and goes back to the shared state once the store answers again.
+            default. With a shared store
+            (:class:`~tta_agent_coordination.redis.breaker_store.RedisBreakerStore`)
+            every process using the same name sees the same state; if the store cannot
+            be reached the breaker carries on from in-process state, starting from the
+            last state it saw, and goes back to the shared state once the store answers
+            again.
         clock: monotonic clock in seconds (inject a fake one in tests).
         max_transitions_kept: how many recent transitions :attr:`metrics` lists.
 
