@@ -40,6 +40,7 @@ def loaded_after(statements: str) -> list[str]:
         "tta_agent_coordination.resilience.breaker_store",
         "tta_agent_coordination.resilience.breaker_registry",
         "tta_agent_coordination.resilience.circuit_breaker",
+        "tta_agent_coordination.resilience.breaker_metrics",
         "tta_agent_coordination.resilience.guard",
         "tta_agent_coordination.resilience.retry",
         "tta_agent_coordination.resilience.defaults",

@@ -16,6 +16,11 @@ import importlib
 import warnings
 from typing import Any
 
+from tta_agent_coordination.resilience.breaker_metrics import (
+    BreakerListener,
+    CircuitBreakerMetrics,
+    StateTransition,
+)
 from tta_agent_coordination.resilience.breaker_registry import CircuitBreakerRegistry
 from tta_agent_coordination.resilience.breaker_state import BreakerSnapshot, CircuitState
 from tta_agent_coordination.resilience.breaker_store import (
@@ -23,12 +28,7 @@ from tta_agent_coordination.resilience.breaker_store import (
     BreakerStoreUnavailableError,
     InMemoryBreakerStore,
 )
-from tta_agent_coordination.resilience.circuit_breaker import (
-    BreakerListener,
-    CircuitBreaker,
-    CircuitBreakerMetrics,
-    StateTransition,
-)
+from tta_agent_coordination.resilience.circuit_breaker import CircuitBreaker
 from tta_agent_coordination.resilience.config import (
     CircuitBreakerConfig,
     CircuitBreakerSettings,
