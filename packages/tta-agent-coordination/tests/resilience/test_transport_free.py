@@ -58,3 +58,14 @@ def test_the_deprecated_shim_reaches_the_redis_store_only_when_asked() -> None:
     assert loaded_after(statements) == []
     loaded = loaded_after(statements + "stores.RedisBreakerStore")
     assert "tta_agent_coordination.redis.breaker_store" in loaded
+
+
+def test_importing_resilience_from_the_installed_package_loads_no_redis_module() -> None:
+    # The real package root this time: it loads its transport and runtime names lazily.
+    code = (
+        "import json, sys, tta_agent_coordination.resilience\n"
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith('tta_agent_coordination.redis'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
