@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import subprocess
+import sys
 import urllib.request
+from dataclasses import dataclass, fields
+from enum import StrEnum
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -22,6 +27,8 @@ from tta_agent_coordination import (
     RedisMessageCoordinator,
 )
 from tta_agent_coordination.observability.prometheus import PrometheusMetrics, serve_metrics
+from tta_agent_coordination.observability.sources import WORKER_STAT_FIELDS, WorkerStatsSource
+from tta_agent_coordination.runtime.worker import WorkerStats
 from tta_agent_coordination.store import StoreMetrics
 
 SENDER = AgentId("tester", "t1")
@@ -190,6 +197,77 @@ def test_weak_tracking_forgets_collected_workers(coordination_coordinator) -> No
         if fam.name.endswith("workers")
     }
     assert "weak:w" not in names
+
+
+class FakeState(StrEnum):
+    BUSY = "busy"
+
+
+@dataclass
+class FakeStats:
+    received: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    replies: int = 0
+    lease_extensions: int = 0
+    leases_lost: int = 0
+    settle_errors: int = 0
+    abandoned: int = 0
+    in_flight: int = 0
+
+
+@dataclass(eq=False)
+class FakeWorker:
+    """Not an AgentWorker: the exporter needs only the WorkerStatsSource protocol."""
+
+    agent_id: AgentId
+    state: FakeState
+    stats: FakeStats
+
+
+def test_every_worker_stat_is_exported() -> None:
+    assert tuple(f.name for f in fields(WorkerStats)) == WORKER_STAT_FIELDS
+
+
+def test_any_worker_stats_source_is_exported() -> None:
+    metrics = PrometheusMetrics()
+    families = {fam.name: fam for fam in metrics.collect_runtime()}
+    for name in WORKER_STAT_FIELDS:  # every family is there before any worker is tracked
+        assert f"tta_coord_worker_{name}" in families
+    one: WorkerStatsSource = FakeWorker(
+        AgentId("fake", "f1"), FakeState.BUSY, FakeStats(received=3, in_flight=1)
+    )
+    two = FakeWorker(AgentId("fake", "f1"), FakeState.BUSY, FakeStats(received=2, abandoned=1))
+    metrics.track_worker(one)
+    metrics.track_worker(two)
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for fam in metrics.collect_runtime()
+        for sample in fam.samples
+    }
+    labels = {"agent_type": "fake", "queue": "fake:f1"}
+    assert value(samples, "tta_coord_worker_received_total", **labels) == 5
+    assert value(samples, "tta_coord_worker_abandoned_total", **labels) == 1
+    assert value(samples, "tta_coord_worker_in_flight", **labels) == 1
+    assert value(samples, "tta_coord_workers", state="busy", **labels) == 2
+
+
+def test_the_exporter_does_not_import_the_runtime() -> None:
+    # The package root imports everything, so it is replaced by an empty package: what
+    # loads is what the exporter itself imports.
+    code = (
+        "import importlib.util, json, sys, types\n"
+        "spec = importlib.util.find_spec('tta_agent_coordination')\n"
+        "root = types.ModuleType('tta_agent_coordination')\n"
+        "root.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['tta_agent_coordination'] = root\n"
+        "import tta_agent_coordination.observability.prometheus\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith("
+        "('tta_agent_coordination.runtime', 'tta_agent_coordination.redis')))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
 
 
 async def test_breaker_state_follows_its_listener(served) -> None:

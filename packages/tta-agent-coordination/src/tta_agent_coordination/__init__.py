@@ -11,12 +11,15 @@ Optional parts are loaded on first use, never at import (``import tta_agent_coor
 pulls no optional dependency): ``PrometheusMetrics`` and ``serve_metrics`` (the
 ``prometheus`` extra) and the ``cli`` and ``testing`` sub-packages. They are not in
 ``__all__``, so that ``from tta_agent_coordination import *`` works without the extras.
+The transport and runtime names (``RedisMessageCoordinator``, ``AgentWorker``, ...) are in
+``__all__`` but also load on first access, so that importing a lower layer such as
+:mod:`tta_agent_coordination.resilience` never loads the Redis layer.
 :func:`features` says which optional parts are installed; :func:`load_store` and
 :func:`load_metrics` create plugins (see ``docs/plugins.md``).
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tta_agent_coordination.errors import (
     AgentAlreadyRegisteredError,
@@ -69,10 +72,6 @@ from tta_agent_coordination.observability.metrics import (
     NoOpMessageMetrics,
 )
 from tta_agent_coordination.plugins import PluginError, load_metrics, load_store
-from tta_agent_coordination.redis.config import CoordinatorConfig
-from tta_agent_coordination.redis.coordinator import QUEUE_FULL, RedisMessageCoordinator
-from tta_agent_coordination.redis.keys import KeySpace
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
 from tta_agent_coordination.registry_models import (
     AgentCapability,
     AgentRecord,
@@ -88,13 +87,10 @@ from tta_agent_coordination.resilience import (
     CircuitState,
     InMemoryBreakerStore,
     PassthroughGuard,
-    RedisBreakerStore,
     RedisGuard,
     RetryPolicy,
     protect,
 )
-from tta_agent_coordination.runtime.context import MessageContext
-from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState, WorkerStats
 from tta_agent_coordination.store import (
     AgentEvent,
     Durability,
@@ -108,6 +104,15 @@ from tta_agent_coordination.store import (
     StorePermissionError,
     StoreUnavailableError,
 )
+
+if TYPE_CHECKING:  # resolved lazily at run time (see _LAZY)
+    from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
+    from tta_agent_coordination.redis.config import CoordinatorConfig
+    from tta_agent_coordination.redis.coordinator import QUEUE_FULL, RedisMessageCoordinator
+    from tta_agent_coordination.redis.keys import KeySpace
+    from tta_agent_coordination.redis.registry import RedisAgentRegistry
+    from tta_agent_coordination.runtime.context import MessageContext
+    from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState, WorkerStats
 
 __version__ = "0.1.0"
 
@@ -199,6 +204,24 @@ __all__ = [
 
 # name -> (module, attribute or None for the module itself, extra that provides it)
 _LAZY: dict[str, tuple[str, str | None, str | None]] = {
+    # Transport and runtime (in __all__), loaded on first access so that importing a lower
+    # layer (tta_agent_coordination.resilience, .store, .models) never loads the Redis layer.
+    **{
+        name: (module, name, None)
+        for module, names in (
+            ("tta_agent_coordination.redis.breaker_store", ("RedisBreakerStore",)),
+            ("tta_agent_coordination.redis.config", ("CoordinatorConfig",)),
+            ("tta_agent_coordination.redis.coordinator", ("QUEUE_FULL", "RedisMessageCoordinator")),
+            ("tta_agent_coordination.redis.keys", ("KeySpace",)),
+            ("tta_agent_coordination.redis.registry", ("RedisAgentRegistry",)),
+            ("tta_agent_coordination.runtime.context", ("MessageContext",)),
+            (
+                "tta_agent_coordination.runtime.worker",
+                ("AgentWorker", "WorkerState", "WorkerStats"),
+            ),
+        )
+        for name in names
+    },
     "PrometheusMetrics": (
         "tta_agent_coordination.observability.prometheus",
         "PrometheusMetrics",

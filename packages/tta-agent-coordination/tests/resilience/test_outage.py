@@ -14,10 +14,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tta_agent_coordination.errors import CircuitBreakerOpenError
+from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
 from tta_agent_coordination.resilience import (
     CircuitBreakerRegistry,
     CircuitState,
-    RedisBreakerStore,
     RedisGuard,
     RetryPolicy,
     redis_breaker,

@@ -18,6 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tta_agent_coordination.errors import CircuitBreakerOpenError
+from tta_agent_coordination.redis.breaker_scripts import BreakerScriptCall
+from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.resilience import (
     BreakerStore,
@@ -25,9 +27,8 @@ from tta_agent_coordination.resilience import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitState,
-    RedisBreakerStore,
 )
-from tta_agent_coordination.resilience.stores import Admission, BreakerSnapshot, Outcome
+from tta_agent_coordination.resilience.breaker_state import Admission, BreakerSnapshot, Outcome
 from tta_agent_coordination.testing import real_redis
 
 
@@ -176,9 +177,9 @@ async def test_happy_path_costs_one_round_trip(
     class Counting(RedisBreakerStore):
         calls = 0
 
-        async def _run(self, script: str, name: str, args: list) -> list:
+        async def _run(self, call: BreakerScriptCall, name: str) -> list:
             Counting.calls += 1
-            return await super()._run(script, name, args)
+            return await super()._run(call, name)
 
     breaker = CircuitBreaker("rt", CFG, Counting(coordination_redis, key_prefix))
     for _ in range(5):

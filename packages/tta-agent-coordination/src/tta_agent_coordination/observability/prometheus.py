@@ -4,7 +4,7 @@
 
     metrics = PrometheusMetrics()
     coordinator = RedisMessageCoordinator(redis, metrics=metrics)
-    metrics.track_worker(worker)             # AgentWorker.stats, read at scrape time
+    metrics.track_worker(worker)             # worker.stats, read at scrape time
     metrics.track_breaker(breaker)           # state through the breaker's listener API
     server = serve_metrics(9108, registry=metrics)
     ...
@@ -13,6 +13,10 @@
 Every series is labelled by ``agent_type`` and ``queue`` (``"type:instance"``), breaker
 series by the breaker's name, and nothing by message id, so that the number of series
 stays bounded by the number of agents. ``tta-coord worker --metrics-port`` serves it.
+
+Workers are read through a small protocol,
+:class:`~tta_agent_coordination.observability.sources.WorkerStatsSource`, which
+``AgentWorker`` meets structurally: the exporter never imports the runtime.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -30,8 +34,8 @@ from prometheus_client.registry import Collector
 
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.observability.metrics import CounterMetricsBase
-from tta_agent_coordination.resilience.stores import CircuitState
-from tta_agent_coordination.runtime.worker import AgentWorker, WorkerStats
+from tta_agent_coordination.observability.sources import WORKER_STAT_FIELDS, WorkerStatsSource
+from tta_agent_coordination.resilience.breaker_state import CircuitState
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -39,8 +43,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from tta_agent_coordination.interfaces import AgentRegistry
+    from tta_agent_coordination.resilience.breaker_registry import CircuitBreakerRegistry
     from tta_agent_coordination.resilience.circuit_breaker import CircuitBreaker
-    from tta_agent_coordination.resilience.registry import CircuitBreakerRegistry
 
 __all__ = ["DEFAULT_NAMESPACE", "MetricsServer", "PrometheusMetrics", "serve_metrics"]
 
@@ -83,7 +87,8 @@ class PrometheusMetrics(CounterMetricsBase):
     """A :class:`~tta_agent_coordination.observability.metrics.MessageMetrics` for Prometheus.
 
     Also a ``StoreMetrics`` (write-behind buffer of a message store), and an exporter of
-    :class:`AgentWorker` stats, circuit breakers and registry liveness.
+    worker stats (any :class:`~tta_agent_coordination.observability.sources.WorkerStatsSource`,
+    such as ``AgentWorker``), circuit breakers and registry liveness.
 
     Args:
         registry: where the series are registered; a new ``CollectorRegistry`` by default
@@ -146,7 +151,7 @@ class PrometheusMetrics(CounterMetricsBase):
         )
         self._lock = threading.Lock()
         # Weak: a worker or breaker that is dropped stops being exported instead of leaking.
-        self._workers: weakref.WeakSet[AgentWorker] = weakref.WeakSet()
+        self._workers: weakref.WeakSet[WorkerStatsSource] = weakref.WeakSet()
         self._breakers: weakref.WeakValueDictionary[str, CircuitBreaker] = (
             weakref.WeakValueDictionary()
         )
@@ -178,7 +183,7 @@ class PrometheusMetrics(CounterMetricsBase):
 
     # --- workers ----------------------------------------------------------------------
 
-    def track_worker(self, worker: AgentWorker) -> None:
+    def track_worker(self, worker: WorkerStatsSource) -> None:
         """Export ``worker.stats`` (read at each scrape) until the worker is dropped.
 
         Several workers of one queue (competing consumers) are summed.
@@ -186,7 +191,7 @@ class PrometheusMetrics(CounterMetricsBase):
         with self._lock:
             self._workers.add(worker)
 
-    def untrack_worker(self, worker: AgentWorker) -> None:
+    def untrack_worker(self, worker: WorkerStatsSource) -> None:
         """Stop exporting ``worker`` (no error if it was not tracked)."""
         with self._lock:
             self._workers.discard(worker)
@@ -268,23 +273,24 @@ class PrometheusMetrics(CounterMetricsBase):
             agent_id = worker.agent_id
             key = (agent_id.type, str(agent_id))
             into = totals.setdefault(key, {})
-            for name, value in vars(worker.stats).items():
-                into[name] = into.get(name, 0) + int(value)
-            state_key = (*key, worker.state.value)
+            stats = worker.stats
+            for name in WORKER_STAT_FIELDS:
+                into[name] = into.get(name, 0) + int(getattr(stats, name))
+            state_key = (*key, str(worker.state))
             states[state_key] = states.get(state_key, 0) + 1
-        for field in fields(WorkerStats):
-            if field.name == "in_flight":
+        for name in WORKER_STAT_FIELDS:
+            if name == "in_flight":
                 family: Metric = GaugeMetricFamily(
                     f"{ns}_worker_in_flight", "Handlers running now.", labels=_QUEUE_LABELS
                 )
             else:
                 family = CounterMetricFamily(
-                    f"{ns}_worker_{field.name}",
-                    f"AgentWorker stats.{field.name} (summed over the queue's workers).",
+                    f"{ns}_worker_{name}",
+                    f"AgentWorker stats.{name} (summed over the queue's workers).",
                     labels=_QUEUE_LABELS,
                 )
             for key, values in sorted(totals.items()):
-                family.add_metric(list(key), values.get(field.name, 0))
+                family.add_metric(list(key), values.get(name, 0))
             yield family
         workers_family = GaugeMetricFamily(
             f"{ns}_workers", "Tracked workers by state.", labels=(*_QUEUE_LABELS, "state")

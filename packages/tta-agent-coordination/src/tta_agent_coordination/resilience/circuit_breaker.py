@@ -31,15 +31,15 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import structlog
 
 from tta_agent_coordination.errors import CircuitBreakerOpenError
+from tta_agent_coordination.resilience.breaker_metrics import (
+    BreakerListener,
+    CircuitBreakerMetrics,
+    StateTransition,
+)
+from tta_agent_coordination.resilience.breaker_state import BreakerSnapshot, CircuitState, Outcome
+from tta_agent_coordination.resilience.breaker_store import BreakerStore, InMemoryBreakerStore
 from tta_agent_coordination.resilience.cancellation import being_cancelled
 from tta_agent_coordination.resilience.config import CircuitBreakerConfig
-from tta_agent_coordination.resilience.stores import (
-    BreakerSnapshot,
-    BreakerStore,
-    CircuitState,
-    InMemoryBreakerStore,
-    Outcome,
-)
 
 __all__ = [
     "BreakerListener",
@@ -52,61 +52,7 @@ __all__ = [
 T = TypeVar("T")
 P = ParamSpec("P")
 
-BreakerListener = Callable[[str, CircuitState, CircuitState], object]
-"""A state-change listener, called as ``listener(name, old_state, new_state)``."""
-
 _log = structlog.get_logger("tta_agent_coordination.resilience")
-
-
-@dataclass(frozen=True, slots=True)
-class StateTransition:
-    """One state change a breaker observed; ``at`` is the breaker's clock."""
-
-    from_state: CircuitState
-    to_state: CircuitState
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitBreakerMetrics:
-    """Counters of one breaker since it was created (``reset()`` does not clear them).
-
-    ``calls`` counts calls that were admitted and ran; refused calls are in
-    ``rejections`` only. Each admitted call ends in exactly one of ``successes``,
-    ``failures`` (slow calls and timeouts included) or ``ignored``.
-    """
-
-    name: str
-    state: CircuitState
-    calls: int
-    successes: int
-    failures: int
-    ignored: int
-    rejections: int
-    slow_calls: int
-    timeouts: int
-    transition_count: int
-    transitions: tuple[StateTransition, ...]
-    """The most recent transitions, oldest first (bounded)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict of the metrics."""
-        return {
-            "name": self.name,
-            "state": self.state.value,
-            "calls": self.calls,
-            "successes": self.successes,
-            "failures": self.failures,
-            "ignored": self.ignored,
-            "rejections": self.rejections,
-            "slow_calls": self.slow_calls,
-            "timeouts": self.timeouts,
-            "transition_count": self.transition_count,
-            "transitions": [
-                {"from": t.from_state.value, "to": t.to_state.value, "at": t.at}
-                for t in self.transitions
-            ],
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +80,15 @@ class CircuitBreaker:
 
     Args:
         name: names the breaker in errors, logs, metrics and the shared store.
-        config: thresholds and what counts as a failure (defaults: DESIGN §4).
+        config: thresholds and what counts as a failure (defaults: TTA's, listed in
+            ``docs/resilience.md``, "Configuration and defaults").
         store: where the state lives; an :class:`InMemoryBreakerStore` of its own by
-            default. With a shared store (:class:`RedisBreakerStore`) every process
-            using the same name sees the same state; if the store cannot be reached the
-            breaker carries on from in-process state, starting from the last state it
-            saw, and goes back to the shared state once the store answers again.
+            default. With a shared store
+            (:class:`~tta_agent_coordination.redis.breaker_store.RedisBreakerStore`)
+            every process using the same name sees the same state; if the store cannot
+            be reached the breaker carries on from in-process state, starting from the
+            last state it saw, and goes back to the shared state once the store answers
+            again.
         clock: monotonic clock in seconds (inject a fake one in tests).
         max_transitions_kept: how many recent transitions :attr:`metrics` lists.
 

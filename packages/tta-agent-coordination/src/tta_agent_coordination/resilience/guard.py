@@ -14,10 +14,10 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import redis.exceptions as redis_errors
 
+from tta_agent_coordination.resilience.breaker_store import BreakerStore
 from tta_agent_coordination.resilience.circuit_breaker import CircuitBreaker
 from tta_agent_coordination.resilience.config import CircuitBreakerConfig
 from tta_agent_coordination.resilience.retry import RetryPolicy
-from tta_agent_coordination.resilience.stores import BreakerStore
 
 __all__ = [
     "REDIS_FAILURE_ERRORS",
@@ -45,8 +45,9 @@ Any other error (a ``ResponseError``, a caller's bad argument) means Redis answe
 def redis_breaker_config(**overrides: Any) -> CircuitBreakerConfig:
     """The default config of a breaker around Redis.
 
-    DESIGN §4 thresholds, counting only :data:`REDIS_FAILURE_ERRORS` as failures;
-    keyword arguments override fields.
+    TTA's default thresholds (``docs/resilience.md``, "Configuration and defaults"),
+    counting only :data:`REDIS_FAILURE_ERRORS` as failures; keyword arguments override
+    fields.
     """
     fields: dict[str, Any] = {"record": REDIS_FAILURE_ERRORS, **overrides}
     return CircuitBreakerConfig(**fields)

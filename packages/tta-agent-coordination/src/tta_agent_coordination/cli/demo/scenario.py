@@ -48,9 +48,9 @@ from tta_agent_coordination.errors import (
 from tta_agent_coordination.models import AgentId, MessageType
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.redis.registry import RedisAgentRegistry
+from tta_agent_coordination.resilience.breaker_state import CircuitState
 from tta_agent_coordination.resilience.circuit_breaker import CircuitBreaker
 from tta_agent_coordination.resilience.guard import RedisGuard, redis_breaker
-from tta_agent_coordination.resilience.stores import CircuitState
 from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState, WorkerStats
 

@@ -1,4 +1,5 @@
 -- Shared helpers of the circuit-breaker scripts (inlined by the loader; see redis/lua.py).
+-- The same state machine in Python: resilience/breaker_state.py (the two change together).
 -- KEYS[1] is the breaker's hash (KeySpace.breaker_state). Fields:
 --   s state (closed|open|half_open)   g generation (+1 on every transition)
 --   f consecutive failures (closed)   w sliding window, newest first ('1' failure, '0' success)

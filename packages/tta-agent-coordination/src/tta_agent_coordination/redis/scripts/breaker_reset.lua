@@ -1,9 +1,12 @@
 --#include breaker_common
 -- Close the breaker and clear its counts; the generation still grows, so calls admitted
--- before the reset cannot change the new state. ARGV: 1 key ttl ms.
--- Reply: {state, generation, failures, retry_after_ms}.
+-- before the reset cannot change the new state. KEYS, ARGV and the reply are declared in
+-- redis/breaker_scripts.py (breaker_reset, BreakerReply): {state, generation, failures,
+-- retry_after_ms}.
+local ttl_ms = tonumber(ARGV[1])
+
 local now = now_ms()
 local b = load_breaker()
 move(b, 'closed', now, 0)
-save_breaker(b, tonumber(ARGV[1]))
+save_breaker(b, ttl_ms)
 return reply(b, now)

@@ -1,91 +1,37 @@
-"""Durable records of messages and agents: the ``MessageStore`` interface and its plumbing.
+"""Handing events to a store: synchronously, or through a bounded write-behind buffer.
 
-The core never imports a store implementation; the Postgres adapter
-(``tta-agent-coordination-postgres``) implements :class:`MessageStore`. The coordinator and
-the registry hand every lifecycle change to a store through a :class:`StoreWriter`, either
-synchronously (``durability="sync"``) or through a bounded write-behind
-:class:`WriteBehindBatcher` (``durability="async"``). See ``docs/durability.md``.
-
-Ordering. Events of one message can reach a store out of order (a consumer's ack may be
-written before the producer's send). Each event therefore carries a *version*
-``(incarnation, attempts, rank)``: ``incarnation`` is the Redis server time (ms) at which
-this copy was enqueued (a replay starts a new one), ``attempts`` the deliveries so far and
-``rank`` the step within one delivery. A store keeps, per message and recipient, the state
-of the event with the highest version, so the result does not depend on arrival order and
-writing an event twice changes nothing.
+The coordinator and the registry hand every lifecycle change to a store through a
+:class:`StoreWriter`, either synchronously (``durability="sync"``) or through a bounded
+write-behind :class:`WriteBehindBatcher` (``durability="async"``) that never drops an
+event. See ``docs/durability.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from tta_agent_coordination.errors import (
-    ConfigurationError,
-    CoordinationError,
-    MessageValidationError,
-)
-from tta_agent_coordination.models import AgentId, FailureType, MessagePriority
+from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.store.errors import (
+    StoreError,
+    StorePayloadError,
+    StoreUnavailableError,
+)
+from tta_agent_coordination.store.interface import StoreMetrics
 
-__all__ = [
-    "AgentEvent",
-    "AgentEventKind",
-    "BatcherStats",
-    "Durability",
-    "LifecycleKind",
-    "MessageEvent",
-    "MessageStatus",
-    "MessageStore",
-    "PendingMessage",
-    "RestoreTarget",
-    "StoreError",
-    "StoreMetrics",
-    "StorePayloadError",
-    "StorePermissionError",
-    "StoreUnavailableError",
-    "StoreWriter",
-    "WriteBehindBatcher",
-]
+__all__ = ["BatcherStats", "Durability", "StoreWriter", "WriteBehindBatcher"]
 
 E = TypeVar("E")
 
-
-# --- errors -----------------------------------------------------------------------------
-
-
-class StoreError(CoordinationError):
-    """Base class of the errors of a message store."""
-
-
-class StoreUnavailableError(StoreError):
-    """The store could not be reached, or failed; nothing of the failed call was written."""
-
-
-class StorePermissionError(StoreError):
-    """The store's database user lacks a privilege the operation needs (nothing was written).
-
-    Grant the user ``CREATE`` on the database (for ``migrate``) and read/write on the
-    store's schema, or use a user that has them.
-    """
-
-
-class StorePayloadError(StoreError, MessageValidationError):
-    """A message cannot be stored as it is (for example a NUL character in Postgres JSON).
-
-    Raised before anything is sent or written, so nothing is half-recorded.
-    """
-
-
-# --- models -----------------------------------------------------------------------------
+# The logger of the store module this code came from, so log filters keep working.
+_LOGGER = "tta_agent_coordination.store"
 
 
 class Durability(StrEnum):
@@ -98,210 +44,6 @@ class Durability(StrEnum):
 
     ASYNC = "async"
     SYNC = "sync"
-
-
-class MessageStatus(StrEnum):
-    """Where a message stands: settled (acked, dead) or not (queued, leased, retrying)."""
-
-    QUEUED = "queued"
-    LEASED = "leased"
-    ACKED = "acked"
-    RETRYING = "retrying"
-    DEAD = "dead"
-
-    @property
-    def settled(self) -> bool:
-        """Whether the message is finished (acked or dead) and needs no restore."""
-        return self in (MessageStatus.ACKED, MessageStatus.DEAD)
-
-
-class LifecycleKind(StrEnum):
-    """One step in a message's life, as the coordinator reports it to the store."""
-
-    SENT = "sent"
-    LEASED = "leased"
-    ACKED = "acked"
-    RETRYING = "retrying"
-    DEAD = "dead"
-    REPLAYED = "replayed"
-    RESTORED = "restored"
-
-    @property
-    def status(self) -> MessageStatus:
-        """The status a message has after this step."""
-        return _STATUS[self]
-
-    @property
-    def rank(self) -> int:
-        """The order of this step within one delivery (see the module docstring)."""
-        return _RANK[self]
-
-
-_STATUS = {
-    LifecycleKind.SENT: MessageStatus.QUEUED,
-    LifecycleKind.LEASED: MessageStatus.LEASED,
-    LifecycleKind.ACKED: MessageStatus.ACKED,
-    LifecycleKind.RETRYING: MessageStatus.RETRYING,
-    LifecycleKind.DEAD: MessageStatus.DEAD,
-    LifecycleKind.REPLAYED: MessageStatus.QUEUED,
-    LifecycleKind.RESTORED: MessageStatus.QUEUED,
-}
-# Within one delivery: enqueued (0) < leased (1) < returned to the queue (2) < settled (3).
-_RANK = {
-    LifecycleKind.SENT: 0,
-    LifecycleKind.REPLAYED: 0,
-    LifecycleKind.LEASED: 1,
-    LifecycleKind.RETRYING: 2,
-    LifecycleKind.RESTORED: 2,
-    LifecycleKind.ACKED: 3,
-    LifecycleKind.DEAD: 3,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class MessageEvent:
-    """One lifecycle change of one message in one recipient's queue.
-
-    A plain slotted dataclass, not a pydantic model: the coordinator builds one per
-    message on its hot path from values it has already validated, and a model's
-    construction cost showed in the durability benchmark.
-
-    Attributes:
-        kind: what happened.
-        message_id: the message's id.
-        recipient: whose queue it is in.
-        incarnation: Redis server time (ms) when this copy was enqueued; 0 when unknown
-            (a duplicate send), which only creates a record that does not exist yet.
-        attempts: deliveries so far (0 before the first).
-        envelope: the ``AgentMessage`` JSON, on ``sent``, ``replayed`` and ``restored``.
-        error: the last error, when there is one.
-        failure: the failure type of a ``dead`` or ``retrying`` step.
-    """
-
-    kind: LifecycleKind
-    message_id: str
-    recipient: AgentId
-    incarnation: int = 0
-    attempts: int = 0
-    envelope: str | None = None
-    error: str | None = None
-    failure: FailureType | None = None
-
-    @property
-    def status(self) -> MessageStatus:
-        """The message's status after this event."""
-        return self.kind.status
-
-    @property
-    def version(self) -> tuple[int, int, int]:
-        """``(incarnation, attempts, rank)``: a store keeps the state of the highest."""
-        return (self.incarnation, self.attempts, self.kind.rank)
-
-
-class AgentEventKind(StrEnum):
-    """A change in the agent directory."""
-
-    REGISTERED = "registered"
-    DEREGISTERED = "deregistered"
-
-
-class AgentEvent(BaseModel):
-    """A registration or deregistration reported by a registry."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: AgentEventKind
-    agent_id: AgentId
-    name: str | None = None
-    capabilities: list[str] = Field(default_factory=list[str])
-    metadata: dict[str, Any] = Field(default_factory=dict[str, Any])
-
-
-class PendingMessage(BaseModel):
-    """An unsettled message as a store holds it, ready to be enqueued again by a restore."""
-
-    model_config = ConfigDict(frozen=True)
-
-    message_id: str
-    recipient: AgentId
-    envelope: str
-    priority: MessagePriority = MessagePriority.NORMAL
-    attempts: int = 0
-    last_error: str | None = None
-    incarnation: int = 0
-    expires_at_ms: int = 0
-
-
-@runtime_checkable
-class RestoreTarget(Protocol):
-    """What a store restores into (``RedisMessageCoordinator`` is one)."""
-
-    async def restore_messages(self, messages: Sequence[PendingMessage]) -> list[bool]:
-        """Enqueue each message unless its id is already live; True where it was enqueued."""
-        ...
-
-
-@runtime_checkable
-class StoreMetrics(Protocol):
-    """Optional metrics of a store writer; a coordinator's metrics object may implement it."""
-
-    def inc_store_backpressure(self, n: int = 1) -> None:
-        """Count producers that had to wait because the write-behind buffer was full."""
-        ...
-
-    def set_store_pending(self, pending: int) -> None:
-        """Events accepted but not yet written."""
-        ...
-
-
-class MessageStore(ABC):
-    """The durable record of every message's lifecycle and of the agent directory.
-
-    Implementations must make :meth:`record` idempotent and order-insensitive (see the
-    module docstring) and all-or-nothing per call.
-    """
-
-    @abstractmethod
-    async def record(self, events: Sequence[MessageEvent]) -> None:
-        """Write message lifecycle events; durable when this returns.
-
-        Raises:
-            StoreUnavailableError: the store failed; nothing of this call was written.
-            StorePayloadError: an event cannot be stored; nothing of this call was written.
-        """
-
-    @abstractmethod
-    async def record_agents(self, events: Sequence[AgentEvent]) -> None:
-        """Write agent registrations and deregistrations; durable when this returns."""
-
-    @abstractmethod
-    async def restore(self, coordinator: RestoreTarget) -> int:
-        """Enqueue again, exactly once, every unsettled message; how many were enqueued."""
-
-    async def record_seen(self, agent_ids: Sequence[AgentId]) -> None:  # noqa: B027
-        """Note that ``agent_ids`` were alive just now (their heartbeats succeeded).
-
-        A registry calls this at most every ``store_seen_interval_s`` with the agents it
-        holds, off the heartbeat path; a failure is logged and the next call tries again,
-        so it need not be durable or retried. Agents deregistered in the store must stay
-        deregistered. The default records nothing (a store written before this method
-        existed keeps working).
-        """
-
-    def check_envelope(self, message_id: str, envelope: str) -> None:  # noqa: B027
-        """Refuse, before anything is sent, an envelope this store could not record.
-
-        The default accepts everything.
-
-        Raises:
-            StorePayloadError: the envelope cannot be stored.
-        """
-
-    async def aclose(self) -> None:  # noqa: B027
-        """Release the store's resources (the default has none)."""
-
-
-# --- write-behind batcher ---------------------------------------------------------------
 
 
 class BatcherStats(BaseModel):
@@ -372,7 +114,7 @@ class WriteBehindBatcher(Generic[E]):
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._stats = BatcherStats()
-        self._log = get_logger(__name__, batcher=name)
+        self._log = get_logger(_LOGGER, batcher=name)
 
     @property
     def pending(self) -> int:
@@ -554,7 +296,7 @@ class StoreWriter(Generic[E]):
             name=name,
             metrics=metrics,
         )
-        self._log = get_logger(__name__, writer=name)
+        self._log = get_logger(_LOGGER, writer=name)
 
     @property
     def durability(self) -> Durability:
