@@ -18,6 +18,13 @@ pulls no optional dependency): ``PrometheusMetrics`` and ``serve_metrics`` (the
 import importlib
 from typing import Any
 
+from tta_agent_coordination.agents import (
+    AgentCapability,
+    AgentRecord,
+    CapabilityType,
+    RegistryEvent,
+    RegistryEventKind,
+)
 from tta_agent_coordination.errors import (
     AgentAlreadyRegisteredError,
     AgentRegistryError,
@@ -69,17 +76,10 @@ from tta_agent_coordination.observability.metrics import (
     NoOpMessageMetrics,
 )
 from tta_agent_coordination.plugins import PluginError, load_metrics, load_store
+from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.coordinator import QUEUE_FULL, RedisMessageCoordinator
 from tta_agent_coordination.redis.keys import KeySpace
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
-from tta_agent_coordination.registry_models import (
-    AgentCapability,
-    AgentRecord,
-    CapabilityType,
-    RegistryEvent,
-    RegistryEventKind,
-)
 from tta_agent_coordination.resilience import (
     AgentCallGuard,
     CircuitBreaker,
