@@ -21,6 +21,13 @@ The transport and runtime names (``RedisMessageCoordinator``, ``AgentWorker``, .
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from tta_agent_coordination.agents import (
+    AgentCapability,
+    AgentRecord,
+    CapabilityType,
+    RegistryEvent,
+    RegistryEventKind,
+)
 from tta_agent_coordination.errors import (
     AgentAlreadyRegisteredError,
     AgentRegistryError,
@@ -72,13 +79,6 @@ from tta_agent_coordination.observability.metrics import (
     NoOpMessageMetrics,
 )
 from tta_agent_coordination.plugins import PluginError, load_metrics, load_store
-from tta_agent_coordination.registry_models import (
-    AgentCapability,
-    AgentRecord,
-    CapabilityType,
-    RegistryEvent,
-    RegistryEventKind,
-)
 from tta_agent_coordination.resilience import (
     AgentCallGuard,
     CircuitBreaker,
@@ -110,7 +110,7 @@ if TYPE_CHECKING:  # resolved lazily at run time (see _LAZY)
     from tta_agent_coordination.redis.config import CoordinatorConfig
     from tta_agent_coordination.redis.coordinator import QUEUE_FULL, RedisMessageCoordinator
     from tta_agent_coordination.redis.keys import KeySpace
-    from tta_agent_coordination.redis.registry import RedisAgentRegistry
+    from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
     from tta_agent_coordination.runtime.context import MessageContext
     from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState, WorkerStats
 
@@ -213,7 +213,7 @@ _LAZY: dict[str, tuple[str, str | None, str | None]] = {
             ("tta_agent_coordination.redis.config", ("CoordinatorConfig",)),
             ("tta_agent_coordination.redis.coordinator", ("QUEUE_FULL", "RedisMessageCoordinator")),
             ("tta_agent_coordination.redis.keys", ("KeySpace",)),
-            ("tta_agent_coordination.redis.registry", ("RedisAgentRegistry",)),
+            ("tta_agent_coordination.redis.agent_registry", ("RedisAgentRegistry",)),
             ("tta_agent_coordination.runtime.context", ("MessageContext",)),
             (
                 "tta_agent_coordination.runtime.worker",

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from tta_agent_coordination.registry_models import AgentRecord
+from tta_agent_coordination.agents import AgentRecord
 
 from .models import (
     AgentId,

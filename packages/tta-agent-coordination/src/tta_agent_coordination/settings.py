@@ -31,8 +31,8 @@ from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.redis.keys import KeySpace
 
 if TYPE_CHECKING:
+    from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
     from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-    from tta_agent_coordination.redis.registry import RedisAgentRegistry
 
 __all__ = ["ENV_PREFIX", "LOG_LEVELS", "CoordinationSettings", "redact_url"]
 
@@ -294,17 +294,30 @@ class CoordinationSettings(BaseSettings):
         """A ``RedisAgentRegistry`` on ``client`` with ``heartbeat_ttl_s``.
 
         Pass the ``coordinator`` so that a replaced (crashed) agent's leased messages
-        return to its queue at once; ``overrides`` go to the registry.
-        """
-        from tta_agent_coordination.redis.registry import RedisAgentRegistry
+        return to its queue at once. ``overrides`` go to the registry: its settings
+        (``RegistryConfig`` fields, or a whole ``config=``, which replaces
+        ``heartbeat_ttl_s`` from here) and its collaborators (``store=``, ``guard=``, ...).
 
+        Raises:
+            ConfigurationError: a registry setting is out of range.
+        """
+        from tta_agent_coordination.redis.agent_registry import (
+            RedisAgentRegistry,
+            RegistryConfig,
+        )
+
+        given = {k: overrides.pop(k) for k in list(overrides) if k in RegistryConfig.model_fields}
+        base: RegistryConfig | None = overrides.pop("config", None)
+        if base is None:
+            config = RegistryConfig.build(**{"heartbeat_ttl_s": self.heartbeat_ttl_s, **given})
+        else:
+            config = base.updated(**given) if given else base
         options: dict[str, Any] = {
             "key_prefix": self.key_prefix,
-            "heartbeat_ttl_s": self.heartbeat_ttl_s,
             "coordinator": coordinator,
             **overrides,
         }
-        return RedisAgentRegistry(client, **options)
+        return RedisAgentRegistry(client, config=config, **options)
 
     def worker_options(self) -> dict[str, Any]:
         """The ``AgentWorker`` keyword arguments these settings decide.

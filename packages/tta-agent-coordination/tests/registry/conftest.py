@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
+from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 
 
 class FakeAgent:

@@ -2,9 +2,9 @@ import asyncio
 
 import pytest
 
+from tta_agent_coordination.agents import RegistryEventKind
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.registry_models import RegistryEventKind
 
 A = AgentId("worker", "a")
 B = AgentId("worker", "b")

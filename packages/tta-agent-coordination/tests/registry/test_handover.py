@@ -46,7 +46,7 @@ async def test_expired_agent_hands_its_leased_messages_to_a_replacement(make_reg
     recovered = await asyncio.gather(
         monitor.recover_failed(coordinator), monitor.recover_failed(coordinator)
     )
-    assert recovered[0] | recovered[1] == {WORKER: 3}  # one monitor did it, once
+    assert sorted(recovered, key=len) == [{}, {WORKER: 3}]  # one monitor did it, once
 
     replacement = make_registry()
     await replacement.register_id(WORKER)

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
+from tta_agent_coordination.agents import RegistryEventKind
 from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.registry_models import RegistryEventKind
 
 from .conftest import FakeAgent, FlakyGuard
 
@@ -135,4 +135,10 @@ async def test_aclose(make_registry, deregister):
     registry.start_heartbeats()
     await registry.aclose(deregister=deregister)
     assert not registry.heartbeats_running
-    assert (await observer.get(A) is None) is deregister
+    assert registry.held() == ([] if deregister else [A])
+    record = await observer.get(A)
+    if deregister:
+        assert record is None
+    else:
+        assert record is not None
+        assert record.alive  # left to expire on its own

@@ -3,10 +3,10 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tta_agent_coordination.agents import AgentCapability
 from tta_agent_coordination.errors import AgentAlreadyRegisteredError, StaleRegistrationError
 from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
-from tta_agent_coordination.registry_models import AgentCapability
+from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.testing import fake_redis
 
 A = AgentId("worker", "a")
@@ -27,7 +27,8 @@ def test_random_operations_of_three_owners_keep_one_holder(ops):
     async def run() -> None:
         redis = fake_redis()
         owners = [RedisAgentRegistry(redis, key_prefix="h") for _ in range(3)]
-        holder: int | None = None  # the model: who holds A
+        holder: int | None = None  # the model: who holds A in Redis
+        believes: set[int] = set()  # the owners whose registry still holds a lease of A
         for op, i in ops:
             registry = owners[i]
             try:
@@ -35,25 +36,39 @@ def test_random_operations_of_three_owners_keep_one_holder(ops):
                     await registry.register_id(A, name=f"o{i}", takeover=op == "takeover")
                     assert op == "takeover" or holder is None
                     holder = i
-                elif op == "heartbeat":
-                    await registry.heartbeat(A)
-                    assert holder == i
-                elif op == "status":
-                    await registry.set_status(A, f"s{i}")
+                    believes.add(i)
+                elif op in ("heartbeat", "status"):
+                    if op == "heartbeat":
+                        await registry.heartbeat(A)
+                    else:
+                        await registry.set_status(A, f"s{i}")
                     assert holder == i
                 elif op == "deregister":
                     removed = await registry.deregister(A)
-                    assert removed == (holder == i) or holder is None
+                    # True whenever this owner held a lease, even if the record is gone
+                    assert removed == (i in believes)
+                    assert holder in (None, i) or i not in believes
+                    believes.discard(i)
                     if holder == i:
                         holder = None
                 else:
                     await registry.evict(A)
                     holder = None
+                    believes.discard(i)
             except AgentAlreadyRegisteredError:
                 assert holder is not None
                 assert op == "register"
-            except StaleRegistrationError:
+            except StaleRegistrationError as exc:
+                reason = exc.reason
                 assert holder != i
+                if i not in believes:
+                    assert reason == "not_registered"
+                elif holder is None:
+                    assert reason == "deregistered"
+                else:
+                    assert reason == "replaced"
+                believes.discard(i)  # a stale owner lets go of its lease
+            assert owners[i].held() == ([A] if i in believes else [])
             record = await owners[0].get(A)
             if holder is None:
                 assert record is None

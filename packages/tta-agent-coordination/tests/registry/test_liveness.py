@@ -2,9 +2,9 @@ import asyncio
 
 import pytest
 
+from tta_agent_coordination.agents import RegistryEventKind
 from tta_agent_coordination.errors import RegistrationExpiredError, StaleRegistrationError
 from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.registry_models import RegistryEventKind
 
 from .conftest import FakeAgent, GateGuard
 

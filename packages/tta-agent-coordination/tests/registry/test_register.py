@@ -1,5 +1,6 @@
 import pytest
 
+from tta_agent_coordination.agents import AgentCapability, CapabilityType
 from tta_agent_coordination.errors import (
     AgentAlreadyRegisteredError,
     ConfigurationError,
@@ -8,8 +9,7 @@ from tta_agent_coordination.errors import (
 )
 from tta_agent_coordination.interfaces import AgentRegistry
 from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
-from tta_agent_coordination.registry_models import AgentCapability, CapabilityType
+from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 
 from .conftest import FakeAgent
 
@@ -122,21 +122,6 @@ async def test_other_bad_input(registry):
     with pytest.raises(ValueError, match="version"):  # a pydantic ValidationError
         AgentCapability(name="ok", version="1.x")
     assert await registry.list_registered() == []
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"heartbeat_ttl_s": 0},
-        {"heartbeat_ttl_s": 1, "heartbeat_interval_s": 1},
-        {"heartbeat_ttl_s": 10, "state_retention_s": 5},
-        {"events_max_len": -1},
-        {"key_prefix": "bad prefix"},
-    ],
-)
-def test_bad_configuration(coordination_redis, kwargs):
-    with pytest.raises(ConfigurationError):
-        RedisAgentRegistry(coordination_redis, **kwargs)
 
 
 def test_defaults_keep_the_original_contract(coordination_redis):

@@ -176,7 +176,7 @@ async def test_a_store_without_record_seen_still_works(make_registry):
 
 
 def test_a_negative_interval_is_refused(coordination_redis):
-    from tta_agent_coordination.redis.registry import RedisAgentRegistry
+    from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 
     with pytest.raises(ConfigurationError, match="store_seen_interval_s"):
         RedisAgentRegistry(coordination_redis, store_seen_interval_s=-1)

@@ -9,10 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from tta_agent_coordination.agents import AgentRecord
 from tta_agent_coordination.models import MessagePriority
+from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.keys import KeySpace
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
-from tta_agent_coordination.registry_models import AgentRecord
 from tta_agent_coordination.settings import CoordinationSettings
 
 from .connect import get_state, open_redis, parse_agent, run_async

@@ -1,25 +1,21 @@
-"""Conversions between the registry models and what the registry scripts store and return."""
+"""Deprecated: import from :mod:`tta_agent_coordination.redis.agent_registry.codec`.
 
-from __future__ import annotations
+``decode_records`` is in :mod:`tta_agent_coordination.redis.agent_registry.reads` now.
+This alias is removed in 0.3.0.
+"""
 
-import json
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from enum import Enum
-from typing import Any, cast
+import warnings
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError, to_json
-
-from tta_agent_coordination.errors import RegistrationValidationError
-from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.redis.codec import text
-from tta_agent_coordination.registry_models import (
-    AgentCapability,
-    AgentRecord,
-    RegistryEvent,
-    RegistryEventKind,
+from tta_agent_coordination.redis.agent_registry.codec import (
+    capabilities_of,
+    decode_events,
+    dump_json,
+    ms_to_datetime,
+    normalise_capabilities,
+    normalise_status,
+    snapshot_parts,
 )
+from tta_agent_coordination.redis.agent_registry.reads import decode_records
 
 __all__ = [
     "capabilities_of",
@@ -32,234 +28,9 @@ __all__ = [
     "snapshot_parts",
 ]
 
-_MAX_STATUS_LEN = 64
-_TIME_FIELDS = frozenset({"last_heartbeat", "expired_at"})
-
-
-def ms_to_datetime(ms: Any) -> datetime | None:
-    """A UTC datetime from milliseconds since the epoch; None for an empty value."""
-    raw = text(ms) if ms is not None else ""
-    if not raw:
-        return None
-    try:
-        return datetime.fromtimestamp(float(raw) / 1000, tz=UTC)
-    except ValueError:
-        return None
-
-
-def dump_json(value: Any, what: str, limit: int | None = None) -> str:
-    """``value`` as compact JSON (pydantic's encoder: models, datetimes, enums work).
-
-    Raises:
-        RegistrationValidationError: the value cannot be serialised, or is over ``limit``
-            bytes.
-    """
-    try:
-        data = to_json(value)
-    except (PydanticSerializationError, TypeError, ValueError) as exc:
-        raise RegistrationValidationError(f"{what} is not JSON-serialisable: {exc}") from None
-    if limit is not None and len(data) > limit:
-        raise RegistrationValidationError(
-            f"{what} serialises to {len(data)} bytes, over the limit of {limit} bytes"
-        )
-    return data.decode("utf-8")
-
-
-def normalise_status(status: Any) -> str:
-    """A status as a non-empty string of at most 64 characters (an enum gives its value).
-
-    Raises:
-        RegistrationValidationError: the status is empty, too long or not a string.
-    """
-    if isinstance(status, Enum):
-        status = status.value
-    if not isinstance(status, str) or not status or len(status) > _MAX_STATUS_LEN:
-        raise RegistrationValidationError(
-            f"invalid status {status!r}: use a non-empty string of at most "
-            f"{_MAX_STATUS_LEN} characters"
-        )
-    return status
-
-
-def _capability_from_object(value: Any) -> AgentCapability:
-    # A capability model of another library (such as TTA's): keep the fields we know.
-    fields: dict[str, Any] = {}
-    for name in ("name", "version", "type", "description"):
-        attr = getattr(value, name, None)
-        if attr is not None:
-            fields[name] = attr.value if isinstance(attr, Enum) else attr
-    if "name" not in fields:
-        raise RegistrationValidationError(
-            f"invalid capability {value!r}: expected an AgentCapability, a name, or a "
-            "mapping with name/version/type"
-        )
-    try:
-        return AgentCapability.model_validate(fields)
-    except ValidationError as exc:
-        raise RegistrationValidationError(f"invalid capability {value!r}: {exc}") from None
-
-
-def normalise_capabilities(values: Iterable[Any] | None) -> tuple[AgentCapability, ...]:
-    """Capabilities from capabilities, names, mappings or other capability objects.
-
-    Raises:
-        RegistrationValidationError: a capability is invalid, or two share a name.
-    """
-    if values is None:
-        return ()
-    if isinstance(values, str | Mapping | AgentCapability):
-        values = [values]
-    result: dict[str, AgentCapability] = {}
-    for value in values:
-        if isinstance(value, AgentCapability | str | Mapping | Enum):
-            capability = AgentCapability.parse(value)
-        else:
-            capability = _capability_from_object(value)
-        previous = result.get(capability.name)
-        if previous is not None and previous != capability:
-            raise RegistrationValidationError(
-                f"capability {capability.name!r} is given twice with different details"
-            )
-        result[capability.name] = capability
-    return tuple(result.values())
-
-
-def capabilities_of(agent: Any) -> tuple[AgentCapability, ...]:
-    """The capabilities an agent object advertises (its ``capabilities``, if any).
-
-    ``capabilities`` may be an attribute or a method returning an iterable.
-    """
-    raw = getattr(agent, "capabilities", None)
-    if callable(raw):
-        raw = raw()
-    if raw is None:
-        return ()
-    if not isinstance(raw, Iterable):
-        raise RegistrationValidationError(
-            f"agent {agent!r} has capabilities {raw!r}; expected an iterable of capabilities"
-        )
-    return normalise_capabilities(cast("Iterable[Any]", raw))
-
-
-def snapshot_parts(value: Any) -> tuple[str | None, dict[str, Any] | None]:
-    """Split what ``status_snapshot()`` returned into (status, snapshot mapping).
-
-    A string (or enum) is a status; a mapping (or model) is a snapshot whose ``status``
-    item, when present, is the status.
-    """
-    if value is None:
-        return None, None
-    if isinstance(value, str | Enum):
-        return normalise_status(value), None
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    if isinstance(value, Mapping):
-        snapshot = {str(k): v for k, v in cast("Mapping[Any, Any]", value).items()}
-        status = snapshot.get("status")
-        return (normalise_status(status) if status is not None else None), snapshot
-    raise RegistrationValidationError(
-        f"status_snapshot() returned {value!r}; return a status string or a mapping"
-    )
-
-
-def _loads(raw: Any, default: Any) -> Any:
-    if raw is None:
-        return default
-    try:
-        return json.loads(text(raw))
-    except ValueError:
-        return default
-
-
-def _record(now_ms: int, agent: str, score: Any, flat: list[Any]) -> AgentRecord | None:
-    fields = {text(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
-    try:
-        agent_id = AgentId.parse(agent)
-    except ValueError:
-        return None
-    score_text = text(score) if score is not None else ""
-    alive = bool(score_text) and float(score_text) > now_ms
-    caps: list[AgentCapability] = []
-    for item in _loads(fields.get("caps"), []):
-        try:
-            caps.append(AgentCapability.model_validate(item))
-        except ValidationError:
-            continue
-    metadata: Any = _loads(fields.get("meta"), {})
-    snapshot: Any = _loads(fields.get("snap"), {})
-    registered_at = ms_to_datetime(fields.get("reg")) or datetime.fromtimestamp(0, tz=UTC)
-    return AgentRecord(
-        agent_id=agent_id,
-        name=text(fields.get("name", agent_id.type)),
-        alive=alive,
-        status=text(fields.get("status", "")),
-        capabilities=caps,
-        metadata=cast("dict[str, Any]", metadata) if isinstance(metadata, dict) else {},
-        snapshot=cast("dict[str, Any]", snapshot) if isinstance(snapshot, dict) else {},
-        registered_at=registered_at,
-        last_heartbeat=ms_to_datetime(fields.get("hb")),
-        expires_at=ms_to_datetime(fields.get("exp")),
-    )
-
-
-def decode_records(reply: list[Any]) -> list[AgentRecord]:
-    """Records from the read script's reply ``{now, id, expiry, {fields}, ...}``."""
-    now_ms = int(reply[0])
-    records: list[AgentRecord] = []
-    for i in range(1, len(reply) - 2, 3):
-        record = _record(now_ms, text(reply[i]), reply[i + 1], list(reply[i + 2]))
-        if record is not None:
-            records.append(record)
-    return records
-
-
-def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
-    # XREAD: [[stream, entries]] (RESP2) or {stream: [entries]} (RESP3).
-    if not reply:
-        return []
-    if isinstance(reply, Mapping):
-        values: list[Any] = list(cast("Mapping[Any, Any]", reply).values())
-        entries: list[Any] = list(values[0]) if values else []
-        if entries and isinstance(entries[0], list):
-            inner = cast("list[Any]", entries[0])
-            if inner and isinstance(inner[0], list | tuple):
-                entries = inner
-        return entries
-    first = cast("list[Any]", reply)[0]
-    return list(first[1]) if first else []
-
-
-def _event(entry_id: str, raw_fields: Any) -> RegistryEvent | None:
-    if isinstance(raw_fields, Mapping):
-        pairs = cast("Mapping[Any, Any]", raw_fields).items()
-        fields = {text(k): text(v) for k, v in pairs}
-    else:
-        flat = list(cast("Iterable[Any]", raw_fields))
-        fields = {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-    try:
-        kind = RegistryEventKind(fields.pop("k"))
-        agent_id = AgentId.parse(fields.pop("a"))
-        at = ms_to_datetime(fields.pop("t"))
-    except (KeyError, ValueError):
-        return None
-    if at is None:
-        return None
-    data: dict[str, Any] = {}
-    for key, value in fields.items():
-        if key in _TIME_FIELDS:
-            moment = ms_to_datetime(value)
-            data[key] = moment.isoformat() if moment is not None else None
-        elif key == "was_alive":
-            data[key] = value == "1"
-        else:
-            data[key] = value
-    return RegistryEvent(id=entry_id, kind=kind, agent_id=agent_id, at=at, data=data)
-
-
-def decode_events(reply: Any) -> list[tuple[str, RegistryEvent | None]]:
-    """Events from an XREAD reply, with the entry id of each (None: not one of ours)."""
-    decoded: list[tuple[str, RegistryEvent | None]] = []
-    for entry in _stream_entries(reply):
-        entry_id = text(entry[0])
-        decoded.append((entry_id, _event(entry_id, entry[1])))
-    return decoded
+warnings.warn(
+    "tta_agent_coordination.redis.registry_codec is deprecated; import from "
+    "tta_agent_coordination.redis.agent_registry.codec (the alias is removed in 0.3.0)",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -20,8 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from tta_agent_coordination.models import AgentId
+from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
 from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState
 
 from .backends import (

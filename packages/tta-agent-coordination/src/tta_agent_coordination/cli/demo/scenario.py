@@ -46,8 +46,8 @@ from tta_agent_coordination.errors import (
     RequestNotDeliveredError,
 )
 from tta_agent_coordination.models import AgentId, MessageType
+from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-from tta_agent_coordination.redis.registry import RedisAgentRegistry
 from tta_agent_coordination.resilience.breaker_state import CircuitState
 from tta_agent_coordination.resilience.circuit_breaker import CircuitBreaker
 from tta_agent_coordination.resilience.guard import RedisGuard, redis_breaker
