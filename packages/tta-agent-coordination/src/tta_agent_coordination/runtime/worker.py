@@ -1,13 +1,17 @@
 """``AgentWorker``: turns handlers into a live agent.
 
 One worker consumes one agent's queue. It registers the agent and keeps it alive,
-reserves messages with blocking reads (no polling) as handler slots free up, runs up to
+reserves messages with blocking reads as handler slots free up, runs up to
 ``concurrency`` handlers at once, extends the leases of long handlers, acks on success
 and nacks on failure (``PermanentError`` and invalid payloads are permanent, anything
 else is retried with backoff), answers requests with the handler's return value, and
 stops gracefully: on SIGINT/SIGTERM it takes no new work, lets in-flight handlers finish
 within a grace period, leaves what is left leased (recovered after the visibility
 timeout) and deregisters. A handler's exception never stops the worker.
+
+It knows the queues and the registry only through the interfaces of
+:mod:`tta_agent_coordination.interfaces`; ``docs/worker.md`` ("Other back-ends") says
+which of their methods it uses.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from tta_agent_coordination.errors import (
     PermanentError,
     WorkerError,
 )
-from tta_agent_coordination.interfaces import AgentRegistry, CallGuard
+from tta_agent_coordination.interfaces import AgentRegistry, CallGuard, MessageCoordinator
 from tta_agent_coordination.models import (
     AgentId,
     FailureType,
@@ -40,7 +44,6 @@ from tta_agent_coordination.models import (
     ReceivedMessage,
 )
 from tta_agent_coordination.observability.logging import get_logger
-from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.handlers import Handler, HandlerSpec, HandlerTable
 from tta_agent_coordination.runtime.rpc import expects_reply
@@ -80,7 +83,7 @@ class WorkerStats:
     leases_lost: int = 0
     """Deliveries whose lease expired before they were settled (handled elsewhere)."""
     settle_errors: int = 0
-    """Acks/nacks that failed on Redis errors (the lease expires and the message returns)."""
+    """Acks/nacks that failed on back-end errors (the lease expires and the message returns)."""
     abandoned: int = 0
     """In-flight deliveries left leased at shutdown after the grace period."""
     in_flight: int = 0
@@ -99,11 +102,13 @@ class AgentWorker:
     """Runs handlers for one agent's queue (see the module docstring).
 
     Args:
-        coordinator: the queues.
-        registry: where the agent registers and heartbeats; None runs unregistered (for
-            several competing workers on one queue). Give the registry the coordinator
-            (``RedisAgentRegistry(..., coordinator=coordinator)``) so that a replacement
-            of a crashed worker gets its leased messages back at once.
+        coordinator: the queues: any :class:`MessageCoordinator` (the worker uses only
+            that interface; ``RedisMessageCoordinator`` is the one in this package).
+        registry: where the agent registers and heartbeats (any :class:`AgentRegistry`);
+            None runs unregistered (for several competing workers on one queue). Give
+            the registry the coordinator (``RedisAgentRegistry(...,
+            coordinator=coordinator)``) so that a replacement of a crashed worker gets
+            its leased messages back at once.
         agent_id: the agent (and queue) this worker is.
         name: the registered name (the agent type by default).
         capabilities: registered capabilities (names, mappings or ``AgentCapability``).
@@ -129,7 +134,7 @@ class AgentWorker:
 
     def __init__(
         self,
-        coordinator: RedisMessageCoordinator,
+        coordinator: MessageCoordinator,
         registry: AgentRegistry | None,
         agent_id: AgentId,
         *,
@@ -293,7 +298,7 @@ class AgentWorker:
         return self._agent_id
 
     @property
-    def coordinator(self) -> RedisMessageCoordinator:
+    def coordinator(self) -> MessageCoordinator:
         """The coordinator the worker consumes from."""
         return self._coordinator
 
@@ -327,7 +332,7 @@ class AgentWorker:
             WorkerError: the worker was started before, or has no handlers.
             AgentAlreadyRegisteredError: a live owner holds the agent id (see
                 ``takeover``).
-            CoordinationError: Redis failed while registering or subscribing.
+            CoordinationError: the back-end failed while registering or subscribing.
         """
         if self._state is not WorkerState.NEW:
             raise WorkerError(f"worker {self._agent_id} was already started ({self._state})")
@@ -456,12 +461,9 @@ class AgentWorker:
             takeover=self._takeover,
         )
         self._registered = True
-        if not self._registry_heartbeats_running():
+        if not self._registry.heartbeats_running:
             self._registry.start_heartbeats()
             self._started_heartbeats = True
-
-    def _registry_heartbeats_running(self) -> bool:
-        return bool(getattr(self._registry, "heartbeats_running", False))
 
     async def _unregister(self) -> None:
         for subscription_id in self._subscription_ids:
@@ -478,8 +480,7 @@ class AgentWorker:
             await registry.deregister(self._agent_id)
         except AgentRegistryError as exc:
             self._log.warning("deregister_failed", error=str(exc))
-        held = getattr(registry, "held", None)
-        if self._started_heartbeats and (held is None or not held()):
+        if self._started_heartbeats and not registry.held():
             await registry.stop_heartbeats()
 
     async def _shutdown(self) -> None:
@@ -716,8 +717,8 @@ class AgentWorker:
                 await self._coordinator.recover_pending(self._agent_id)
             except CoordinationError as exc:
                 self._log.warning("recover_failed", error=str(exc))
-            held = getattr(self._registry, "held", None)
-            if self._registered and held is not None and self._agent_id not in held():
+            registry = self._registry
+            if self._registered and registry is not None and self._agent_id not in registry.held():
                 # Another owner took the id over, or it was evicted: this process is
                 # no longer the agent and must stop taking its work.
                 self._log.error("registration_lost")
@@ -740,7 +741,7 @@ class _AckBatcher:
 
     _MAX = 1_000
 
-    def __init__(self, coordinator: RedisMessageCoordinator, agent_id: AgentId) -> None:
+    def __init__(self, coordinator: MessageCoordinator, agent_id: AgentId) -> None:
         self._coordinator = coordinator
         self._agent_id = agent_id
         self._pending: list[tuple[str, asyncio.Future[bool]]] = []
