@@ -2,38 +2,112 @@
 
 The core defines them; the Redis implementations live in :mod:`.redis`, and other
 packages (the Postgres adapter, host applications) implement or consume them without
-the core importing those packages.
+the core importing those packages. ``AgentWorker`` and ``MessageContext`` know only
+these interfaces, so a second back-end (an in-memory one for unit tests, say) runs
+workers unchanged. See ``docs/worker.md`` ("Other back-ends").
+
+What a back-end must write:
+
+- **Abstract**: TTA's original contract (the eight coordinator methods, the registry's
+  registration, heartbeat and read methods), plus two members the worker needs for a
+  promise it documents and that no default can keep: ``MessageCoordinator.config`` (the
+  retry limit tells the worker whether a failure is final, so that a requester gets its
+  error reply before the message is dead-lettered) and ``AgentRegistry.held`` (how a
+  worker learns that its agent id was taken over or evicted, and stops).
+- **Derived defaults**: methods that follow from the abstract ones work as they are
+  and are overridden to be faster: ``receive_batch`` (``receive`` in a loop; a blocking
+  wait becomes polling), ``ack_many``, ``send_many`` and ``reply`` (a reply as a
+  ``RESPONSE`` message to ``reply_to``).
+- **Honest defaults**: ``extend_lease`` returns False (the lease is not extended: the
+  worker marks ``ctx.lease_lost`` and the message may be delivered again after its
+  visibility timeout, at least once as always); ``heartbeats_running`` is False (the
+  worker starts the heartbeats itself; ``start_heartbeats`` is idempotent).
+- **Optional features** raise ``NotImplementedError`` naming the method until a
+  back-end provides them: ``subscribe``/``unsubscribe`` (a worker with
+  ``subscriptions=`` then fails at ``start``), ``publish_event`` and ``request`` (the
+  handler that calls them fails, as with any error), ``release_leases`` (crash
+  hand-over) and ``queue_stats`` (operations).
+
+So a subclass written against the eight original methods keeps working; it needs
+``config`` (and, for a registry, ``held``) to be instantiated.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
 
 from tta_agent_coordination.agents import AgentRecord
 
+from .errors import ConfigurationError
 from .models import (
     AgentId,
     AgentMessage,
     FailureType,
+    MessagePriority,
     MessageResult,
     MessageSubscription,
     MessageType,
+    QueueStats,
     ReceivedMessage,
 )
 
-__all__ = ["AgentRegistry", "CallGuard", "MessageCoordinator", "RegistrableAgent"]
+__all__ = [
+    "AgentRegistry",
+    "CallGuard",
+    "CoordinatorLimits",
+    "MessageCoordinator",
+    "RegistrableAgent",
+]
 
 T = TypeVar("T")
+
+_POLL_STEP_S = 0.05
+"""How often the default ``receive_batch`` asks again while it waits for a message."""
+
+
+class CoordinatorLimits(Protocol):
+    """The limits a coordinator runs with: TTA's ``configure`` settings, read back."""
+
+    @property
+    def queue_size(self) -> int:
+        """Unsettled messages a queue holds before sends are refused."""
+        ...
+
+    @property
+    def retry_attempts(self) -> int:
+        """Retries after the first delivery; the failure after the last is final."""
+        ...
+
+    @property
+    def backoff_base(self) -> float:
+        """Seconds before the first retry."""
+        ...
+
+    @property
+    def backoff_factor(self) -> float:
+        """Growth of the delay per retry."""
+        ...
+
+    @property
+    def backoff_max(self) -> float:
+        """Cap on a retry delay, in seconds."""
+        ...
 
 
 class MessageCoordinator(ABC):
     """Per-agent prioritised queues with at-least-once delivery, leases and dead letters.
 
-    These are the eight methods of TTA's original contract; implementations add more.
+    The first eight methods are TTA's original contract; the rest are what the worker
+    runtime uses (see the module docstring for which a back-end must write).
     """
+
+    # --- TTA's original contract ----------------------------------------------------------
 
     @abstractmethod
     async def send_message(
@@ -89,6 +163,163 @@ class MessageCoordinator(ABC):
     ) -> None:
         """Change limits and backoff at run time; invalid values raise ``ConfigurationError``."""
 
+    # --- what the worker runtime uses -----------------------------------------------------
+
+    @property
+    @abstractmethod
+    def config(self) -> CoordinatorLimits:
+        """The limits in force now (``configure`` changes them)."""
+
+    async def receive_batch(
+        self,
+        agent_id: AgentId,
+        count: int,
+        *,
+        visibility_timeout: float = 5,
+        block: float | None = None,
+    ) -> list[ReceivedMessage]:
+        """Reserve up to ``count`` messages, in delivery order.
+
+        With ``block`` seconds, waits that long for a first message instead of returning
+        an empty list at once. This default calls :meth:`receive` once per message and,
+        while it waits, asks again every 50 ms: a back-end with a blocking read
+        overrides it.
+
+        Raises:
+            ConfigurationError: ``count`` is below 1.
+        """
+        if count < 1:
+            raise ConfigurationError(f"count must be at least 1, got {count}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (block or 0.0)
+        while True:
+            batch: list[ReceivedMessage] = []
+            while len(batch) < count:
+                received = await self.receive(agent_id, visibility_timeout)
+                if received is None:
+                    break
+                batch.append(received)
+            remaining = deadline - loop.time()
+            if batch or remaining <= 0:
+                return batch
+            await asyncio.sleep(min(_POLL_STEP_S, remaining))
+
+    async def ack_many(self, agent_id: AgentId, tokens: Sequence[str]) -> list[bool]:
+        """Settle many reserved messages as done; one flag per token, as :meth:`ack` gives.
+
+        This default acks one token after the other.
+        """
+        return [await self.ack(agent_id, token) for token in tokens]
+
+    async def extend_lease(self, agent_id: AgentId, token: str, seconds: float) -> bool:
+        """Push a lease's deadline to ``seconds`` from now; False when it was not extended.
+
+        This default extends nothing and returns False: a back-end without lease
+        extension lets a long handler's lease run out (the worker sets
+        ``ctx.lease_lost``) and the message may be delivered again.
+        """
+        return False
+
+    async def send_many(self, messages: Sequence[AgentMessage]) -> list[MessageResult]:
+        """Enqueue many messages, each to its own ``recipient``; one result per message.
+
+        This default sends one message after the other with :meth:`send_message`.
+        """
+        return [await self.send_message(m.sender, m.recipient, m) for m in messages]
+
+    async def reply(
+        self,
+        sender: AgentId,
+        request: AgentMessage,
+        result: Any = None,
+        *,
+        error: BaseException | None = None,
+        failure: FailureType = FailureType.PERMANENT,
+    ) -> bool:
+        """Answer ``request`` with ``result`` (or with ``error``); workers do it for you.
+
+        Returns False when the request expects no reply or the reply was not enqueued.
+        This default sends the reply as a ``RESPONSE`` message to the request's
+        ``reply_to``; a back-end with reply inboxes (see :meth:`request`) overrides it.
+        """
+        # TODO(issue 13 merge): import these from the transport-free `replies` module.
+        from tta_agent_coordination.runtime.rpc import build_reply, expects_reply
+
+        if not expects_reply(request):
+            return False
+        response = build_reply(request, sender, result, error=error, failure=failure)
+        outcome = await self.send_message(sender, response.recipient, response)
+        return outcome.delivered
+
+    async def request(
+        self,
+        sender: AgentId,
+        recipient: AgentId,
+        payload_or_message: AgentMessage | Mapping[str, Any] | BaseModel,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - a request's deadline is its API
+        priority: MessagePriority = MessagePriority.NORMAL,
+        headers: Mapping[str, str] | None = None,
+        expire: bool = True,
+    ) -> AgentMessage:
+        """Send a request to ``recipient`` and wait for its ``RESPONSE`` message.
+
+        Raises:
+            RequestTimeoutError: no reply within ``timeout`` seconds.
+            RemoteHandlerError: the handler failed for good.
+            RequestNotDeliveredError: the request could not be enqueued.
+            NotImplementedError: the back-end has no request/reply (this default).
+        """
+        _unsupported(self, "request", "MessageContext.request")
+
+    async def subscribe(
+        self, agent_id: AgentId, message_types: list[MessageType]
+    ) -> MessageSubscription:
+        """Subscribe ``agent_id`` to ``message_types``; stored when this returns.
+
+        Raises:
+            NotImplementedError: the back-end has no stored subscriptions (this default).
+        """
+        _unsupported(self, "subscribe", "AgentWorker(subscriptions=...)")
+
+    async def unsubscribe(self, subscription_id: str) -> bool:
+        """Remove a subscription; False when it does not exist.
+
+        Raises:
+            NotImplementedError: the back-end has no stored subscriptions (this default).
+        """
+        _unsupported(self, "unsubscribe", "AgentWorker(subscriptions=...)")
+
+    async def publish_event(self, sender: AgentId, message: AgentMessage) -> list[MessageResult]:
+        """Deliver ``message`` to every agent subscribed to its type; one result each.
+
+        Raises:
+            NotImplementedError: the back-end has no subscriptions (this default).
+        """
+        _unsupported(self, "publish_event", "MessageContext.publish")
+
+    async def release_leases(self, agent_id: AgentId) -> int:
+        """Return every leased message of ``agent_id``'s queue at once (its consumer died).
+
+        Raises:
+            NotImplementedError: the back-end cannot (this default); leases then run out.
+        """
+        _unsupported(self, "release_leases", "crash hand-over")
+
+    async def queue_stats(self, agent_id: AgentId) -> QueueStats:
+        """Ready (per priority), leased, delayed and dead counts of one queue.
+
+        Raises:
+            NotImplementedError: the back-end cannot count (this default).
+        """
+        _unsupported(self, "queue_stats", "operations")
+
+
+def _unsupported(backend: object, method: str, needed_by: str) -> NoReturn:
+    raise NotImplementedError(
+        f"{type(backend).__name__} does not implement {method} (needed by {needed_by})"
+    )
+
 
 class CallGuard(Protocol):
     """Wraps every call a component makes to Redis (circuit breaker, retries, or nothing).
@@ -129,7 +360,7 @@ class AgentRegistry(ABC):
 
     The names and meanings follow TTA's original registry: ``register``, ``deregister``,
     ``start_heartbeats``/``stop_heartbeats`` and ``list_registered()`` entries that carry
-    ``alive``.
+    ``alive``. ``held`` and ``heartbeats_running`` are what the worker runtime adds.
     """
 
     @abstractmethod
@@ -177,3 +408,21 @@ class AgentRegistry(ABC):
     @abstractmethod
     async def stop_heartbeats(self) -> None:
         """Stop the heartbeats and wait until they have stopped (idempotent)."""
+
+    @abstractmethod
+    def held(self) -> list[AgentId]:
+        """The agent ids this registry instance holds registrations for now.
+
+        An id leaves the list when it is deregistered, or when the registry learns that
+        another owner took it over or an operator evicted it: a worker checks this to
+        stop being an agent it no longer is.
+        """
+
+    @property
+    def heartbeats_running(self) -> bool:
+        """Whether the heartbeats run now.
+
+        This default says False: a worker then calls :meth:`start_heartbeats` itself,
+        which is idempotent.
+        """
+        return False

@@ -1,6 +1,7 @@
 import asyncio
 import os
 import signal
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -64,18 +65,67 @@ async def test_handles_and_acks_every_message(coordinator, make_worker):
     assert worker.state is WorkerState.STOPPED
 
 
-async def test_blocking_read_picks_up_a_message_sent_later(coordinator, make_worker):
-    worker = make_worker(poll_interval=1.0)
-    got = asyncio.Event()
+@dataclass
+class Span:
+    command: str
+    start: float
+    end: float | None = None
+
+
+def record_commands(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[Span]:
+    """Every command ``client`` sends from now on, with when it started and ended."""
+    spans: list[Span] = []
+    send_command = client.execute_command
+
+    async def execute_command(*args: Any, **options: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        span = Span(str(args[0]).upper(), loop.time())
+        spans.append(span)
+        try:
+            return await send_command(*args, **options)
+        finally:
+            span.end = loop.time()
+
+    monkeypatch.setattr(client, "execute_command", execute_command)
+    return spans
+
+
+async def test_an_idle_worker_waits_in_one_blocking_read_and_wakes_on_a_send(
+    coordination_redis, key_prefix, make_worker, monkeypatch
+):
+    # A polling worker fails here whatever its interval: polls that return at once
+    # never leave a command open for long (or send commands while idle), and a worker
+    # that waits out its poll_interval picks the message up seconds late.
+    spans = record_commands(coordination_redis, monkeypatch)
+    coord = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
+    worker = make_worker(
+        coordinator=coord, registry=None, poll_interval=3.0, maintenance_interval=60.0
+    )
+    loop = asyncio.get_running_loop()
+    handled: asyncio.Future[float] = loop.create_future()
 
     @worker.on_event()
     async def handle(ctx: MessageContext[Any]) -> None:
-        got.set()
+        handled.set_result(loop.time())
+
+    def blocking_read_open() -> bool:
+        return any(s.end is None and loop.time() - s.start >= 0.2 for s in spans)
 
     async with worker:
-        await asyncio.sleep(0.2)  # the worker is inside a blocking read now
-        await send(coordinator, message(1))
-        await asyncio.wait_for(got.wait(), 3.0)
+        await eventually(blocking_read_open, timeout=5)
+        [read] = [s for s in spans if s.end is None]
+        idle_from = loop.time()
+        await asyncio.sleep(1.0)
+        assert [s.command for s in spans if s.start >= idle_from] == []  # nothing sent
+        assert read.end is None  # still the same read
+        assert read.command == "XREAD"
+        sent_at = loop.time()
+        await send(coord, message(1))
+        handled_at = await asyncio.wait_for(handled, 5)
+    # The read would have lasted 3 s (poll_interval); the send woke it at once.
+    assert handled_at - sent_at < 1.0
+    assert read.end is not None
+    assert read.end < read.start + 2.5
 
 
 async def test_runs_at_most_concurrency_handlers_at_once(coordinator, make_worker):
@@ -294,7 +344,7 @@ async def test_registers_with_metadata_and_deregisters_on_stop(coordinator, regi
     assert record.metadata["worker"]["concurrency"] == 8
     assert registry.heartbeats_running
     await worker.stop()
-    assert await registry.get(SERVER) is None or not (await registry.get(SERVER)).alive
+    assert await registry.get(SERVER) is None  # deregistered, not merely expired
     assert not registry.heartbeats_running
 
 
@@ -425,10 +475,9 @@ async def test_sigterm_stops_the_worker_gracefully(coordinator, registry, make_w
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(runner, 10)
     assert worker.stop_reason == "SIGTERM"
-    assert worker.stats.succeeded >= 1
-    assert worker.stats.abandoned == 0
-    record = await registry.get(SERVER)
-    assert record is None or not record.alive
+    # Both messages were reserved by the first read, before the signal: both finish.
+    assert (worker.stats.received, worker.stats.succeeded, worker.stats.abandoned) == (2, 2, 0)
+    assert await registry.get(SERVER) is None  # deregistered, not merely expired
 
 
 async def test_second_signal_skips_the_grace_period(coordinator, make_worker):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from tta_agent_coordination.interfaces import MessageCoordinator
 from tta_agent_coordination.models import (
     AgentId,
     AgentMessage,
@@ -16,9 +17,6 @@ from tta_agent_coordination.models import (
     ReceivedMessage,
 )
 from tta_agent_coordination.runtime.rpc import build_message
-
-if TYPE_CHECKING:
-    from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 
 __all__ = ["MessageContext"]
 
@@ -37,7 +35,7 @@ class MessageContext(Generic[P]):
 
     def __init__(
         self,
-        coordinator: RedisMessageCoordinator,
+        coordinator: MessageCoordinator,
         agent_id: AgentId,
         received: ReceivedMessage,
         payload: P,
@@ -127,7 +125,7 @@ class MessageContext(Generic[P]):
         timeout: float = 30.0,  # noqa: ASYNC109 - a request's deadline is its API
         priority: MessagePriority = MessagePriority.NORMAL,
     ) -> AgentMessage:
-        """Ask ``recipient`` and wait for its reply (see ``RedisMessageCoordinator.request``).
+        """Ask ``recipient`` and wait for its reply (see ``MessageCoordinator.request``).
 
         The lease of the message being handled is kept extended while this waits.
         """

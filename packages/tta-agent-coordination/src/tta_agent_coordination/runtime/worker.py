@@ -1,49 +1,48 @@
 """``AgentWorker``: turns handlers into a live agent.
 
 One worker consumes one agent's queue. It registers the agent and keeps it alive,
-reserves messages with blocking reads (no polling) as handler slots free up, runs up to
+reserves messages with blocking reads as handler slots free up, runs up to
 ``concurrency`` handlers at once, extends the leases of long handlers, acks on success
 and nacks on failure (``PermanentError`` and invalid payloads are permanent, anything
 else is retried with backoff), answers requests with the handler's return value, and
 stops gracefully: on SIGINT/SIGTERM it takes no new work, lets in-flight handlers finish
 within a grace period, leaves what is left leased (recovered after the visibility
 timeout) and deregisters. A handler's exception never stops the worker.
+
+It knows the queues and the registry only through the interfaces of
+:mod:`tta_agent_coordination.interfaces`; ``docs/worker.md`` ("Other back-ends") says
+which of their methods it uses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from tta_agent_coordination.errors import (
-    AgentRegistryError,
     CircuitBreakerOpenError,
     ConfigurationError,
     CoordinationError,
-    PermanentError,
     WorkerError,
 )
-from tta_agent_coordination.interfaces import AgentRegistry, CallGuard
-from tta_agent_coordination.models import (
-    AgentId,
-    FailureType,
-    MessageType,
-    ReceivedMessage,
-)
+from tta_agent_coordination.interfaces import AgentRegistry, CallGuard, MessageCoordinator
+from tta_agent_coordination.models import AgentId, MessageType, ReceivedMessage
 from tta_agent_coordination.observability.logging import get_logger
-from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-from tta_agent_coordination.runtime.context import MessageContext
+from tta_agent_coordination.runtime.deliveries import Delivery, DeliveryRunner
 from tta_agent_coordination.runtime.handlers import Handler, HandlerSpec, HandlerTable
-from tta_agent_coordination.runtime.rpc import expects_reply
+from tta_agent_coordination.runtime.leases import LeaseKeeper
+from tta_agent_coordination.runtime.presence import AgentPresence
+from tta_agent_coordination.runtime.stats import WorkerState, WorkerStats
+from tta_agent_coordination.runtime.stopping import (
+    install_stop_signals,
+    nothing_to_restore,
+    wait_any,
+)
 
 __all__ = ["AgentWorker", "WorkerState", "WorkerStats"]
 
@@ -52,58 +51,17 @@ H = TypeVar("H", bound=Handler)
 _FETCH_BACKOFF_MAX_S = 5.0
 
 
-class WorkerState(StrEnum):
-    """Where a worker is in its life."""
-
-    NEW = "new"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-
-@dataclass
-class WorkerStats:
-    """Counters of one worker since it started."""
-
-    received: int = 0
-    """Deliveries reserved."""
-    succeeded: int = 0
-    """Handled and acked."""
-    retried: int = 0
-    """Failed and scheduled for another delivery."""
-    dead_lettered: int = 0
-    """Failed for good (permanent failure, invalid payload, no handler, retries spent)."""
-    replies: int = 0
-    """Replies sent to requests."""
-    lease_extensions: int = 0
-    """Leases pushed forward while a handler ran."""
-    leases_lost: int = 0
-    """Deliveries whose lease expired before they were settled (handled elsewhere)."""
-    settle_errors: int = 0
-    """Acks/nacks that failed on Redis errors (the lease expires and the message returns)."""
-    abandoned: int = 0
-    """In-flight deliveries left leased at shutdown after the grace period."""
-    in_flight: int = 0
-    """Handlers running now."""
-
-
-@dataclass(eq=False)
-class _Job:
-    received: ReceivedMessage
-    context: MessageContext[Any] | None = None
-    lease_until: float = 0.0
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-
 class AgentWorker:
     """Runs handlers for one agent's queue (see the module docstring).
 
     Args:
-        coordinator: the queues.
-        registry: where the agent registers and heartbeats; None runs unregistered (for
-            several competing workers on one queue). Give the registry the coordinator
-            (``RedisAgentRegistry(..., coordinator=coordinator)``) so that a replacement
-            of a crashed worker gets its leased messages back at once.
+        coordinator: the queues: any :class:`MessageCoordinator` (the worker uses only
+            that interface; ``RedisMessageCoordinator`` is the one in this package).
+        registry: where the agent registers and heartbeats (any :class:`AgentRegistry`);
+            None runs unregistered (for several competing workers on one queue). Give
+            the registry the coordinator (``RedisAgentRegistry(...,
+            coordinator=coordinator)``) so that a replacement of a crashed worker gets
+            its leased messages back at once.
         agent_id: the agent (and queue) this worker is.
         name: the registered name (the agent type by default).
         capabilities: registered capabilities (names, mappings or ``AgentCapability``).
@@ -129,7 +87,7 @@ class AgentWorker:
 
     def __init__(
         self,
-        coordinator: RedisMessageCoordinator,
+        coordinator: MessageCoordinator,
         registry: AgentRegistry | None,
         agent_id: AgentId,
         *,
@@ -158,35 +116,38 @@ class AgentWorker:
         if grace_period < 0:
             raise ConfigurationError(f"grace_period must be >= 0 seconds, got {grace_period}")
         self._coordinator = coordinator
-        self._registry = registry
         self._agent_id = agent_id
-        self._name = name or agent_id.type
-        self._capabilities = list(capabilities or [])
-        self._metadata = dict(metadata or {})
         self._concurrency = concurrency
         self._batch_size = min(batch, 1_000)
         self._visibility = float(visibility_timeout)
         self._poll = float(poll_interval)
         self._grace = float(grace_period)
         self._maintenance_every = float(maintenance_interval)
-        self._guard = guard
-        self._subscription_types = list(dict.fromkeys(MessageType(t) for t in subscriptions))
-        self._takeover = takeover
         self._handlers = HandlerTable(kind_field)
-        self._acks = _AckBatcher(coordinator, agent_id)
         self._stats = WorkerStats()
         self._state = WorkerState.NEW
-        self._jobs: dict[str, _Job] = {}
+        self._deliveries: dict[str, Delivery] = {}
         self._slot_free = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._shutdown_task: asyncio.Task[None] | None = None
-        self._subscription_ids: list[str] = []
-        self._registered = False
-        self._started_heartbeats = False
         self._stop_reason: str | None = None
         self._log = get_logger(__name__, agent=str(agent_id))
+        self._runner = DeliveryRunner(
+            coordinator, agent_id, self._handlers, guard, self._stats, self._log
+        )
+        self._presence = AgentPresence(
+            coordinator,
+            registry,
+            agent_id,
+            name=name or agent_id.type,
+            capabilities=capabilities or [],
+            metadata=metadata or {},
+            takeover=takeover,
+            subscriptions=subscriptions,
+            log=self._log,
+        )
 
     # --- handler registration -----------------------------------------------------------
 
@@ -293,7 +254,7 @@ class AgentWorker:
         return self._agent_id
 
     @property
-    def coordinator(self) -> RedisMessageCoordinator:
+    def coordinator(self) -> MessageCoordinator:
         """The coordinator the worker consumes from."""
         return self._coordinator
 
@@ -306,7 +267,7 @@ class AgentWorker:
     def stats(self) -> WorkerStats:
         """A snapshot of the worker's counters."""
         snapshot = WorkerStats(**vars(self._stats))
-        snapshot.in_flight = len(self._jobs)
+        snapshot.in_flight = len(self._deliveries)
         return snapshot
 
     @property
@@ -327,7 +288,7 @@ class AgentWorker:
             WorkerError: the worker was started before, or has no handlers.
             AgentAlreadyRegisteredError: a live owner holds the agent id (see
                 ``takeover``).
-            CoordinationError: Redis failed while registering or subscribing.
+            CoordinationError: the back-end failed while registering or subscribing.
         """
         if self._state is not WorkerState.NEW:
             raise WorkerError(f"worker {self._agent_id} was already started ({self._state})")
@@ -335,25 +296,39 @@ class AgentWorker:
             raise WorkerError(f"worker {self._agent_id} has no handlers; register one first")
         self._state = WorkerState.RUNNING
         try:
-            await self._register()
-            for message_type in self._subscription_types:
-                subscription = await self._coordinator.subscribe(self._agent_id, [message_type])
-                self._subscription_ids.append(subscription.subscription_id)
+            await self._presence.enter(
+                {
+                    "handlers": [list(h) for h in self._handlers.describe()],
+                    "concurrency": self._concurrency,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                }
+            )
         except BaseException:
             self._state = WorkerState.STOPPED
-            await self._unregister()
+            await self._presence.leave()
             raise
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._fetch_loop(), name=f"worker-fetch-{self._agent_id}"),
-            loop.create_task(self._lease_keeper(), name=f"worker-leases-{self._agent_id}"),
+            loop.create_task(
+                LeaseKeeper(
+                    self._coordinator,
+                    self._agent_id,
+                    self._deliveries,
+                    self._visibility,
+                    self._stats,
+                    self._log,
+                ).run(),
+                name=f"worker-leases-{self._agent_id}",
+            ),
             loop.create_task(self._maintenance(), name=f"worker-maintenance-{self._agent_id}"),
         ]
         self._log.info(
             "worker_started",
             concurrency=self._concurrency,
             handlers=len(self._handlers),
-            registered=self._registered,
+            registered=self._presence.registered,
         )
 
     def request_stop(self, reason: str = "requested") -> None:
@@ -404,7 +379,9 @@ class AgentWorker:
             await self.start()
         elif self._state is not WorkerState.RUNNING:
             raise WorkerError(f"worker {self._agent_id} has stopped; create a new one")
-        restore = self._install_signal_handlers() if install_signal_handlers else _noop
+        restore = nothing_to_restore
+        if install_signal_handlers:
+            restore = install_stop_signals(self.request_stop)
         try:
             await self._stop_requested.wait()
         finally:
@@ -420,71 +397,9 @@ class AgentWorker:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self.request_stop, sig.name)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or a platform without signal support
-            installed.append(sig)
-
-        def restore() -> None:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-
-        return restore
-
-    async def _register(self) -> None:
-        if self._registry is None:
-            return
-        metadata = {
-            **self._metadata,
-            "worker": {
-                "handlers": [list(h) for h in self._handlers.describe()],
-                "concurrency": self._concurrency,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-            },
-        }
-        await self._registry.register_id(
-            self._agent_id,
-            name=self._name,
-            capabilities=self._capabilities,
-            metadata=metadata,
-            takeover=self._takeover,
-        )
-        self._registered = True
-        if not self._registry_heartbeats_running():
-            self._registry.start_heartbeats()
-            self._started_heartbeats = True
-
-    def _registry_heartbeats_running(self) -> bool:
-        return bool(getattr(self._registry, "heartbeats_running", False))
-
-    async def _unregister(self) -> None:
-        for subscription_id in self._subscription_ids:
-            try:
-                await self._coordinator.unsubscribe(subscription_id)
-            except CoordinationError as exc:
-                self._log.warning("unsubscribe_failed", error=str(exc))
-        self._subscription_ids.clear()
-        registry = self._registry
-        if registry is None or not self._registered:
-            return
-        self._registered = False
-        try:
-            await registry.deregister(self._agent_id)
-        except AgentRegistryError as exc:
-            self._log.warning("deregister_failed", error=str(exc))
-        held = getattr(registry, "held", None)
-        if self._started_heartbeats and (held is None or not held()):
-            await registry.stop_heartbeats()
-
     async def _shutdown(self) -> None:
         self._state = WorkerState.STOPPING
-        self._log.info("worker_stopping", reason=self._stop_reason, in_flight=len(self._jobs))
+        self._log.info("worker_stopping", reason=self._stop_reason, in_flight=len(self._deliveries))
         fetch, keeper, maintenance = self._tasks or (None, None, None)
         if fetch is not None:
             # The fetch loop notices the stop within one blocking read.
@@ -505,7 +420,7 @@ class AgentWorker:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in (keeper, maintenance) if t), return_exceptions=True)
-        await self._unregister()
+        await self._presence.leave()
         self._state = WorkerState.STOPPED
         self._log.info("worker_stopped", **vars(self.stats))
 
@@ -514,7 +429,7 @@ class AgentWorker:
 
         Returns the handlers still running then.
         """
-        running = {job.task for job in self._jobs.values() if job.task is not None}
+        running = {d.task for d in self._deliveries.values() if d.task is not None}
         if not running:
             return set()
         loop = asyncio.get_running_loop()
@@ -538,10 +453,10 @@ class AgentWorker:
     async def _fetch_loop(self) -> None:
         failures = 0
         while not self._stop_requested.is_set():
-            free = self._concurrency - len(self._jobs)
+            free = self._concurrency - len(self._deliveries)
             if free <= 0:
                 self._slot_free.clear()
-                await _wait_any(self._slot_free, self._stop_requested)
+                await wait_any(self._slot_free, self._stop_requested)
                 continue
             try:
                 batch = await self._coordinator.receive_batch(
@@ -556,7 +471,7 @@ class AgentWorker:
                 if isinstance(exc, CircuitBreakerOpenError) and exc.retry_after:
                     delay = min(_FETCH_BACKOFF_MAX_S, max(delay, exc.retry_after))
                 self._log.warning("receive_failed", error=str(exc), retry_in=round(delay, 3))
-                await _wait_any(self._stop_requested, timeout=delay)
+                await wait_any(self._stop_requested, timeout=delay)
                 continue
             failures = 0
             for received in batch:
@@ -565,148 +480,18 @@ class AgentWorker:
     def _spawn(self, received: ReceivedMessage) -> None:
         self._stats.received += 1
         loop = asyncio.get_running_loop()
-        job = _Job(received=received, lease_until=loop.time() + self._visibility)
-        self._jobs[received.token] = job
-        job.task = loop.create_task(self._process(job), name=f"handle-{received.token}")
-        job.task.add_done_callback(lambda _t, token=received.token: self._finished(token))
+        delivery = Delivery(received=received, lease_until=loop.time() + self._visibility)
+        self._deliveries[received.token] = delivery
+        delivery.task = loop.create_task(
+            self._runner.run(delivery), name=f"handle-{received.token}"
+        )
+        delivery.task.add_done_callback(lambda _t, token=received.token: self._finished(token))
 
     def _finished(self, token: str) -> None:
-        self._jobs.pop(token, None)
+        self._deliveries.pop(token, None)
         self._slot_free.set()
 
-    async def _process(self, job: _Job) -> None:
-        received = job.received
-        message = received.message
-        spec = self._handlers.find(message)
-        try:
-            if spec is None:
-                kind = self._handlers.kind_of(message)
-                raise PermanentError(
-                    f"no handler for {message.message_type.value} messages"
-                    + (f" of kind {kind!r}" if kind else "")
-                )
-            payload = spec.parse_payload(message.payload)
-            context: MessageContext[Any] = MessageContext(
-                self._coordinator, self._agent_id, received, payload
-            )
-            job.context = context
-            result = await self._call_handler(spec, context)
-        except asyncio.CancelledError:
-            raise  # shutdown past the grace period: the message stays leased
-        except Exception as exc:
-            await self._fail(job, exc, self._job_log(received))
-            return
-        await self._succeed(job, result)
-
-    async def _call_handler(self, spec: HandlerSpec, context: MessageContext[Any]) -> Any:
-        guard = spec.guard or self._guard
-        if guard is None and spec.timeout is None:
-            return await spec.fn(context)  # the common case: no wrapper coroutine
-
-        async def invoke() -> Any:
-            if spec.timeout is None:
-                return await spec.fn(context)
-            try:
-                async with asyncio.timeout(spec.timeout):
-                    return await spec.fn(context)
-            except TimeoutError as exc:
-                raise HandlerTimeoutError(spec.name, spec.timeout) from exc
-
-        if guard is None:
-            return await invoke()
-        return await guard.run(spec.name, invoke, retry=True)
-
-    def _job_log(self, received: ReceivedMessage) -> Any:
-        """A logger bound to one delivery; built only when there is something to log."""
-        return self._log.bind(message_id=received.message.message_id, attempt=received.attempts)
-
-    async def _succeed(self, job: _Job, result: Any) -> None:
-        received = job.received
-        try:
-            if expects_reply(received.message) and await self._coordinator.reply(
-                self._agent_id, received.message, result
-            ):
-                self._stats.replies += 1
-            # After the reply (reply-before-ack), through the batcher: every ack that
-            # is due while one ack round trip is in flight goes in the next one.
-            acked = await self._acks.ack(received.token)
-        except CoordinationError as exc:
-            self._stats.settle_errors += 1
-            self._job_log(received).warning("settle_failed", outcome="ack", error=str(exc))
-            return
-        if acked:
-            self._stats.succeeded += 1
-        else:
-            self._stats.leases_lost += 1
-            self._job_log(received).warning(
-                "ack_refused", reason="lease expired; the message was redelivered"
-            )
-
-    async def _fail(self, job: _Job, exc: Exception, log: Any) -> None:
-        received = job.received
-        failure = _failure_of(exc)
-        final = (
-            failure is FailureType.PERMANENT
-            or received.attempts > self._coordinator.config.retry_attempts
-        )
-        error = f"{type(exc).__name__}: {exc}"
-        log.log(
-            40 if final else 30,
-            "handler_failed",
-            failure=failure.value,
-            final=final,
-            error=error,
-            exc_info=None if isinstance(exc, _EXPECTED_FAILURES) else exc,
-        )
-        try:
-            if (
-                final
-                and expects_reply(received.message)
-                and await self._coordinator.reply(
-                    self._agent_id, received.message, error=exc, failure=failure
-                )
-            ):
-                self._stats.replies += 1
-            nacked = await self._coordinator.nack(self._agent_id, received.token, failure, error)
-        except CoordinationError as settle_exc:
-            self._stats.settle_errors += 1
-            log.warning("settle_failed", outcome="nack", error=str(settle_exc))
-            return
-        if not nacked:
-            self._stats.leases_lost += 1
-        elif final:
-            self._stats.dead_lettered += 1
-        else:
-            self._stats.retried += 1
-
     # --- background duties --------------------------------------------------------------
-
-    async def _lease_keeper(self) -> None:
-        """Extend the leases of handlers still running when half their lease is left."""
-        loop = asyncio.get_running_loop()
-        tick = max(0.01, self._visibility / 4)
-        while True:
-            await asyncio.sleep(tick)
-            now = loop.time()
-            due = [j for j in self._jobs.values() if j.lease_until - now <= self._visibility / 2]
-            if due:
-                await asyncio.gather(*(self._extend(job) for job in due))
-
-    async def _extend(self, job: _Job) -> None:
-        token = job.received.token
-        try:
-            extended = await self._coordinator.extend_lease(self._agent_id, token, self._visibility)
-        except CoordinationError as exc:
-            self._log.warning("extend_lease_failed", token=token, error=str(exc))
-            return
-        if extended:
-            job.lease_until = asyncio.get_running_loop().time() + self._visibility
-            self._stats.lease_extensions += 1
-        elif token in self._jobs:
-            job.lease_until = float("inf")  # nothing more to extend
-            if job.context is not None:
-                job.context._mark_lease_lost()  # pyright: ignore[reportPrivateUsage]
-            self._log.warning("lease_lost", token=token)
 
     async def _maintenance(self) -> None:
         """Recover the queue's expired leases and due retries; check the registration."""
@@ -716,99 +501,14 @@ class AgentWorker:
                 await self._coordinator.recover_pending(self._agent_id)
             except CoordinationError as exc:
                 self._log.warning("recover_failed", error=str(exc))
-            held = getattr(self._registry, "held", None)
-            if self._registered and held is not None and self._agent_id not in held():
+            if not self._presence.still_held():
                 # Another owner took the id over, or it was evicted: this process is
                 # no longer the agent and must stop taking its work.
                 self._log.error("registration_lost")
-                self._registered = False
                 self.request_stop("registration lost")
                 return
-
-
-class _AckBatcher:
-    """Settles successful deliveries with ``ack_many``: one round trip per batch.
-
-    ``ack(token)`` queues the token and waits for the batch it joins to be settled, so
-    the caller keeps per-message semantics: it learns whether its own ack succeeded (or
-    gets the ``CoordinationError`` of the batch), and the job holds its slot until then.
-    A batch is sent as soon as the event loop is free to send it; tokens that arrive
-    while it is in flight form the next batch, so nothing waits on a timer. A batch that
-    fails is an ack that failed for each of its tokens: their leases expire and the
-    messages come back (at-least-once).
-    """
-
-    _MAX = 1_000
-
-    def __init__(self, coordinator: RedisMessageCoordinator, agent_id: AgentId) -> None:
-        self._coordinator = coordinator
-        self._agent_id = agent_id
-        self._pending: list[tuple[str, asyncio.Future[bool]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def ack(self, token: str) -> bool:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._pending.append((token, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush(), name=f"acks-{self._agent_id}")
-        return await future
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._MAX]
-            del self._pending[: self._MAX]
-            try:
-                flags = await self._coordinator.ack_many(self._agent_id, [t for t, _ in batch])
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            except BaseException:
-                # Cancelled: the waiters are cancelled too (their leases expire).
-                for _, future in batch + self._pending:
-                    future.cancel()
-                self._pending.clear()
-                raise
-            for (_, future), flag in zip(batch, flags, strict=True):
-                if not future.done():
-                    future.set_result(flag)
-
-
-class HandlerTimeoutError(TimeoutError):
-    def __init__(self, handler: str, timeout: float) -> None:
-        super().__init__(f"handler {handler} ran longer than {timeout:g}s")
-
-
-_EXPECTED_FAILURES = (PermanentError, ValidationError, HandlerTimeoutError)
-"""Failures logged without a traceback: the handler or the payload said what went wrong."""
-
-
-def _failure_of(exc: Exception) -> FailureType:
-    if isinstance(exc, PermanentError | ValidationError):
-        return FailureType.PERMANENT
-    if isinstance(exc, HandlerTimeoutError):
-        return FailureType.TIMEOUT
-    return FailureType.TRANSIENT
 
 
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise ConfigurationError(f"{name} must be > 0, got {value}")
-
-
-def _noop() -> None:
-    return None
-
-
-async def _wait_any(*events: asyncio.Event, timeout: float | None = None) -> None:  # noqa: ASYNC109
-    """Wait until any of ``events`` is set, or ``timeout`` seconds pass."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*waiters, return_exceptions=True)

@@ -1,4 +1,12 @@
-"""``HandlerTable`` and ``HandlerSpec`` on their own: dispatch order, checks, listings."""
+"""The handler table on its own: which handler a message goes to, and what is refused.
+
+``HandlerTable`` dispatches a message to the most specific handler ((type, kind), then
+(type, any kind), then (any type, kind), then (any, any)); ``HandlerSpec`` validates
+payloads and names handlers in logs. The exact errors and listings are pinned (these
+tests also kill the mutants of ``runtime/handlers.py``, see ``scripts/mutation``). The
+worker-level behaviour (dispatch through a live worker, misuse errors) is in
+``test_worker.py``.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +47,9 @@ def found(table: HandlerTable, message: AgentMessage) -> Any:
     return None if spec is None else spec.fn
 
 
+# --- dispatch: the most specific match wins --------------------------------------------
+
+
 def test_the_most_specific_handler_wins() -> None:
     table = full_table()
     assert len(table) == 4
@@ -72,6 +83,9 @@ def test_a_kind_handler_does_not_take_messages_without_that_kind() -> None:
     assert table.find(msg(MessageType.REQUEST, kind=None)) is None
 
 
+# --- the kind field ------------------------------------------------------------------
+
+
 def test_the_kind_is_read_from_the_configured_field_and_must_be_a_string() -> None:
     table = full_table("op")
     assert table.kind_field == "op"
@@ -89,6 +103,9 @@ def test_an_empty_kind_field_is_refused() -> None:
         ConfigurationError, match=r"^kind_field must be a non-empty payload field name$"
     ):
         HandlerTable("")
+
+
+# --- what registration refuses --------------------------------------------------------
 
 
 def test_a_second_handler_for_the_same_type_and_kind_is_refused() -> None:
@@ -121,6 +138,9 @@ def test_a_small_positive_timeout_or_none_is_accepted() -> None:
     table.add(HandlerSpec(h_any_any, None, None, timeout=0.001))
     table.add(HandlerSpec(h_any_greet, None, "greet", timeout=None))
     assert len(table) == 2
+
+
+# --- listings, payloads and names -----------------------------------------------------
 
 
 def test_describe_lists_every_handler_sorted_with_stars_for_any() -> None:

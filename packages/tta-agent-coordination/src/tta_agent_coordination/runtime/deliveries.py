@@ -1,0 +1,198 @@
+"""Running one delivery: its handler, then its settlement (reply, ack or nack).
+
+A handler that returns is a success: the requester gets the return value (requests
+only), then the delivery is acked. A handler that raises is a failure: permanent for
+``PermanentError``, an invalid payload or a missing handler, ``timeout`` for a handler
+that ran past its ``timeout=``, transient otherwise; on the last allowed delivery the
+requester gets the error, then the delivery is nacked. Settling never raises: a
+back-end error leaves the lease to expire, and the message comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from tta_agent_coordination.errors import CoordinationError, PermanentError
+from tta_agent_coordination.interfaces import CallGuard, MessageCoordinator
+from tta_agent_coordination.models import AgentId, FailureType, ReceivedMessage
+from tta_agent_coordination.runtime.acks import AckBatcher
+from tta_agent_coordination.runtime.context import MessageContext
+from tta_agent_coordination.runtime.handlers import HandlerSpec, HandlerTable
+from tta_agent_coordination.runtime.rpc import expects_reply
+from tta_agent_coordination.runtime.stats import WorkerStats
+
+__all__ = ["Delivery", "DeliveryRunner", "HandlerTimeoutError", "failure_of"]
+
+
+@dataclass(eq=False)
+class Delivery:
+    """A reserved message in a worker's hands, from its reservation until it is settled."""
+
+    received: ReceivedMessage
+    """The reservation (token, attempts, message)."""
+    context: MessageContext[Any] | None = None
+    """The handler's context, once the handler runs."""
+    lease_until: float = 0.0
+    """When the lease runs out, in event-loop time (``inf``: lost, not extended again)."""
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    """The task that runs the handler and settles the delivery."""
+
+
+class DeliveryRunner:
+    """Runs deliveries' handlers and settles the deliveries (see the module docstring).
+
+    Args:
+        coordinator: the queues the deliveries came from.
+        agent_id: the agent (queue) the worker runs as.
+        handlers: the worker's handler table.
+        guard: the worker's circuit breaker and retry policy (a handler's own wins).
+        stats: the worker's counters, updated in place.
+        log: the worker's logger.
+    """
+
+    def __init__(
+        self,
+        coordinator: MessageCoordinator,
+        agent_id: AgentId,
+        handlers: HandlerTable,
+        guard: CallGuard | None,
+        stats: WorkerStats,
+        log: Any,
+    ) -> None:
+        self._coordinator = coordinator
+        self._agent_id = agent_id
+        self._handlers = handlers
+        self._guard = guard
+        self._stats = stats
+        self._log = log
+        self._acks = AckBatcher(coordinator, agent_id)
+
+    async def run(self, delivery: Delivery) -> None:
+        """Run the delivery's handler and settle the delivery; raises only when cancelled."""
+        received = delivery.received
+        message = received.message
+        spec = self._handlers.find(message)
+        try:
+            if spec is None:
+                kind = self._handlers.kind_of(message)
+                raise PermanentError(
+                    f"no handler for {message.message_type.value} messages"
+                    + (f" of kind {kind!r}" if kind else "")
+                )
+            payload = spec.parse_payload(message.payload)
+            context: MessageContext[Any] = MessageContext(
+                self._coordinator, self._agent_id, received, payload
+            )
+            delivery.context = context
+            result = await self._call_handler(spec, context)
+        except asyncio.CancelledError:
+            raise  # shutdown past the grace period: the message stays leased
+        except Exception as exc:
+            await self._fail(delivery, exc, self._delivery_log(received))
+            return
+        await self._succeed(delivery, result)
+
+    async def _call_handler(self, spec: HandlerSpec, context: MessageContext[Any]) -> Any:
+        guard = spec.guard or self._guard
+        if guard is None and spec.timeout is None:
+            return await spec.fn(context)  # the common case: no wrapper coroutine
+
+        async def invoke() -> Any:
+            if spec.timeout is None:
+                return await spec.fn(context)
+            try:
+                async with asyncio.timeout(spec.timeout):
+                    return await spec.fn(context)
+            except TimeoutError as exc:
+                raise HandlerTimeoutError(spec.name, spec.timeout) from exc
+
+        if guard is None:
+            return await invoke()
+        return await guard.run(spec.name, invoke, retry=True)
+
+    def _delivery_log(self, received: ReceivedMessage) -> Any:
+        """A logger bound to one delivery; built only when there is something to log."""
+        return self._log.bind(message_id=received.message.message_id, attempt=received.attempts)
+
+    async def _succeed(self, delivery: Delivery, result: Any) -> None:
+        received = delivery.received
+        try:
+            if expects_reply(received.message) and await self._coordinator.reply(
+                self._agent_id, received.message, result
+            ):
+                self._stats.replies += 1
+            # After the reply (reply-before-ack), through the batcher: every ack that
+            # is due while one ack round trip is in flight goes in the next one.
+            acked = await self._acks.ack(received.token)
+        except CoordinationError as exc:
+            self._stats.settle_errors += 1
+            self._delivery_log(received).warning("settle_failed", outcome="ack", error=str(exc))
+            return
+        if acked:
+            self._stats.succeeded += 1
+        else:
+            self._stats.leases_lost += 1
+            self._delivery_log(received).warning(
+                "ack_refused", reason="lease expired; the message was redelivered"
+            )
+
+    async def _fail(self, delivery: Delivery, exc: Exception, log: Any) -> None:
+        received = delivery.received
+        failure = failure_of(exc)
+        final = (
+            failure is FailureType.PERMANENT
+            or received.attempts > self._coordinator.config.retry_attempts
+        )
+        error = f"{type(exc).__name__}: {exc}"
+        log.log(
+            40 if final else 30,
+            "handler_failed",
+            failure=failure.value,
+            final=final,
+            error=error,
+            exc_info=None if isinstance(exc, _EXPECTED_FAILURES) else exc,
+        )
+        try:
+            if (
+                final
+                and expects_reply(received.message)
+                and await self._coordinator.reply(
+                    self._agent_id, received.message, error=exc, failure=failure
+                )
+            ):
+                self._stats.replies += 1
+            nacked = await self._coordinator.nack(self._agent_id, received.token, failure, error)
+        except CoordinationError as settle_exc:
+            self._stats.settle_errors += 1
+            log.warning("settle_failed", outcome="nack", error=str(settle_exc))
+            return
+        if not nacked:
+            self._stats.leases_lost += 1
+        elif final:
+            self._stats.dead_lettered += 1
+        else:
+            self._stats.retried += 1
+
+
+class HandlerTimeoutError(TimeoutError):
+    """A handler ran past its ``timeout=`` and was cancelled (failure ``timeout``)."""
+
+    def __init__(self, handler: str, timeout: float) -> None:
+        super().__init__(f"handler {handler} ran longer than {timeout:g}s")
+
+
+_EXPECTED_FAILURES = (PermanentError, ValidationError, HandlerTimeoutError)
+"""Failures logged without a traceback: the handler or the payload said what went wrong."""
+
+
+def failure_of(exc: Exception) -> FailureType:
+    """How a handler's exception fails its delivery (permanent, timeout or transient)."""
+    if isinstance(exc, PermanentError | ValidationError):
+        return FailureType.PERMANENT
+    if isinstance(exc, HandlerTimeoutError):
+        return FailureType.TIMEOUT
+    return FailureType.TRANSIENT

@@ -1,0 +1,76 @@
+"""``LeaseKeeper``: keeps the leases of a worker's running handlers from running out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from tta_agent_coordination.errors import CoordinationError
+from tta_agent_coordination.interfaces import MessageCoordinator
+from tta_agent_coordination.models import AgentId
+from tta_agent_coordination.runtime.deliveries import Delivery
+from tta_agent_coordination.runtime.stats import WorkerStats
+
+__all__ = ["LeaseKeeper"]
+
+
+class LeaseKeeper:
+    """Extends the lease of every running delivery once half of it is left.
+
+    A lease found gone (the process stalled past it and the message was recovered) is
+    not extended again: the handler's ``ctx.lease_lost`` turns True.
+
+    Args:
+        coordinator: the queues the deliveries came from.
+        agent_id: the agent (queue) the worker runs as.
+        deliveries: the worker's running deliveries by token (read live).
+        visibility_timeout: seconds each extension pushes the lease to.
+        stats: the worker's counters, updated in place.
+        log: the worker's logger.
+    """
+
+    def __init__(
+        self,
+        coordinator: MessageCoordinator,
+        agent_id: AgentId,
+        deliveries: Mapping[str, Delivery],
+        visibility_timeout: float,
+        stats: WorkerStats,
+        log: Any,
+    ) -> None:
+        self._coordinator = coordinator
+        self._agent_id = agent_id
+        self._deliveries = deliveries
+        self._visibility = visibility_timeout
+        self._stats = stats
+        self._log = log
+
+    async def run(self) -> None:
+        """Check the leases four times per visibility timeout, until cancelled."""
+        loop = asyncio.get_running_loop()
+        tick = max(0.01, self._visibility / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            due = [
+                d for d in self._deliveries.values() if d.lease_until - now <= self._visibility / 2
+            ]
+            if due:
+                await asyncio.gather(*(self._extend(delivery) for delivery in due))
+
+    async def _extend(self, delivery: Delivery) -> None:
+        token = delivery.received.token
+        try:
+            extended = await self._coordinator.extend_lease(self._agent_id, token, self._visibility)
+        except CoordinationError as exc:
+            self._log.warning("extend_lease_failed", token=token, error=str(exc))
+            return
+        if extended:
+            delivery.lease_until = asyncio.get_running_loop().time() + self._visibility
+            self._stats.lease_extensions += 1
+        elif token in self._deliveries:
+            delivery.lease_until = float("inf")  # nothing more to extend
+            if delivery.context is not None:
+                delivery.context._mark_lease_lost()  # pyright: ignore[reportPrivateUsage]
+            self._log.warning("lease_lost", token=token)
