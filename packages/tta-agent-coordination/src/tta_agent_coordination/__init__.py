@@ -106,11 +106,11 @@ from tta_agent_coordination.store import (
 )
 
 if TYPE_CHECKING:  # resolved lazily at run time (see _LAZY)
+    from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
     from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
     from tta_agent_coordination.redis.config import CoordinatorConfig
     from tta_agent_coordination.redis.coordinator import QUEUE_FULL, RedisMessageCoordinator
     from tta_agent_coordination.redis.keys import KeySpace
-    from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
     from tta_agent_coordination.runtime.context import MessageContext
     from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState, WorkerStats
 
