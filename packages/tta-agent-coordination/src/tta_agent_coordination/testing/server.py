@@ -1,7 +1,8 @@
 """Throwaway ``redis-server`` processes for outage tests: start, freeze, kill, restart.
 
-Each server listens on a free loopback port, keeps nothing on disk, and is owned by the
-test that started it.
+Each server listens on a free loopback port and is owned by the test that started it. By
+default it keeps nothing on disk; fault-injection tests may ask for an append-only file in
+a directory of their own, a memory limit, or any other ``redis-server`` option.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
@@ -54,23 +57,61 @@ def redis_server_path() -> str:
     return path
 
 
-def start_redis_server(port: int, path: str | None = None) -> subprocess.Popen[bytes]:
-    """Start a redis-server on ``127.0.0.1:port`` with no persistence; the process."""
+def start_redis_server(
+    port: int,
+    path: str | None = None,
+    *,
+    appendonly: bool = False,
+    appendfsync: str | None = None,
+    data_dir: str | Path | None = None,
+    maxmemory: str | int | None = None,
+    maxmemory_policy: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> subprocess.Popen[bytes]:
+    """Start a redis-server on ``127.0.0.1:port``; the process.
+
+    With only ``port`` (and ``path``) the server has no persistence, as before. The
+    keyword arguments add options for fault-injection tests; each is passed to
+    ``redis-server`` as the option of the same name.
+
+    Args:
+        port: the loopback port to listen on.
+        path: the ``redis-server`` executable (found on the PATH by default).
+        appendonly: keep an append-only file (``--appendonly yes``); give ``data_dir``
+            so that a restart on the same directory loads it.
+        appendfsync: ``always``, ``everysec`` or ``no`` (with ``appendonly``).
+        data_dir: the server's working directory (``--dir``), where the append-only
+            file lives; it must exist.
+        maxmemory: the memory limit (``--maxmemory``, e.g. ``"5mb"``).
+        maxmemory_policy: what a full server does (``--maxmemory-policy``, e.g.
+            ``"noeviction"``).
+        extra_args: more ``redis-server`` arguments, appended as given.
+    """
+    args = [
+        path or redis_server_path(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--daemonize",
+        "no",
+    ]
+    if appendfsync is not None:
+        args += ["--appendfsync", appendfsync]
+    if data_dir is not None:
+        args += ["--dir", str(data_dir)]
+    if maxmemory is not None:
+        args += ["--maxmemory", str(maxmemory)]
+    if maxmemory_policy is not None:
+        args += ["--maxmemory-policy", maxmemory_policy]
+    args += list(extra_args)
     # A fixed argument list, no shell; the binary comes from shutil.which or the caller.
     return subprocess.Popen(  # nosec B603
-        [
-            path or redis_server_path(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ],
+        args,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
