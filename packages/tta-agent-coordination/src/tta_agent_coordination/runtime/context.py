@@ -15,7 +15,7 @@ from tta_agent_coordination.models import (
     MessageType,
     ReceivedMessage,
 )
-from tta_agent_coordination.runtime.rpc import build_message
+from tta_agent_coordination.replies import build_message
 
 if TYPE_CHECKING:
     from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator

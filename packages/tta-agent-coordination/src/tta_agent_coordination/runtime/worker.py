@@ -41,9 +41,9 @@ from tta_agent_coordination.models import (
 )
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.replies import expects_reply
 from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.handlers import Handler, HandlerSpec, HandlerTable
-from tta_agent_coordination.runtime.rpc import expects_reply
 
 __all__ = ["AgentWorker", "WorkerState", "WorkerStats"]
 
