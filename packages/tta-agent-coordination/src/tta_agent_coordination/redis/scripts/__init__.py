@@ -6,3 +6,5 @@ builds its KEYS and ARGV from named parameters (a
 positions of what the script returns. The ``.lua`` files are package data, read by
 :func:`tta_agent_coordination.redis.lua.script_source`.
 """
+
+__all__: list[str] = []
