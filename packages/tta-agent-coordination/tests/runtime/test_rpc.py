@@ -300,7 +300,7 @@ class FakeScripts:
         self.runs: list[tuple[str, list[str], list[Any]]] = []
 
     async def call(self, call: ScriptCall[Any]) -> Any:
-        self.runs.append((call.name, call.keys, call.argv))
+        self.runs.append((call.name, list(call.keys), list(call.argv)))
         return call.parse(1)
 
 
