@@ -14,8 +14,11 @@ from tta_agent_coordination.redis.keys import CONSUMER_GROUP, CONSUMER_NAME
 
 __all__ = ["ARGV_HEAD", "REQUEUED", "MovedEntry", "moved_entries"]
 
-ARGV_HEAD: tuple[str, str] = (CONSUMER_GROUP, CONSUMER_NAME)
-"""``ARGV[1]``, ``ARGV[2]`` of every queue script: the consumer group and consumer name."""
+ARGV_HEAD: tuple[bytes, bytes] = (CONSUMER_GROUP.encode(), CONSUMER_NAME.encode())
+"""``ARGV[1]``, ``ARGV[2]`` of every queue script: the consumer group and consumer name.
+
+Bytes, which redis-py sends as they are: no encoding on every call of the hot path.
+"""
 
 REQUEUED = 1
 """``MovedEntry.outcome`` of a message put back in its ready stream (2: dead-lettered)."""
