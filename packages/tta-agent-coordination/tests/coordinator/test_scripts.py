@@ -93,8 +93,8 @@ def test_every_queue_script_gets_the_group_and_consumer_from_keys_py(name: str) 
     call = QUEUE_CALLS[name]
     assert call.name == name
     assert tuple(call.keys) == KEYS.all_keys
-    assert list(call.argv[:2]) == list(ARGV_HEAD)
-    assert ARGV_HEAD == (CONSUMER_GROUP.encode(), CONSUMER_NAME.encode())
+    assert tuple(call.argv[:2]) == ARGV_HEAD
+    assert [head.decode() for head in ARGV_HEAD] == [CONSUMER_GROUP, CONSUMER_NAME]
     source = script_source(name)
     assert "local GROUP = ARGV[1]" in source
     assert "local CONSUMER = ARGV[2]" in source
