@@ -202,23 +202,24 @@ async def test_events_out_of_order_give_the_same_state(store):
 async def test_sync_mode_reports_undelivered_when_the_store_fails(
     coordination_redis, key_prefix, store
 ):
+    original = store.record
+    down = [True]
+
+    async def record(events):
+        if down[0]:
+            raise StoreUnavailableError("postgres down")
+        await original(events)
+
+    store.record = record  # type: ignore[method-assign]
     c = RedisMessageCoordinator(
         coordination_redis, key_prefix=key_prefix, store=store, durability="sync"
     )
-
-    async def broken(events):
-        raise StoreUnavailableError("postgres down")
-
-    original = store.record
-    store.record = broken  # type: ignore[method-assign]
-    c._writer._write = broken  # type: ignore[union-attr]
     r = await c.send_message(A, B, msg(10))
     assert not r.delivered
     assert r.error is not None
     assert "store unavailable" in r.error
     # The caller repeats the send once the store is back: a duplicate, now recorded.
-    store.record = original  # type: ignore[method-assign]
-    c._writer._write = original  # type: ignore[union-attr]
+    down[0] = False
     r = await c.send_message(A, B, msg(10))
     assert r.delivered
     assert r.duplicate

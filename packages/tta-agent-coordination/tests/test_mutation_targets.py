@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tta_agent_coordination import AgentId, ConfigurationError, MessagePriority, MessageType
-from tta_agent_coordination.redis.keys import KeySpace
+from tta_agent_coordination.redis.keys import CONSUMER_GROUP, CONSUMER_NAME, KeySpace
 
 A = AgentId("planner", "p1")
 
@@ -28,6 +28,12 @@ def test_registry_and_subscription_key_names() -> None:
     assert keys.registry_capability("plan") == "pre:{_registry}:cap:plan"
     assert keys.registry_type("planner") == "pre:{_registry}:type:planner"
     assert keys.registry_events == "pre:{_registry}:events"
+
+
+def test_consumer_group_and_consumer_names() -> None:
+    # Every ready stream carries this group; the Lua scripts get both names in ARGV.
+    assert CONSUMER_GROUP == "workers"
+    assert CONSUMER_NAME == "lease"
 
 
 def test_breaker_keys_round_trip() -> None:

@@ -43,6 +43,7 @@ from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel
 
 from tta_agent_coordination.agents import AgentRecord
+from tta_agent_coordination.replies import build_reply, expects_reply
 
 from .errors import ConfigurationError
 from .models import (
@@ -242,9 +243,6 @@ class MessageCoordinator(ABC):
         This default sends the reply as a ``RESPONSE`` message to the request's
         ``reply_to``; a back-end with reply inboxes (see :meth:`request`) overrides it.
         """
-        # TODO(issue 13 merge): import these from the transport-free `replies` module.
-        from tta_agent_coordination.runtime.rpc import build_reply, expects_reply
-
         if not expects_reply(request):
             return False
         response = build_reply(request, sender, result, error=error, failure=failure)

@@ -1,4 +1,6 @@
-"""DESIGN §6 invariants, checked against a model and under chaos, on both backends."""
+"""The queue invariants (docs/architecture.md, "How the invariants are tested"), checked
+against a model and under chaos, on both backends.
+"""
 
 import asyncio
 import random

@@ -6,6 +6,8 @@ import pytest
 
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.models import FailureType, MessagePriority
+from tta_agent_coordination.observability.metrics import MessageMetrics
+from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 
 from .conftest import RECIPIENT, SENDER, make_message
 
@@ -161,7 +163,41 @@ async def test_expired_message_is_dead_lettered_not_delivered(coordinator, metri
     assert [d.message.payload for d in dead] == [{"n": 1}]
     assert dead[0].failure_type is FailureType.TIMEOUT
     assert dead[0].last_error == "expired before delivery"
-    assert metrics.total("permanent") == 1
+    # An expiry is counted apart from permanent failures.
+    assert metrics.total("expired") == 1
+    assert metrics.total("permanent") == 0
+
+
+class MetricsWithoutExpired:
+    """A third-party metrics class written before ``inc_expired`` existed."""
+
+    def __init__(self) -> None:
+        self.permanent: list[tuple[str, int]] = []
+
+    def inc_permanent(self, queue: str, n: int = 1) -> None:
+        self.permanent.append((queue, n))
+
+    def inc_delivered_ok(self, queue: str, n: int = 1) -> None: ...
+    def inc_delivered_error(self, queue: str, n: int = 1) -> None: ...
+    def inc_received(self, queue: str, n: int = 1) -> None: ...
+    def inc_acked(self, queue: str, n: int = 1) -> None: ...
+    def inc_nacks(self, queue: str, n: int = 1) -> None: ...
+    def inc_retries_scheduled(self, queue: str, n: int = 1) -> None: ...
+    def inc_recovered(self, queue: str, n: int = 1) -> None: ...
+    def set_queue_depth(self, queue: str, depth: int) -> None: ...
+    def set_dead_letters(self, queue: str, count: int) -> None: ...
+
+
+async def test_metrics_without_inc_expired_count_expiries_as_permanent(
+    coordination_redis, key_prefix
+):
+    metrics = MetricsWithoutExpired()
+    assert isinstance(metrics, MessageMetrics)
+    coord = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix, metrics=metrics)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await coord.send_message(SENDER, RECIPIENT, make_message(1, expires_at=past))
+    assert await coord.receive(RECIPIENT) is None
+    assert metrics.permanent == [(str(RECIPIENT), 1)]
 
 
 async def test_expired_high_message_does_not_let_lower_priority_jump_ahead(coordinator):

@@ -158,9 +158,12 @@ async def test_survives_a_script_cache_flush(coordinator, coordination_redis):
 
 
 class FailingGuard:
-    """A guard in front of a Redis that is down (or whose breaker is open)."""
+    """A guard in front of a Redis that is down (or whose breaker is open).
 
-    def __init__(self, error: BaseException) -> None:
+    Setting ``error`` to None brings Redis back: calls then go through.
+    """
+
+    def __init__(self, error: BaseException | None) -> None:
         self.error = error
         self.calls: list[tuple[str, bool]] = []
 
@@ -168,6 +171,8 @@ class FailingGuard:
         self, operation: str, fn: Callable[[], Awaitable[Any]], *, retry: bool = False
     ) -> Any:
         self.calls.append((operation, retry))
+        if self.error is None:
+            return await fn()
         raise self.error
 
 
@@ -215,5 +220,5 @@ async def test_subscription_write_failure_is_kept_and_retried(coordination_redis
     with pytest.raises(CoordinatorUnavailableError, match=sub.subscription_id):
         await coord.subscribers("event")  # pyright: ignore[reportArgumentType]
     # Redis is back: the pending subscription is written before the next lookup
-    coord._guard = RedisMessageCoordinator(coordination_redis)._guard
+    guard.error = None
     assert await coord.subscribers("event") == [AgentId("a")]  # pyright: ignore[reportArgumentType]

@@ -15,12 +15,10 @@ import pkgutil
 import subprocess
 import sys
 
-import pytest
-
 import tta_agent_coordination.runtime as runtime
 
-# Every module of the runtime but runtime.rpc, the request/reply transport that is
-# leaving it (issue 13).
+# Every module of the runtime but runtime.rpc, the deprecated alias of the request/reply
+# helpers (now `replies` and `redis.reply_router`).
 RUNTIME_MODULES = tuple(
     f"tta_agent_coordination.runtime{name}"
     for name in (
@@ -71,14 +69,6 @@ def loaded_forbidden_modules(probe: str = PROBE) -> list[str]:
     return json.loads(out.stdout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "context.py and deliveries.py import build_message/expects_reply from runtime.rpc, "
-        "which holds the Redis reply router until issue 13's `replies` split is merged; "
-        "import them from `tta_agent_coordination.replies` then and remove this mark"
-    ),
-)
 def test_the_runtime_imports_no_transport_and_no_higher_layer() -> None:
     assert loaded_forbidden_modules() == []
 
@@ -86,14 +76,3 @@ def test_the_runtime_imports_no_transport_and_no_higher_layer() -> None:
 def test_every_runtime_module_is_checked() -> None:
     found = {f"{runtime.__name__}.{m.name}" for m in pkgutil.iter_modules(runtime.__path__)}
     assert found - {f"{runtime.__name__}.rpc"} == set(RUNTIME_MODULES[1:])
-
-
-def test_the_runtime_reaches_redis_only_through_runtime_rpc() -> None:
-    # Until the mark above goes (then delete this test): with runtime.rpc stubbed out,
-    # nothing else in the runtime's import graph loads the transport.
-    stub = (
-        "rpc = types.ModuleType('tta_agent_coordination.runtime.rpc'); "
-        "rpc.build_message = rpc.expects_reply = None; "
-        "sys.modules[rpc.__name__] = rpc\n"
-    )
-    assert loaded_forbidden_modules(PROBE.replace("for name in", stub + "for name in", 1)) == []

@@ -2,26 +2,38 @@
 
 Counters are labelled by queue (``"type:instance"``), never by message id, so that an
 exporter's label cardinality stays bounded by the number of agents.
+
+``inc_expired`` (messages dead-lettered because they expired before delivery) is newer
+than the other counters and optional: a metrics class without it keeps working, its
+expiries counted by ``inc_permanent`` as before (see :func:`expired_counter`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 __all__ = [
     "CounterMetricsBase",
+    "ExpiryMetrics",
     "InMemoryMessageMetrics",
     "MessageMetrics",
     "NoOpMessageMetrics",
+    "expired_counter",
 ]
 
 
 @runtime_checkable
 class MessageMetrics(Protocol):
-    """What a coordinator reports. Every method is cheap and must never raise."""
+    """What a coordinator reports. Every method is cheap and must never raise.
+
+    Implement :class:`ExpiryMetrics`' ``inc_expired`` too to count expiries apart from
+    other dead letters; it is not a member of this protocol, so that classes written
+    before it still pass ``isinstance(metrics, MessageMetrics)``.
+    """
 
     def inc_delivered_ok(self, queue: str, n: int = 1) -> None:
         """Messages accepted into ``queue``."""
@@ -48,7 +60,10 @@ class MessageMetrics(Protocol):
         ...
 
     def inc_permanent(self, queue: str, n: int = 1) -> None:
-        """Messages of ``queue`` dead-lettered (permanent failure or retries exhausted)."""
+        """Messages of ``queue`` dead-lettered (permanent failure or retries exhausted).
+
+        Expiries too, when the class has no ``inc_expired``.
+        """
         ...
 
     def inc_recovered(self, queue: str, n: int = 1) -> None:
@@ -62,6 +77,22 @@ class MessageMetrics(Protocol):
     def set_dead_letters(self, queue: str, count: int) -> None:
         """Gauge: dead letters held for ``queue``."""
         ...
+
+
+@runtime_checkable
+class ExpiryMetrics(Protocol):
+    """The optional counter of expired messages (see the module docstring)."""
+
+    def inc_expired(self, queue: str, n: int = 1) -> None:
+        """Messages of ``queue`` dead-lettered because they expired before delivery."""
+        ...
+
+
+def expired_counter(metrics: MessageMetrics) -> Callable[[str, int], None]:
+    """``metrics.inc_expired``, or ``metrics.inc_permanent`` when the class has none."""
+    if isinstance(metrics, ExpiryMetrics):
+        return metrics.inc_expired
+    return metrics.inc_permanent
 
 
 class NoOpMessageMetrics:
@@ -88,6 +119,9 @@ class NoOpMessageMetrics:
     def inc_permanent(self, queue: str, n: int = 1) -> None:
         """Discard."""
 
+    def inc_expired(self, queue: str, n: int = 1) -> None:
+        """Discard."""
+
     def inc_recovered(self, queue: str, n: int = 1) -> None:
         """Discard."""
 
@@ -107,7 +141,10 @@ class CounterMetricsBase(ABC):
 
     @abstractmethod
     def _inc(self, name: str, queue: str, n: int) -> None:
-        """Add ``n`` to counter ``name`` (``"delivered_ok"``, ``"acked"``, ...) of ``queue``."""
+        """Add ``n`` to counter ``name`` (``"delivered_ok"``, ``"acked"``, ...) of ``queue``.
+
+        The names are the ``inc_*`` method suffixes, ``"expired"`` included.
+        """
 
     def inc_delivered_ok(self, queue: str, n: int = 1) -> None:
         """Count accepted sends."""
@@ -134,8 +171,12 @@ class CounterMetricsBase(ABC):
         self._inc("retries_scheduled", queue, n)
 
     def inc_permanent(self, queue: str, n: int = 1) -> None:
-        """Count dead letters."""
+        """Count dead letters (but expiries)."""
         self._inc("permanent", queue, n)
+
+    def inc_expired(self, queue: str, n: int = 1) -> None:
+        """Count messages dead-lettered because they expired before delivery."""
+        self._inc("expired", queue, n)
 
     def inc_recovered(self, queue: str, n: int = 1) -> None:
         """Count recovered messages."""

@@ -64,6 +64,7 @@ _MESSAGE_COUNTERS = (
     ("nacks", "messages_nacked", "Negative acknowledgements."),
     ("retries_scheduled", "messages_retried", "Messages scheduled for another delivery."),
     ("permanent", "messages_dead_lettered", "Messages moved to the dead-letter queue."),
+    ("expired", "messages_expired", "Messages dead-lettered as expired before delivery."),
     ("recovered", "messages_recovered", "Expired leases and due retries made ready again."),
 )
 

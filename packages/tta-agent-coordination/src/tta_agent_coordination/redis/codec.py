@@ -1,7 +1,12 @@
-"""Conversions between the models and what the Lua scripts store and return."""
+"""Conversions between the models and what the Lua scripts store and return.
+
+The scripts' arguments and outcomes are declared beside them (``redis/scripts/*.py``);
+this module turns stored entries (envelopes, deliveries, dead letters) into models.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -122,8 +127,8 @@ def assemble_model(cls: type[_M], values: dict[str, Any]) -> _M:
     per model; the receive path builds two models per message, and the send path one
     result, from parts that are already valid and complete, so this sets the same four
     attributes directly (~1 us). ``values`` must name every field.
-    ``tests/test_codec_assemble.py`` pins the result to ``model_construct``'s, state for
-    state, so a pydantic release that changes a model's internals fails a test.
+    ``tests/test_codec.py`` pins the result to ``model_construct``'s, state for state, so
+    a pydantic release that changes a model's internals fails a test.
     """
     obj = cls.__new__(cls)
     _set(obj, "__dict__", values)
@@ -133,27 +138,28 @@ def assemble_model(cls: type[_M], values: dict[str, Any]) -> _M:
     return obj
 
 
-def decode_delivery(item: list[Any]) -> ReceivedMessage:
-    """Decode one delivery of the receive script.
+def decode_delivery(item: Sequence[Any]) -> ReceivedMessage:
+    """Decode one delivery of the receive script (the layout of ``queue_receive.Delivery``).
 
     Raises:
         DecodeError: the stored envelope is not a valid ``AgentMessage``.
     """
-    token = text(item[0])
+    raw_token, envelope, deliveries, raw_error, first_enqueued_ms, lease_deadline_ms = item
+    token = text(raw_token)
     try:
-        message = AgentMessage.model_validate_json(item[1])
+        message = AgentMessage.model_validate_json(envelope)
     except ValidationError as exc:
         raise DecodeError(token, f"undecodable message envelope: {exc}") from None
-    last_error = text(item[3]) if item[3] else None
+    last_error = text(raw_error) if raw_error else None
     # Not validated again: the message is validated above and every other field is
-    # built here from the script's reply with its exact type (the receive hot path).
+    # built here from the script's outcome with its exact type (the receive hot path).
     queue_message = assemble_model(
         QueueMessage,
         {
             "message": message,
             "priority": message.priority,
-            "enqueued_at": ms_to_iso(item[4]),
-            "delivery_attempts": int(item[2]),
+            "enqueued_at": ms_to_iso(first_enqueued_ms),
+            "delivery_attempts": int(deliveries),
             "last_error": last_error or None,
         },
     )
@@ -162,7 +168,7 @@ def decode_delivery(item: list[Any]) -> ReceivedMessage:
         {
             "token": token,
             "queue_message": queue_message,
-            "visibility_deadline": ms_to_iso(item[5]),
+            "visibility_deadline": ms_to_iso(lease_deadline_ms),
         },
     )
 

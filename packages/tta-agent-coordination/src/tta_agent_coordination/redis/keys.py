@@ -39,13 +39,14 @@ __all__ = [
 ]
 
 CONSUMER_GROUP = "workers"
-"""The consumer group created on every ready stream."""
+"""The consumer group created on every ready stream (the queue scripts' ``ARGV[1]``)."""
 
 CONSUMER_NAME = "lease"
-"""The one consumer name used for every reservation.
+"""The one consumer name used for every reservation (the queue scripts' ``ARGV[2]``).
 
 Leases are tracked in the ``leases`` zset, not by consumer, so one fixed name keeps the
-group's consumer list from growing with every process that ever received.
+group's consumer list from growing with every process that ever received. Both names
+are defined here only: ``redis/scripts/queue_common.py`` passes them to every script.
 """
 
 PRIORITIES_HIGH_FIRST: tuple[MessagePriority, ...] = (

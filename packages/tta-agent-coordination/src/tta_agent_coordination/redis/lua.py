@@ -2,23 +2,35 @@
 
 Scripts live in ``redis/scripts/<name>.lua``. A line ``--#include <other>`` is replaced
 by the text of ``scripts/<other>.lua`` (Redis has no way for one script to call another,
-so shared helpers are inlined when the script is loaded). redis-py's ``Script`` object sends EVALSHA
-and reloads the script on NOSCRIPT (after a Redis restart or SCRIPT FLUSH), also inside
-pipelines, so no caller ever sends the script body on the hot path.
+so shared helpers are inlined when the script is loaded). Beside each queue script,
+``redis/scripts/<name>.py`` declares its arguments and its outcome once, as a function
+that returns a :class:`ScriptCall` (see ``docs/architecture.md``, "The scripts").
+
+redis-py's ``Script`` object sends EVALSHA and reloads the script on NOSCRIPT (after a
+Redis restart or SCRIPT FLUSH), so no single call sends the script body on the hot path.
+Inside a pipeline it does too, but by asking ``SCRIPT EXISTS`` before *every* pipeline,
+one more round trip per batch: :meth:`ScriptSet.run_pipelined` sends plain EVALSHAs
+instead and handles NOSCRIPT itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
-__all__ = ["ScriptSet", "script_source"]
+from tta_agent_coordination.errors import CoordinatorUnavailableError
+
+__all__ = ["ScriptCall", "ScriptSet", "script_source"]
 
 _INCLUDE = "--#include "
+
+R = TypeVar("R")
 
 
 @cache
@@ -30,6 +42,19 @@ def script_source(name: str) -> str:
         script_source(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
         for line in lines
     )
+
+
+class ScriptCall(NamedTuple, Generic[R]):
+    """One prepared run of a script: its name, KEYS, ARGV, and how to read its outcome.
+
+    Built by the typed wrappers in ``redis/scripts/<name>.py``, so that a script's
+    argument order and outcome layout are written down once, beside the script.
+    """
+
+    name: str
+    keys: Sequence[str]
+    argv: Sequence[Any]
+    parse: Callable[[Any], R]
 
 
 class ScriptSet:
@@ -47,5 +72,56 @@ class ScriptSet:
         return script
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Run script ``name`` with ``keys`` and ``args``; its raw reply."""
+        """Run script ``name`` with ``keys`` and ``args``; its raw result."""
         return await self[name](keys=keys, args=args)
+
+    async def call(self, call: ScriptCall[R]) -> R:
+        """Run a prepared call; its parsed outcome."""
+        script = self._scripts.get(call.name) or self[call.name]
+        return call.parse(await script(keys=call.keys, args=call.argv))
+
+    async def run_pipelined(
+        self, calls: Sequence[ScriptCall[R]], *, extra: Sequence[Sequence[Any]] = ()
+    ) -> tuple[list[R], list[Any]]:
+        """Run many calls of one script, then the ``extra`` commands, in one round trip.
+
+        Returns the parsed outcomes in order, and the raw results of the extra commands
+        (an exception object for a command that failed). A script error is raised.
+        After NOSCRIPT the script is loaded and the calls that missed it run again (with
+        the extra commands, which must therefore be idempotent).
+
+        Raises:
+            CoordinatorUnavailableError: Redis still does not know the script after
+                loading it.
+        """
+        if not calls:
+            return [], []
+        script = self[calls[0].name]
+        outcomes: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        extra_results: list[Any] = []
+        # Plain EVALSHA, not the Script object: in a pipeline, redis-py's Script makes the
+        # pipeline ask SCRIPT EXISTS first, one more round trip on every batch. NOSCRIPT
+        # (after a restart or SCRIPT FLUSH) is rare, so it is handled here instead.
+        for _ in range(2):  # the second pass only after NOSCRIPT
+            async with self._client.pipeline(transaction=False) as pipe:
+                for i in pending:
+                    call = calls[i]
+                    pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.argv)
+                for command in extra:
+                    pipe.execute_command(*command)
+                results = await pipe.execute(raise_on_error=False)
+            extra_results = results[len(pending) :]
+            missing: list[int] = []
+            for i, result in zip(pending, results, strict=False):
+                if isinstance(result, NoScriptError):
+                    missing.append(i)
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    outcomes[i] = calls[i].parse(result)
+            if not missing:
+                return outcomes, extra_results
+            await self._client.script_load(script.script)
+            pending = missing
+        raise CoordinatorUnavailableError(f"Redis refused to load the script {calls[0].name!r}")

@@ -16,7 +16,7 @@ from tta_agent_coordination.models import (
     MessageType,
     ReceivedMessage,
 )
-from tta_agent_coordination.runtime.rpc import build_message
+from tta_agent_coordination.replies import build_message
 
 __all__ = ["MessageContext"]
 

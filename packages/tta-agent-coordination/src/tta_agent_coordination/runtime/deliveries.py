@@ -19,10 +19,10 @@ from pydantic import ValidationError
 from tta_agent_coordination.errors import CoordinationError, PermanentError
 from tta_agent_coordination.interfaces import CallGuard, MessageCoordinator
 from tta_agent_coordination.models import AgentId, FailureType, ReceivedMessage
+from tta_agent_coordination.replies import expects_reply
 from tta_agent_coordination.runtime.acks import AckBatcher
 from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.handlers import HandlerSpec, HandlerTable
-from tta_agent_coordination.runtime.rpc import expects_reply
 from tta_agent_coordination.runtime.stats import WorkerStats
 
 __all__ = ["Delivery", "DeliveryRunner", "HandlerTimeoutError", "failure_of"]

@@ -1,15 +1,16 @@
 --#include queue_common
--- Settle deliveries as done. ARGV: 1 dedupe window ms, 2.. tokens.
+-- Settle deliveries as done. ARGV (after the group and consumer of queue_common):
+-- 3 dedupe window ms, 4.. tokens.
 -- Returns {flags, acked}: one flag per token (1 acked, 0 unknown or already settled:
 -- nothing changed), and {message_id, first enqueue ms, deliveries} per acked delivery.
 -- The stream commands and the dedupe update are issued once per batch, not per token.
 local now = now_ms()
-local window = tonumber(ARGV[1])
+local window = tonumber(ARGV[3])
 local results = {}
 local ids = {{}, {}, {}}
 local settled = {}
 local acked = {}
-for i = 2, #ARGV do
+for i = 4, #ARGV do
   local token = ARGV[i]
   local pidx, id = parse_token(token)
   local done = 0

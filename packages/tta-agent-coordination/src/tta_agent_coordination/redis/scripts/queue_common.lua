@@ -2,12 +2,16 @@
 -- KEYS, in the order of QueueKeys.all_keys:
 --   1..3 ready streams (HIGH, NORMAL, LOW)   4 leases   5 delayed   6 delayed:data
 --   7 dead-letter stream                      8 dedupe
+-- ARGV of every script that includes this file starts with 1 the consumer group and
+-- 2 the consumer name (CONSUMER_GROUP, CONSUMER_NAME in redis/keys.py, the one place they
+-- are defined); a script's own arguments follow from ARGV[3]. Each script's arguments
+-- and outcome are declared in Python beside it (redis/scripts/<script>.py).
 -- A ready-stream entry holds: i message_id, m envelope JSON, a deliveries before this
 -- entry, e last error, x expires_at (ms, 0 = never), t first enqueue time (ms).
 -- A lease token is "<stream index>-<entry id>"; every delivery adds a new entry, so a
 -- token names one delivery and can never settle a later one.
-local GROUP = 'workers'
-local CONSUMER = 'lease'
+local GROUP = ARGV[1]
+local CONSUMER = ARGV[2]
 -- Score of a dedupe entry while its message is unsettled (2^53 - 1: "never expires").
 local UNSETTLED = 9007199254740991
 -- Messages moved by lease reclaims and expiries during this call, reported to the caller
@@ -38,7 +42,12 @@ local function entry_fields(flat)
   return f.i, f.m, f.a, f.e, f.x, f.t
 end
 
--- XREADGROUP's reply is {{key, entries}} on Redis and {key, entries} on fakeredis.
+-- XREADGROUP's reply is {{key, entries}} (false when empty) on Redis. fakeredis (2.40)
+-- shapes it for the *client's* protocol instead of the script's RESP2: with redis-py's
+-- default RESP3 client, Lua gets the map flattened, {key, entries} ({} when empty). The
+-- second branch is for fakeredis only; it cannot move to the test side without patching
+-- fakeredis' private connection classes (see docs/testing.md, "FakeRedis and the real
+-- server"). Delete it once fakeredis shapes XREADGROUP like XREAD inside scripts.
 local function read_entries(reply)
   if not reply or not reply[1] then return {} end
   if type(reply[1]) == 'string' then return reply[2] or {} end

@@ -1,18 +1,19 @@
 --#include queue_common
 -- Move dead letters back to their ready streams with fresh attempts.
--- ARGV: 1 start id (exclusive cursor, '-' for the beginning), 2 batch size,
--- 3 '1' to replay only the message ids that follow, then the ids.
+-- ARGV (after the group and consumer of queue_common): 3 start id (exclusive cursor, '-'
+-- for the beginning), 4 batch size, 5 '1' to replay only the message ids that follow,
+-- then the ids.
 -- Skips (and keeps) a dead letter whose message id is live in the queue again.
 -- Returns {replayed, next cursor or '' when the stream is exhausted, replayed message ids},
 -- each replayed message's first enqueue time being the returned server time.
 local now = now_ms()
-local start = ARGV[1]
+local start = ARGV[3]
 if start ~= '-' then start = '(' .. start end
-local batch = tonumber(ARGV[2])
+local batch = tonumber(ARGV[4])
 local only = nil
-if ARGV[3] == '1' then
+if ARGV[5] == '1' then
   only = {}
-  for i = 4, #ARGV do only[ARGV[i]] = true end
+  for i = 6, #ARGV do only[ARGV[i]] = true end
 end
 local entries = redis.call('XRANGE', KEYS[7], start, '+', 'COUNT', batch)
 local replayed = 0

@@ -1,19 +1,20 @@
 --#include queue_common
--- Reserve up to ARGV[1] messages, highest priority first, FIFO within a priority.
--- ARGV: 1 count, 2 visibility ms, 3 retry_attempts, 4 dlq max length,
--- 5 dedupe window ms, 6 maintenance limit (expired leases / due retries handled first).
+-- Reserve up to ARGV[3] messages, highest priority first, FIFO within a priority.
+-- ARGV (after the group and consumer of queue_common): 3 count, 4 visibility ms,
+-- 5 retry_attempts, 6 dlq max length, 7 dedupe window ms, 8 maintenance limit (expired
+-- leases / due retries handled first).
 -- Returns {deliveries, now, last ids of the three streams, next wake-up ms or -1,
 -- recovered, expired, moved}; moved lists the messages requeued or dead-lettered on the
 -- way (see queue_common); each delivery is {token, envelope, deliveries, last error,
 -- first enqueue ms, lease deadline ms}. The last ids and wake-up time let a blocking
 -- caller wait (XREAD BLOCK) for exactly the entries this call could not see.
 local now = now_ms()
-local count = tonumber(ARGV[1])
-local vis = tonumber(ARGV[2])
-local retry_attempts = tonumber(ARGV[3])
-local dlq_max = tonumber(ARGV[4])
-local window = tonumber(ARGV[5])
-local limit = tonumber(ARGV[6])
+local count = tonumber(ARGV[3])
+local vis = tonumber(ARGV[4])
+local retry_attempts = tonumber(ARGV[5])
+local dlq_max = tonumber(ARGV[6])
+local window = tonumber(ARGV[7])
+local limit = tonumber(ARGV[8])
 
 local requeued, dead = reclaim_leases(now, limit, retry_attempts, dlq_max, window, false)
 local recovered = requeued + dead + promote_due(now, limit)

@@ -1,6 +1,7 @@
 --#include queue_common
--- Recover one queue. ARGV: 1 retry_attempts, 2 dlq max, 3 dedupe window ms,
--- 4 orphan idle ms, 5 limit, 6 force (1 = release every lease, expired or not).
+-- Recover one queue. ARGV (after the group and consumer of queue_common):
+-- 3 retry_attempts, 4 dlq max, 5 dedupe window ms, 6 orphan idle ms, 7 limit,
+-- 8 force (1 = release every lease, expired or not).
 -- Orphans are PEL entries without a lease (a reservation made outside our scripts and
 -- interrupted): idle longer than the orphan threshold, they are treated as expired.
 -- A queue left with nothing at all (no ready, leased, delayed or dead message) has its
@@ -10,12 +11,12 @@
 -- queue_common; more = 1 when the limit was
 -- hit, removed = 1 when the queue was empty and its keys were deleted.
 local now = now_ms()
-local retry_attempts = tonumber(ARGV[1])
-local dlq_max = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local orphan_idle = tonumber(ARGV[4])
-local limit = tonumber(ARGV[5])
-local force = ARGV[6] == '1'
+local retry_attempts = tonumber(ARGV[3])
+local dlq_max = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+local orphan_idle = tonumber(ARGV[6])
+local limit = tonumber(ARGV[7])
+local force = ARGV[8] == '1'
 local requeued, dead = reclaim_leases(now, limit, retry_attempts, dlq_max, window, force)
 for pidx = 1, 3 do
   local stream = KEYS[pidx]

@@ -1,14 +1,15 @@
 --#include queue_common
--- Enqueue messages again from a message store after a Redis loss. ARGV: for each
--- message: stream index, message_id, envelope, deliveries so far, last error,
--- expires_at ms (0 = never), first enqueue ms.
+-- Enqueue messages again from a message store after a Redis loss. ARGV (after the group
+-- and consumer of queue_common), from ARGV[3], for each message: stream index,
+-- message_id, envelope, deliveries so far, last error, expires_at ms (0 = never),
+-- first enqueue ms.
 -- A message whose id is in the dedupe set (unsettled here, or settled within the dedupe
 -- window) is skipped, so a restore run twice, or while Redis still holds some of the
 -- messages, enqueues each message once. Not subject to queue_size (like a replay).
 -- Returns one flag per message: 1 enqueued, 0 skipped.
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now_ms())
 local results = {}
-for i = 1, #ARGV, 7 do
+for i = 3, #ARGV, 7 do
   local msgid = ARGV[i + 1]
   if redis.call('ZSCORE', KEYS[8], msgid) then
     results[#results + 1] = 0

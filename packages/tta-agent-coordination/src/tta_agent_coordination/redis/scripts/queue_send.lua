@@ -1,16 +1,17 @@
 --#include queue_common
--- Enqueue messages into one queue. ARGV: 1 queue_size, then for each message:
--- stream index, message_id, envelope, expires_at ms (0 = never).
+-- Enqueue messages into one queue. ARGV (after the group and consumer of queue_common):
+-- 3 queue_size, then for each message: stream index, message_id, envelope, expires_at ms
+-- (0 = never).
 -- Returns one code per message: 1 enqueued, 0 duplicate (unsettled, or settled within
 -- the dedupe window, or earlier in this batch), -1 queue full; then one more element,
 -- the server time (ms) written as each enqueued message's first enqueue time.
 local now = now_ms()
-local size = tonumber(ARGV[1])
+local size = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
 local unsettled = unsettled_count()
 local results = {}
 local ready = {}
-for i = 2, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local pidx = tonumber(ARGV[i])
   local msgid = ARGV[i + 1]
   if redis.call('ZSCORE', KEYS[8], msgid) then

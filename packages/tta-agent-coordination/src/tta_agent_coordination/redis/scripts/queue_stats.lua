@@ -1,5 +1,6 @@
 --#include queue_common
 -- A consistent snapshot: {ready HIGH, ready NORMAL, ready LOW, leased, delayed, dead}.
+-- ARGV: only the group and consumer of queue_common.
 local out = {}
 local leased = 0
 for pidx = 1, 3 do

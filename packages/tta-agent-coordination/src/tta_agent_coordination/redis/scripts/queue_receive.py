@@ -1,0 +1,81 @@
+"""Typed call of ``queue_receive.lua``: reserve messages, healing the queue first."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from tta_agent_coordination.redis.keys import QueueKeys
+from tta_agent_coordination.redis.lua import ScriptCall
+from tta_agent_coordination.redis.scripts.queue_common import ARGV_HEAD
+
+__all__ = ["NAME", "Delivery", "ReceiveOutcome", "call"]
+
+NAME = "queue_receive"
+
+
+class Delivery(NamedTuple):
+    """The layout of one delivery in ``ReceiveOutcome.deliveries``.
+
+    The deliveries are left as the script's lists (``codec.decode_delivery`` unpacks them
+    in this order) rather than built into tuples: this is the receive hot path.
+    """
+
+    token: str | bytes
+    envelope: str | bytes
+    deliveries: int
+    """Deliveries including this one."""
+    last_error: str | bytes
+    first_enqueued_ms: int | str | bytes
+    lease_deadline_ms: int
+
+
+class ReceiveOutcome(NamedTuple):
+    """What one receive call did and saw."""
+
+    deliveries: list[Any]
+    """The reserved messages, each a list in the layout of :class:`Delivery`."""
+    server_now_ms: int
+    last_ids: list[Any]
+    """Newest entry id of each ready stream (when nothing was reserved), for XREAD BLOCK."""
+    wake_at_ms: int
+    """When the next lease expires or retry is due (server clock), or -1."""
+    recovered: int
+    """Expired leases and due retries handled before reserving."""
+    expired: int
+    """Messages dead-lettered because they expired before delivery."""
+    moved: list[Any]
+    """Raw entries of ``queue_common.MovedEntry`` (see ``moved_entries``)."""
+
+
+def _parse(raw: list[Any]) -> ReceiveOutcome:
+    deliveries, now, last_ids, wake_at, recovered, expired, moved = raw
+    return ReceiveOutcome(
+        deliveries, int(now), last_ids, int(wake_at), int(recovered), int(expired), moved
+    )
+
+
+def call(
+    queue: QueueKeys,
+    *,
+    count: int,
+    visibility_ms: int,
+    retry_attempts: int,
+    dlq_max_len: int,
+    dedupe_window_ms: int,
+    maintenance_batch: int,
+) -> ScriptCall[ReceiveOutcome]:
+    """Reserve up to ``count`` messages of ``queue`` for ``visibility_ms``."""
+    return ScriptCall(
+        NAME,
+        queue.all_keys,
+        [
+            *ARGV_HEAD,
+            count,
+            visibility_ms,
+            retry_attempts,
+            dlq_max_len,
+            dedupe_window_ms,
+            maintenance_batch,
+        ],
+        _parse,
+    )

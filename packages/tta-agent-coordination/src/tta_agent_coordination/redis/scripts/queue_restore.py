@@ -1,0 +1,39 @@
+"""Typed call of ``queue_restore.lua``: enqueue messages again from a message store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from tta_agent_coordination.redis.keys import QueueKeys
+from tta_agent_coordination.redis.lua import ScriptCall
+from tta_agent_coordination.redis.scripts.queue_common import ARGV_HEAD
+
+__all__ = ["NAME", "RestoreItem", "call"]
+
+NAME = "queue_restore"
+
+
+class RestoreItem(NamedTuple):
+    """One message to restore, in the order the script reads it from ARGV."""
+
+    stream_index: int
+    message_id: str
+    envelope: str
+    deliveries: int
+    last_error: str
+    expires_at_ms: int
+    """0 for never."""
+    first_enqueued_ms: int
+
+
+def _parse(raw: list[Any]) -> list[bool]:
+    return [bool(int(flag)) for flag in raw]
+
+
+def call(queue: QueueKeys, items: Iterable[RestoreItem]) -> ScriptCall[list[bool]]:
+    """Restore ``items`` into ``queue``; one flag per item (False: skipped, already known)."""
+    argv: list[Any] = list(ARGV_HEAD)
+    for item in items:
+        argv += item
+    return ScriptCall(NAME, queue.all_keys, argv, _parse)
