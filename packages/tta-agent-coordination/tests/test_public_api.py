@@ -29,18 +29,52 @@ def test_every_public_name_exists_and_is_documented(module_name):
             assert inspect.getdoc(value), f"{module_name}.{name} has no docstring"
 
 
-def test_package_root_exports_the_core_api():
-    for name in [
-        "AgentId",
-        "AgentMessage",
-        "RedisMessageCoordinator",
-        "RedisAgentRegistry",
-        "CircuitBreaker",
-        "RetryPolicy",
-        "RedisGuard",
-        "CoordinationError",
-    ]:
-        assert name in tta_agent_coordination.__all__
+EVERYDAY = {
+    "AgentId",
+    "AgentMessage",
+    "AgentWorker",
+    "CoordinationError",
+    "CoordinationSettings",
+    "FailureType",
+    "MessageContext",
+    "MessagePriority",
+    "MessageResult",
+    "MessageType",
+    "PermanentError",
+    "ReceivedMessage",
+    "RedisAgentRegistry",
+    "RedisMessageCoordinator",
+    "__version__",
+    "features",
+}
+
+
+def test_package_root_exports_the_everyday_names_only():
+    assert set(tta_agent_coordination.__all__) == EVERYDAY
+
+
+@pytest.mark.parametrize("name", sorted(tta_agent_coordination._MOVED))
+def test_a_name_that_moved_still_resolves_with_a_warning_naming_its_home(name):
+    home = tta_agent_coordination._MOVED[name]
+    module = importlib.import_module(home)
+    assert name in module.__all__, f"{home} does not export {name}"
+    with pytest.warns(DeprecationWarning, match=rf"{name} is deprecated; import it from {home}"):
+        value = getattr(tta_agent_coordination, name)
+    assert value is getattr(module, name)
+
+
+def test_moved_names_are_not_listed_by_dir_or_star_import():
+    assert not set(tta_agent_coordination._MOVED) & set(dir(tta_agent_coordination))
+    assert not set(tta_agent_coordination._MOVED) & set(tta_agent_coordination.__all__)
+
+
+def test_the_everyday_names_load_without_a_warning():
+    code = (
+        "import warnings; warnings.simplefilter('error'); "
+        "from tta_agent_coordination import *; "
+        "import tta_agent_coordination as t; [getattr(t, n) for n in t.__all__]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
 
 
 def test_importing_the_package_pulls_no_optional_dependency():
