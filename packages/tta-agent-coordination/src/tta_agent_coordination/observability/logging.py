@@ -1,6 +1,14 @@
 """structlog helpers. The library only creates loggers; it never configures logging.
 
 Applications (and the ``tta-coord`` CLI) call :func:`configure_logging` once at start-up.
+
+A guest in its host: while the host has not configured structlog, the library's events go
+to the standard :mod:`logging` tree under their module's name (``tta_agent_coordination.…``)
+rather than to structlog's default, which prints every event, with rich tracebacks and
+their frame locals, on standard output. An unconfigured host thus sees only warnings and
+errors, on standard error (``logging.lastResort``), and routes or silences them with
+ordinary ``logging`` configuration. Once the host calls ``structlog.configure`` (or
+:func:`configure_logging`), every event follows that configuration instead.
 """
 
 from __future__ import annotations
@@ -13,12 +21,83 @@ import structlog
 
 from tta_agent_coordination.errors import ConfigurationError
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["LibraryLogger", "configure_logging", "get_logger"]
 
 
-def get_logger(name: str, **context: Any) -> Any:
-    """A structlog logger named ``name`` with ``context`` bound (agent, queue, ...)."""
-    return structlog.get_logger(name).bind(**context)
+def _event_first(
+    _logger: Any, _method: str, event_dict: structlog.typing.EventDict
+) -> tuple[tuple[str], dict[str, Any]]:
+    """``event key=value ...`` as the record's message; ``exc_info`` left to ``logging``.
+
+    The traceback is rendered by the host's ``logging`` formatter, plainly and once.
+    """
+    exc_info = event_dict.pop("exc_info", None)
+    event = str(event_dict.pop("event", ""))
+    rest = " ".join(f"{key}={value!r}" for key, value in event_dict.items())
+    return ((f"{event} {rest}" if rest else event),), {"exc_info": exc_info}
+
+
+_STDLIB_PROCESSORS: list[structlog.typing.Processor] = [
+    structlog.stdlib.filter_by_level,  # first: a disabled level costs no rendering
+    structlog.contextvars.merge_contextvars,
+    _event_first,
+]
+
+
+class LibraryLogger:
+    """The library's logger: structlog when the host configured it, else ``logging``.
+
+    It binds context like a structlog logger (``bind``, ``unbind``, ``new``) and decides
+    where each event goes when it is logged, so a host that configures structlog after
+    importing the library is still followed (see the module docstring).
+    """
+
+    __slots__ = ("_context", "_name")
+
+    def __init__(self, name: str, context: dict[str, Any] | None = None) -> None:
+        self._name = name
+        self._context: dict[str, Any] = dict(context or {})
+
+    @property
+    def name(self) -> str:
+        """The logger's name (a module path under ``tta_agent_coordination``)."""
+        return self._name
+
+    def bind(self, **values: Any) -> LibraryLogger:
+        """A logger with ``values`` added to the context of every event."""
+        return LibraryLogger(self._name, {**self._context, **values})
+
+    def unbind(self, *keys: str) -> LibraryLogger:
+        """A logger without ``keys`` in its context (missing keys are ignored)."""
+        return LibraryLogger(self._name, {k: v for k, v in self._context.items() if k not in keys})
+
+    def new(self, **values: Any) -> LibraryLogger:
+        """A logger whose context is exactly ``values``."""
+        return LibraryLogger(self._name, values)
+
+    def _target(self) -> Any:
+        if structlog.is_configured():
+            return structlog.get_logger(self._name).bind(**self._context)
+        return structlog.wrap_logger(
+            logging.getLogger(self._name),
+            processors=_STDLIB_PROCESSORS,
+            wrapper_class=structlog.stdlib.BoundLogger,
+            context_class=dict,
+        ).bind(**self._context)
+
+    def __getattr__(self, method: str) -> Any:
+        # debug/info/warning/error/exception/critical/msg/log: resolved at each call.
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return getattr(self._target(), method)
+
+    def __repr__(self) -> str:
+        return f"LibraryLogger({self._name!r}, {self._context!r})"
+
+
+def get_logger(name: str, **context: Any) -> LibraryLogger:
+    """The library's logger named ``name`` with ``context`` bound (agent, queue, ...)."""
+    return LibraryLogger(name, context)
 
 
 def configure_logging(
