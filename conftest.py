@@ -6,7 +6,15 @@ enough for a worker test's short lease to expire. The tests log as structlog doe
 default, but with plain tracebacks.
 """
 
+import os
+
 import structlog
+
+# The library reads only TTA_COORD_REQUIRE_REAL_REDIS (never the generic CI, which host
+# applications' CI sets too). This repository's own CI must run its real-Redis and
+# Postgres tests, so CI=true turns the requirement on here.
+if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+    os.environ.setdefault("TTA_COORD_REQUIRE_REAL_REDIS", "1")
 
 pytest_plugins = ["tta_agent_coordination.testing.pytest_plugin"]
 

@@ -61,8 +61,13 @@ async def real_redis(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
 
 
 def real_redis_required() -> bool:
-    """True when a missing real Redis must fail the run instead of skipping (CI=true)."""
-    flag = os.environ.get("TTA_COORD_REQUIRE_REAL_REDIS") or os.environ.get("CI") or ""
+    """True when a missing real Redis must fail the run instead of skipping.
+
+    Only ``TTA_COORD_REQUIRE_REAL_REDIS=1`` says so, never the generic ``CI`` variable:
+    a host application's CI (GitHub Actions sets ``CI=true``) must not start failing
+    because it runs tests that never asked for a Redis server.
+    """
+    flag = os.environ.get("TTA_COORD_REQUIRE_REAL_REDIS", "")
     return flag.strip().lower() in {"1", "true", "yes"}
 
 

@@ -5,14 +5,16 @@ them ``coordination_coordinator``, ``coordination_registry`` and
 ``coordination_worker_factory`` (see ``docs/testing.md``). The async fixtures need
 pytest-asyncio (``asyncio_mode = "auto"``, or mark the tests).
 
-Enable with ``pytest_plugins = ["tta_agent_coordination.testing.pytest_plugin"]``. Pass
-``--coordination-backend=fake`` (or ``real``) to run one backend only. When the real
-server is down the real-Redis variant is skipped, unless ``CI=true`` (or
-``TTA_COORD_REQUIRE_REAL_REDIS=1``), where it fails.
+Enable with ``pytest_plugins = ["tta_agent_coordination.testing.pytest_plugin"]``. The
+fixtures run on FakeRedis only, so a host application's tests never touch a server they
+did not ask for. Opt in to the real server with ``--coordination-backend=real`` or
+``both`` (or ``TTA_COORD_TEST_BACKEND``); when it is down the real-Redis variant is
+skipped, unless ``TTA_COORD_REQUIRE_REAL_REDIS=1``, where it fails.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -34,13 +36,16 @@ from .backends import (
 )
 
 __all__ = [
+    "BACKEND_ENV",
     "WorkerFactory",
+    "chosen_backends",
     "coordination_coordinator",
     "coordination_redis",
     "coordination_registry",
     "coordination_worker_factory",
     "key_prefix",
     "pytest_addoption",
+    "pytest_configure",
     "pytest_generate_tests",
 ]
 
@@ -48,23 +53,47 @@ WorkerFactory = Callable[..., AgentWorker]
 """``make(agent_id, **kwargs) -> AgentWorker``: the type of ``coordination_worker_factory``."""
 
 _BACKENDS = ("fake", "real")
+_CHOICES = ("fake", "real", "both")
+BACKEND_ENV = "TTA_COORD_TEST_BACKEND"
+"""Environment variable choosing the backends when ``--coordination-backend`` is absent."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--coordination-backend`` (fake, real or both)."""
+    """Add ``--coordination-backend`` (fake, real or both; default fake)."""
     parser.addoption(
         "--coordination-backend",
-        choices=("both", *_BACKENDS),
-        default="both",
-        help="which Redis backends the coordination fixtures run on (default: both)",
+        choices=_CHOICES,
+        default=None,
+        help=(
+            "which Redis backends the coordination fixtures run on: fake (the default), "
+            f"real or both; ${BACKEND_ENV} sets it too"
+        ),
     )
+
+
+def chosen_backends(config: pytest.Config) -> tuple[str, ...]:
+    """The backends of this run: the option, else ``$TTA_COORD_TEST_BACKEND``, else fake.
+
+    Raises:
+        pytest.UsageError: the environment variable holds another value.
+    """
+    choice = config.getoption("--coordination-backend")
+    if choice is None:
+        choice = os.environ.get(BACKEND_ENV, "").strip().lower() or "fake"
+        if choice not in _CHOICES:
+            raise pytest.UsageError(f"{BACKEND_ENV}={choice!r}: use one of {', '.join(_CHOICES)}")
+    return _BACKENDS if choice == "both" else (choice,)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Check the backend choice once, before collection (a bad value is a usage error)."""
+    chosen_backends(config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrise every test that uses ``coordination_redis`` over the chosen backends."""
     if "coordination_redis" in metafunc.fixturenames:
-        choice = metafunc.config.getoption("--coordination-backend")
-        backends = _BACKENDS if choice == "both" else (choice,)
+        backends = chosen_backends(metafunc.config)
         metafunc.parametrize("coordination_redis", backends, indirect=True)
 
 
@@ -87,7 +116,9 @@ async def coordination_redis(
             client = await real_redis()
         except RealRedisUnavailableError as exc:
             if real_redis_required():
-                pytest.fail(f"{exc} (CI requires the real-Redis tests to run)")
+                pytest.fail(
+                    f"{exc} (TTA_COORD_REQUIRE_REAL_REDIS=1: the real-Redis tests must run)"
+                )
             pytest.skip(str(exc))
     try:
         yield client

@@ -1,0 +1,1 @@
+pytest_plugins = ["tta_agent_coordination.testing.pytest_plugin"]
