@@ -24,6 +24,15 @@ sync_workspace() {
   (cd "$REPO_ROOT" && uv sync --all-packages --all-extras --frozen --quiet)
 }
 
+# Only what `tta-coord demo` needs: the core package and FakeRedis (the `testing` extra),
+# none of the dev toolchain (pyright, mkdocs, mutmut, ...). --inexact keeps whatever a
+# full sync installed before, so the demo never strips the test tools.
+sync_demo() {
+  log "syncing the core package for the demo"
+  (cd "$REPO_ROOT" && uv sync --frozen --quiet --no-dev --inexact \
+    --package tta-agent-coordination --extra testing)
+}
+
 redis_answers() {
   (cd "$REPO_ROOT" && uv run --frozen python - "$TTA_COORD_TEST_REDIS_URL" <<'PY' >/dev/null 2>&1
 import sys, redis
