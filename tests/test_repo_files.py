@@ -166,3 +166,25 @@ def test_contributor_files_exist() -> None:
     config = _load(ROOT / ".pre-commit-config.yaml")
     hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
     assert {"ruff-check", "ruff-format", "pyright", "end-of-file-fixer"} <= hooks
+
+
+def test_the_demo_installs_no_dev_toolchain() -> None:
+    """``scripts/demo`` syncs the core and FakeRedis only (not pyright, mkdocs, mutmut)."""
+    demo = (ROOT / "scripts" / "demo").read_text(encoding="utf-8")
+    assert "sync_demo" in demo
+    assert "sync_workspace" not in demo
+    env = (ROOT / "scripts" / "lib" / "env.sh").read_text(encoding="utf-8")
+    body = env.split("sync_demo() {", 1)[1].split("\n}", 1)[0]
+    args = body.split("uv sync", 1)[1].replace("\\\n", " ").split(")")[0].split()
+    uv = shutil.which("uv") or pytest.skip("uv is not on the PATH")
+    export = subprocess.run(
+        [uv, "export", *[a for a in args if a not in {"--quiet", "--inexact"}], "--no-hashes"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    installed = {line.split("==")[0].strip() for line in export.splitlines() if "==" in line}
+    assert {"fakeredis", "redis", "typer"} <= installed
+    assert not installed & {"pyright", "mkdocs", "mutmut", "ruff", "hypothesis"}
