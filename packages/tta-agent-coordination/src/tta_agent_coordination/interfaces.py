@@ -21,7 +21,9 @@ What a back-end must write:
 - **Honest defaults**: ``extend_lease`` returns False (the lease is not extended: the
   worker marks ``ctx.lease_lost`` and the message may be delivered again after its
   visibility timeout, at least once as always); ``heartbeats_running`` is False (the
-  worker starts the heartbeats itself; ``start_heartbeats`` is idempotent).
+  worker starts the heartbeats itself; ``start_heartbeats`` is idempotent);
+  ``ownership`` is derived from ``held`` (held or lost, never unverified: a registry
+  that can tell a stall overrides it, as ``RedisAgentRegistry`` does).
 - **Optional features** raise ``NotImplementedError`` naming the method until a
   back-end provides them: ``subscribe``/``unsubscribe`` (a worker with
   ``subscriptions=`` then fails at ``start``), ``publish_event`` and ``request`` (the
@@ -38,6 +40,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
@@ -63,6 +66,7 @@ __all__ = [
     "CallGuard",
     "CoordinatorLimits",
     "MessageCoordinator",
+    "Ownership",
     "RegistrableAgent",
 ]
 
@@ -353,6 +357,23 @@ class RegistrableAgent(Protocol):
         ...
 
 
+class Ownership(StrEnum):
+    """What a registry knows, locally and at once, about a registration it holds.
+
+    A worker leases new messages only while its registration is ``HELD``: this is its
+    fencing against a split brain (see ``docs/worker.md``, "Fencing").
+    """
+
+    HELD = "held"
+    """Held, and renewed recently enough that its liveness has not run out."""
+    UNVERIFIED = "unverified"
+    """Held here, but not renewed within its TTL (the process stalled, or the back-end
+    was unreachable): another process may have taken it over. The registry verifies it
+    with its next heartbeat, which makes it ``HELD`` or ``LOST``."""
+    LOST = "lost"
+    """Not held: never registered here, deregistered, taken over or evicted."""
+
+
 class AgentRegistry(ABC):
     """Presence of agents: registration with an ownership lease, heartbeats, discovery.
 
@@ -424,3 +445,16 @@ class AgentRegistry(ABC):
         which is idempotent.
         """
         return False
+
+    def ownership(self, agent_id: AgentId) -> Ownership:
+        """Whether this registry holds ``agent_id``'s registration and knows it is live.
+
+        Called by a worker before every lease batch, so it must be cheap and must not
+        block: local state only. A registry that finds the registration unverified
+        (its liveness may have run out) should verify it at once, with a heartbeat.
+
+        This default derives it from :meth:`held`: ``HELD`` or ``LOST``, never
+        ``UNVERIFIED`` (it cannot tell a stall), in time linear in the registrations
+        held. Override it with a constant-time check that detects stalls.
+        """
+        return Ownership.HELD if agent_id in self.held() else Ownership.LOST

@@ -37,7 +37,7 @@ from tta_agent_coordination import (
     RedisMessageCoordinator,
     WorkerState,
 )
-from tta_agent_coordination.interfaces import CoordinatorLimits
+from tta_agent_coordination.interfaces import CoordinatorLimits, Ownership
 from tta_agent_coordination.testing import fake_redis
 
 from .conftest import CLIENT, SERVER, eventually
@@ -431,3 +431,40 @@ async def test_a_registry_that_cannot_tell_has_no_heartbeats_running() -> None:
     assert registry.heartbeats_running is False
     registry.start_heartbeats()
     assert registry.heartbeats_running is False  # the default cannot tell
+
+
+class HoldingRegistry(ReadOnlyRegistry):
+    """Every abstract member, ``held`` from a list: the default ``ownership`` applies."""
+
+    def __init__(self) -> None:
+        self.ids: list[AgentId] = []
+
+    async def register_id(self, agent_id, **options: Any) -> AgentRecord:
+        self.ids.append(agent_id)
+        return await super().register_id(agent_id)
+
+    def held(self) -> list[AgentId]:
+        return list(self.ids)
+
+
+async def test_the_default_ownership_follows_held_and_fences_a_worker() -> None:
+    registry = HoldingRegistry()
+    assert registry.ownership(SERVER) is Ownership.LOST
+    backend = ListCoordinator()
+    worker = AgentWorker(backend, registry, SERVER, poll_interval=0.05, maintenance_interval=60)
+    handled: list[int] = []
+
+    @worker.on_event()
+    async def handle(ctx: MessageContext[dict[str, int]]) -> None:
+        handled.append(ctx.payload["n"])
+
+    await backend.send_message(CLIENT, SERVER, event(1))
+    async with worker:
+        assert registry.ownership(SERVER) is Ownership.HELD
+        await eventually(lambda: handled == [1])
+        registry.ids.clear()  # taken over: the registry no longer holds it
+        await eventually(lambda: worker.state is WorkerState.STOPPED, timeout=2)
+        await backend.send_message(CLIENT, SERVER, event(2))
+        await asyncio.sleep(0.2)
+    assert worker.stop_reason == "registration lost"
+    assert handled == [1]

@@ -26,11 +26,13 @@ RUNTIME_MODULES = tuple(
         ".acks",
         ".context",
         ".deliveries",
+        ".fetching",
         ".handlers",
         ".leases",
         ".presence",
         ".stats",
         ".stopping",
+        ".supervision",
         ".worker",
     )
 )

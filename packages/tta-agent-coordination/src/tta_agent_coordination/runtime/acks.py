@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tta_agent_coordination.errors import WorkerError
 from tta_agent_coordination.interfaces import MessageCoordinator
 from tta_agent_coordination.models import AgentId
 
@@ -18,8 +19,10 @@ class AckBatcher:
     gets the ``CoordinationError`` of the batch), and the delivery holds its slot until
     then. A batch is sent as soon as the event loop is free to send it; tokens that
     arrive while it is in flight form the next batch, so nothing waits on a timer. A
-    batch that fails is an ack that failed for each of its tokens: their leases expire
-    and the messages come back (at-least-once).
+    batch that fails, whatever the error, is an ack that failed for each of its tokens
+    (each waiter gets the error and logs it): their leases expire and the messages come
+    back (at-least-once). The batcher itself never dies: the next ``ack`` starts a new
+    flush.
     """
 
     _MAX = 1_000
@@ -45,6 +48,10 @@ class AckBatcher:
             del self._pending[: self._MAX]
             try:
                 flags = await self._coordinator.ack_many(self._agent_id, [t for t, _ in batch])
+                if len(flags) != len(batch):
+                    raise WorkerError(
+                        f"ack_many returned {len(flags)} flags for {len(batch)} tokens"
+                    )
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
@@ -56,6 +63,6 @@ class AckBatcher:
                     future.cancel()
                 self._pending.clear()
                 raise
-            for (_, future), flag in zip(batch, flags, strict=True):
+            for (_, future), flag in zip(batch, flags, strict=True):  # lengths checked
                 if not future.done():
                     future.set_result(flag)

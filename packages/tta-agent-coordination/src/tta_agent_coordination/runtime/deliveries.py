@@ -4,8 +4,9 @@ A handler that returns is a success: the requester gets the return value (reques
 only), then the delivery is acked. A handler that raises is a failure: permanent for
 ``PermanentError``, an invalid payload or a missing handler, ``timeout`` for a handler
 that ran past its ``timeout=``, transient otherwise; on the last allowed delivery the
-requester gets the error, then the delivery is nacked. Settling never raises: a
-back-end error leaves the lease to expire, and the message comes back.
+requester gets the error, then the delivery is nacked. Settling never raises: any
+error while settling (logged, with its traceback when it is not a back-end error) leaves
+the lease to expire, and the message comes back.
 """
 
 from __future__ import annotations
@@ -128,9 +129,8 @@ class DeliveryRunner:
             # After the reply (reply-before-ack), through the batcher: every ack that
             # is due while one ack round trip is in flight goes in the next one.
             acked = await self._acks.ack(received.token)
-        except CoordinationError as exc:
-            self._stats.settle_errors += 1
-            self._delivery_log(received).warning("settle_failed", outcome="ack", error=str(exc))
+        except Exception as exc:
+            self._settle_failed(received, "ack", exc)
             return
         if acked:
             self._stats.succeeded += 1
@@ -166,9 +166,8 @@ class DeliveryRunner:
             ):
                 self._stats.replies += 1
             nacked = await self._coordinator.nack(self._agent_id, received.token, failure, error)
-        except CoordinationError as settle_exc:
-            self._stats.settle_errors += 1
-            log.warning("settle_failed", outcome="nack", error=str(settle_exc))
+        except Exception as settle_exc:
+            self._settle_failed(received, "nack", settle_exc)
             return
         if not nacked:
             self._stats.leases_lost += 1
@@ -176,6 +175,15 @@ class DeliveryRunner:
             self._stats.dead_lettered += 1
         else:
             self._stats.retried += 1
+
+    def _settle_failed(self, received: ReceivedMessage, outcome: str, exc: Exception) -> None:
+        """Count and log a failed settlement: the lease expires and the message comes back."""
+        self._stats.settle_errors += 1
+        log = self._delivery_log(received)
+        if isinstance(exc, CoordinationError):
+            log.warning("settle_failed", outcome=outcome, error=str(exc))
+        else:  # not an outage: a bug or a broken back-end, with its traceback
+            log.error("settle_failed", outcome=outcome, error=repr(exc), exc_info=exc)
 
 
 class HandlerTimeoutError(TimeoutError):

@@ -7,9 +7,10 @@ match: (type, kind), then (type, any kind), then (any type, kind), then (any, an
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -20,10 +21,12 @@ from tta_agent_coordination.models import AgentMessage, MessageType
 if TYPE_CHECKING:
     from tta_agent_coordination.runtime.context import MessageContext
 
-__all__ = ["Handler", "HandlerSpec", "HandlerTable"]
+__all__ = ["Handler", "HandlerDecorators", "HandlerSpec", "HandlerTable"]
 
 Handler = Callable[["MessageContext[Any]"], Awaitable[Any]]
 """An async function taking the message's context; its return value is the reply."""
+
+H = TypeVar("H", bound=Handler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,4 +125,90 @@ class HandlerTable:
         return sorted(
             (mtype.value if mtype else "*", kind or "*", spec.name)
             for (mtype, kind), spec in self._specs.items()
+        )
+
+
+class HandlerDecorators(ABC):
+    """The decorators that register handlers, built on :meth:`add_handler` (``AgentWorker``)."""
+
+    @abstractmethod
+    def add_handler(
+        self,
+        fn: Handler,
+        message_type: MessageType | None = None,
+        *,
+        kind: str | None = None,
+        payload: type[BaseModel] | None = None,
+        timeout: float | None = None,
+        guard: CallGuard | None = None,
+    ) -> None:
+        """Register ``fn`` without a decorator; see :meth:`handler`."""
+
+    def handler(
+        self,
+        message_type: MessageType | None = None,
+        *,
+        kind: str | None = None,
+        payload: type[BaseModel] | None = None,
+        timeout: float | None = None,
+        guard: CallGuard | None = None,
+    ) -> Callable[[H], H]:
+        """Register the decorated async function for ``message_type`` (None: any type).
+
+        ``kind`` restricts it to messages whose payload's kind field has that value;
+        ``payload`` validates the payload into a pydantic model (``ctx.payload``), an
+        invalid payload failing the message permanently; ``timeout`` cancels a handler
+        that runs longer (failure ``timeout``, retried). The function receives a
+        :class:`MessageContext`; for a request, its return value (a dict, a pydantic
+        model, None or any JSON value) is the reply.
+
+        Raises:
+            ConfigurationError: a handler for the same type and kind exists.
+            WorkerError: the worker has already started.
+        """
+        resolved = MessageType(message_type) if message_type is not None else None
+
+        def register(fn: H) -> H:
+            self.add_handler(fn, resolved, kind=kind, payload=payload, timeout=timeout, guard=guard)
+            return fn
+
+        return register
+
+    def on_request(
+        self,
+        *,
+        kind: str | None = None,
+        payload: type[BaseModel] | None = None,
+        timeout: float | None = None,
+        guard: CallGuard | None = None,
+    ) -> Callable[[H], H]:
+        """:meth:`handler` for ``REQUEST`` messages."""
+        return self.handler(
+            MessageType.REQUEST, kind=kind, payload=payload, timeout=timeout, guard=guard
+        )
+
+    def on_event(
+        self,
+        *,
+        kind: str | None = None,
+        payload: type[BaseModel] | None = None,
+        timeout: float | None = None,
+        guard: CallGuard | None = None,
+    ) -> Callable[[H], H]:
+        """:meth:`handler` for ``EVENT`` messages."""
+        return self.handler(
+            MessageType.EVENT, kind=kind, payload=payload, timeout=timeout, guard=guard
+        )
+
+    def on_response(
+        self,
+        *,
+        kind: str | None = None,
+        payload: type[BaseModel] | None = None,
+        timeout: float | None = None,
+        guard: CallGuard | None = None,
+    ) -> Callable[[H], H]:
+        """:meth:`handler` for ``RESPONSE`` messages (replies sent to this agent's queue)."""
+        return self.handler(
+            MessageType.RESPONSE, kind=kind, payload=payload, timeout=timeout, guard=guard
         )

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from tta_agent_coordination.errors import CoordinationError
 from tta_agent_coordination.interfaces import MessageCoordinator
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.runtime.deliveries import Delivery
 from tta_agent_coordination.runtime.stats import WorkerStats
+from tta_agent_coordination.runtime.supervision import OUTAGE_ERRORS, Progress
 
 __all__ = ["LeaseKeeper"]
 
@@ -46,8 +46,13 @@ class LeaseKeeper:
         self._stats = stats
         self._log = log
 
-    async def run(self) -> None:
-        """Check the leases four times per visibility timeout, until cancelled."""
+    async def run(self, progress: Progress) -> None:
+        """Check the leases four times per visibility timeout, until cancelled.
+
+        Outages are logged and tried again at the next check; any other error of an
+        extension ends the call once every extension of that check is done (the
+        worker's supervisor restarts it, or gives up).
+        """
         loop = asyncio.get_running_loop()
         tick = max(0.01, self._visibility / 4)
         while True:
@@ -57,15 +62,22 @@ class LeaseKeeper:
                 d for d in self._deliveries.values() if d.lease_until - now <= self._visibility / 2
             ]
             if due:
-                await asyncio.gather(*(self._extend(delivery) for delivery in due))
+                errors = await asyncio.gather(*(self._extend(delivery) for delivery in due))
+                for error in errors:
+                    if error is not None:
+                        raise error
+            progress()
 
-    async def _extend(self, delivery: Delivery) -> None:
+    async def _extend(self, delivery: Delivery) -> Exception | None:
+        """Extend one lease; the error when it failed on something other than an outage."""
         token = delivery.received.token
         try:
             extended = await self._coordinator.extend_lease(self._agent_id, token, self._visibility)
-        except CoordinationError as exc:
+        except OUTAGE_ERRORS as exc:
             self._log.warning("extend_lease_failed", token=token, error=str(exc))
-            return
+            return None
+        except Exception as exc:
+            return exc
         if extended:
             delivery.lease_until = asyncio.get_running_loop().time() + self._visibility
             self._stats.lease_extensions += 1
@@ -74,3 +86,4 @@ class LeaseKeeper:
             if delivery.context is not None:
                 delivery.context._mark_lease_lost()  # pyright: ignore[reportPrivateUsage]
             self._log.warning("lease_lost", token=token)
+        return None

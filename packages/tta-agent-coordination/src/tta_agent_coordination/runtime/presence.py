@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tta_agent_coordination.errors import AgentRegistryError, CoordinationError
-from tta_agent_coordination.interfaces import AgentRegistry, MessageCoordinator
+from tta_agent_coordination.interfaces import AgentRegistry, MessageCoordinator, Ownership
 from tta_agent_coordination.models import AgentId, MessageType
 
 __all__ = ["AgentPresence"]
@@ -50,6 +50,7 @@ class AgentPresence:
         self._subscription_types = list(dict.fromkeys(MessageType(t) for t in subscriptions))
         self._subscription_ids: list[str] = []
         self._registered = False
+        self._lost = False
         self._started_heartbeats = False
         self._log = log
 
@@ -84,30 +85,36 @@ class AgentPresence:
             subscription = await self._coordinator.subscribe(self._agent_id, [message_type])
             self._subscription_ids.append(subscription.subscription_id)
 
-    def still_held(self) -> bool:
-        """False once the registry no longer holds the registration (taken over, evicted).
+    def ownership(self) -> Ownership:
+        """Whether the worker may lease: the registry's ``ownership`` of the agent.
 
-        The registration is then no longer this worker's: :meth:`leave` leaves it alone.
-        An unregistered agent is always held.
+        ``LOST`` for good once the registry no longer holds the registration (taken
+        over, evicted): it is then no longer this worker's, and :meth:`leave` leaves it
+        alone. An unregistered agent is always ``HELD``.
         """
+        if self._lost:
+            return Ownership.LOST
         registry = self._registry
         if not self._registered or registry is None:
-            return True
-        if self._agent_id in registry.held():
-            return True
-        self._registered = False
-        return False
+            return Ownership.HELD
+        ownership = registry.ownership(self._agent_id)
+        if ownership is Ownership.LOST:
+            self._registered = False
+            self._lost = True
+        return ownership
 
     async def leave(self) -> None:
         """Unsubscribe, deregister, and stop the heartbeats if :meth:`enter` started them.
 
-        Back-end errors are logged, not raised.
+        Errors are logged, not raised: a stopping worker always gets to deregister.
         """
         for subscription_id in self._subscription_ids:
             try:
                 await self._coordinator.unsubscribe(subscription_id)
             except CoordinationError as exc:
                 self._log.warning("unsubscribe_failed", error=str(exc))
+            except Exception as exc:
+                self._log.error("unsubscribe_failed", error=repr(exc), exc_info=exc)
         self._subscription_ids.clear()
         registry = self._registry
         if registry is None or not self._registered:
@@ -117,5 +124,7 @@ class AgentPresence:
             await registry.deregister(self._agent_id)
         except AgentRegistryError as exc:
             self._log.warning("deregister_failed", error=str(exc))
+        except Exception as exc:
+            self._log.error("deregister_failed", error=repr(exc), exc_info=exc)
         if self._started_heartbeats and not registry.held():
             await registry.stop_heartbeats()

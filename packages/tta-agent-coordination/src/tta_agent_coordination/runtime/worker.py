@@ -9,6 +9,12 @@ stops gracefully: on SIGINT/SIGTERM it takes no new work, lets in-flight handler
 within a grace period, leaves what is left leased (recovered after the visibility
 timeout) and deregisters. A handler's exception never stops the worker.
 
+It leases only while its registration is known to be live (fencing: after a stall past
+the heartbeat TTL it waits for the registry to verify it, and stops at once when it was
+taken over), and it supervises its background loops: one that fails is logged and
+restarted with backoff, and one that keeps failing stops the worker, which deregisters
+so that a replacement can take over. See ``docs/worker.md``.
+
 It knows the queues and the registry only through the interfaces of
 :mod:`tta_agent_coordination.interfaces`; ``docs/worker.md`` ("Other back-ends") says
 which of their methods it uses.
@@ -19,39 +25,46 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
-from tta_agent_coordination.errors import (
-    CircuitBreakerOpenError,
-    ConfigurationError,
-    CoordinationError,
-    WorkerError,
+from tta_agent_coordination.errors import ConfigurationError, WorkerError
+from tta_agent_coordination.interfaces import (
+    AgentRegistry,
+    CallGuard,
+    MessageCoordinator,
+    Ownership,
 )
-from tta_agent_coordination.interfaces import AgentRegistry, CallGuard, MessageCoordinator
 from tta_agent_coordination.models import AgentId, MessageType, ReceivedMessage
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.runtime.deliveries import Delivery, DeliveryRunner
-from tta_agent_coordination.runtime.handlers import Handler, HandlerSpec, HandlerTable
+from tta_agent_coordination.runtime.fetching import FetchLoop, FetchSettings
+from tta_agent_coordination.runtime.handlers import (
+    Handler,
+    HandlerDecorators,
+    HandlerSpec,
+    HandlerTable,
+)
 from tta_agent_coordination.runtime.leases import LeaseKeeper
 from tta_agent_coordination.runtime.presence import AgentPresence
 from tta_agent_coordination.runtime.stats import WorkerState, WorkerStats
 from tta_agent_coordination.runtime.stopping import (
     install_stop_signals,
     nothing_to_restore,
-    wait_any,
+)
+from tta_agent_coordination.runtime.supervision import (
+    OUTAGE_ERRORS,
+    Progress,
+    RestartPolicy,
+    TaskSupervisor,
 )
 
 __all__ = ["AgentWorker", "WorkerState", "WorkerStats"]
 
-H = TypeVar("H", bound=Handler)
 
-_FETCH_BACKOFF_MAX_S = 5.0
-
-
-class AgentWorker:
+class AgentWorker(HandlerDecorators):
     """Runs handlers for one agent's queue (see the module docstring).
 
     Args:
@@ -80,6 +93,9 @@ class AgentWorker:
         subscriptions: message types to subscribe the agent to (events published with
             ``publish_event`` then reach its queue); removed on a graceful stop.
         takeover: register even when another live owner holds the agent id.
+        restart_policy: how a background loop (fetch, lease keeper, maintenance) that
+            fails with an unexpected error is restarted, and after how many failures in
+            a row the worker gives up and stops; ``RestartPolicy()`` by default.
 
     Raises:
         ConfigurationError: a setting is out of range.
@@ -104,6 +120,7 @@ class AgentWorker:
         guard: CallGuard | None = None,
         subscriptions: Sequence[MessageType] = (),
         takeover: bool = False,
+        restart_policy: RestartPolicy | None = None,
     ) -> None:
         if not isinstance(agent_id, AgentId):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"agent_id must be an AgentId, got {agent_id!r}")
@@ -133,7 +150,11 @@ class AgentWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stop_reason: str | None = None
+        self._failure: str | None = None
         self._log = get_logger(__name__, agent=str(agent_id))
+        self._supervisor = TaskSupervisor(
+            restart_policy or RestartPolicy(), self._log, self._stop_requested, self._gave_up
+        )
         self._runner = DeliveryRunner(
             coordinator, agent_id, self._handlers, guard, self._stats, self._log
         )
@@ -150,75 +171,6 @@ class AgentWorker:
         )
 
     # --- handler registration -----------------------------------------------------------
-
-    def handler(
-        self,
-        message_type: MessageType | None = None,
-        *,
-        kind: str | None = None,
-        payload: type[BaseModel] | None = None,
-        timeout: float | None = None,
-        guard: CallGuard | None = None,
-    ) -> Callable[[H], H]:
-        """Register the decorated async function for ``message_type`` (None: any type).
-
-        ``kind`` restricts it to messages whose payload's kind field has that value;
-        ``payload`` validates the payload into a pydantic model (``ctx.payload``), an
-        invalid payload failing the message permanently; ``timeout`` cancels a handler
-        that runs longer (failure ``timeout``, retried). The function receives a
-        :class:`MessageContext`; for a request, its return value (a dict, a pydantic
-        model, None or any JSON value) is the reply.
-
-        Raises:
-            ConfigurationError: a handler for the same type and kind exists.
-            WorkerError: the worker has already started.
-        """
-        resolved = MessageType(message_type) if message_type is not None else None
-
-        def register(fn: H) -> H:
-            self.add_handler(fn, resolved, kind=kind, payload=payload, timeout=timeout, guard=guard)
-            return fn
-
-        return register
-
-    def on_request(
-        self,
-        *,
-        kind: str | None = None,
-        payload: type[BaseModel] | None = None,
-        timeout: float | None = None,
-        guard: CallGuard | None = None,
-    ) -> Callable[[H], H]:
-        """:meth:`handler` for ``REQUEST`` messages."""
-        return self.handler(
-            MessageType.REQUEST, kind=kind, payload=payload, timeout=timeout, guard=guard
-        )
-
-    def on_event(
-        self,
-        *,
-        kind: str | None = None,
-        payload: type[BaseModel] | None = None,
-        timeout: float | None = None,
-        guard: CallGuard | None = None,
-    ) -> Callable[[H], H]:
-        """:meth:`handler` for ``EVENT`` messages."""
-        return self.handler(
-            MessageType.EVENT, kind=kind, payload=payload, timeout=timeout, guard=guard
-        )
-
-    def on_response(
-        self,
-        *,
-        kind: str | None = None,
-        payload: type[BaseModel] | None = None,
-        timeout: float | None = None,
-        guard: CallGuard | None = None,
-    ) -> Callable[[H], H]:
-        """:meth:`handler` for ``RESPONSE`` messages (replies sent to this agent's queue)."""
-        return self.handler(
-            MessageType.RESPONSE, kind=kind, payload=payload, timeout=timeout, guard=guard
-        )
 
     def add_handler(
         self,
@@ -272,8 +224,22 @@ class AgentWorker:
 
     @property
     def stop_reason(self) -> str | None:
-        """Why the worker stopped or is stopping (None while it runs)."""
+        """Why the worker stopped or is stopping (None while it runs).
+
+        ``"registration lost"`` when another process took the agent over (or it was
+        evicted); ``"<loop> failed <n> times in a row: <error>"`` when a background loop
+        could not run (see :attr:`failure`); the signal's name, or what was passed to
+        :meth:`request_stop`, otherwise.
+        """
         return self._stop_reason
+
+    @property
+    def failure(self) -> str | None:
+        """Why the worker could not run, when it stopped because a loop kept failing.
+
+        None otherwise. :meth:`run` then raises ``WorkerError`` with this text.
+        """
+        return self._failure
 
     def handlers(self) -> list[tuple[str, str, str]]:
         """(message type, kind, handler name) of every registered handler."""
@@ -308,21 +274,38 @@ class AgentWorker:
             self._state = WorkerState.STOPPED
             await self._presence.leave()
             raise
-        loop = asyncio.get_running_loop()
+        keeper = LeaseKeeper(
+            self._coordinator,
+            self._agent_id,
+            self._deliveries,
+            self._visibility,
+            self._stats,
+            self._log,
+        )
+        fetch = FetchLoop(
+            self._coordinator,
+            self._agent_id,
+            self._presence,
+            FetchSettings(self._concurrency, self._batch_size, self._visibility, self._poll),
+            deliveries=self._deliveries,
+            spawn=self._spawn,
+            stop_requested=self._stop_requested,
+            slot_free=self._slot_free,
+            on_lost=self._registration_lost,
+            log=self._log,
+        )
+        supervise = self._supervisor.start
         self._tasks = [
-            loop.create_task(self._fetch_loop(), name=f"worker-fetch-{self._agent_id}"),
-            loop.create_task(
-                LeaseKeeper(
-                    self._coordinator,
-                    self._agent_id,
-                    self._deliveries,
-                    self._visibility,
-                    self._stats,
-                    self._log,
-                ).run(),
-                name=f"worker-leases-{self._agent_id}",
+            supervise(
+                "fetch loop",
+                fetch.run,
+                task_name=f"worker-fetch-{self._agent_id}",
+                ends_on_stop=True,
             ),
-            loop.create_task(self._maintenance(), name=f"worker-maintenance-{self._agent_id}"),
+            supervise("lease keeper", keeper.run, task_name=f"worker-leases-{self._agent_id}"),
+            supervise(
+                "maintenance", self._maintenance, task_name=f"worker-maintenance-{self._agent_id}"
+            ),
         ]
         self._log.info(
             "worker_started",
@@ -374,6 +357,11 @@ class AgentWorker:
 
         A worker already started with :meth:`start` just runs. A second signal skips
         the rest of the grace period.
+
+        Raises:
+            WorkerError: the worker stopped because a background loop kept failing
+                (:attr:`failure`): it could not run. It has deregistered; a process
+                supervisor should start a replacement.
         """
         if self._state is WorkerState.NEW:
             await self.start()
@@ -389,6 +377,8 @@ class AgentWorker:
                 await self.stop()  # signals stay handled: a second one forces the stop
             finally:
                 restore()
+        if self._failure is not None:
+            raise WorkerError(f"worker {self._agent_id} could not run: {self._failure}")
 
     async def __aenter__(self) -> AgentWorker:
         await self.start()
@@ -450,32 +440,22 @@ class AgentWorker:
 
     # --- consuming ----------------------------------------------------------------------
 
-    async def _fetch_loop(self) -> None:
-        failures = 0
-        while not self._stop_requested.is_set():
-            free = self._concurrency - len(self._deliveries)
-            if free <= 0:
-                self._slot_free.clear()
-                await wait_any(self._slot_free, self._stop_requested)
-                continue
-            try:
-                batch = await self._coordinator.receive_batch(
-                    self._agent_id,
-                    min(free, self._batch_size),
-                    visibility_timeout=self._visibility,
-                    block=self._poll,
-                )
-            except CoordinationError as exc:
-                failures += 1
-                delay = min(_FETCH_BACKOFF_MAX_S, 0.05 * 2**failures)
-                if isinstance(exc, CircuitBreakerOpenError) and exc.retry_after:
-                    delay = min(_FETCH_BACKOFF_MAX_S, max(delay, exc.retry_after))
-                self._log.warning("receive_failed", error=str(exc), retry_in=round(delay, 3))
-                await wait_any(self._stop_requested, timeout=delay)
-                continue
-            failures = 0
-            for received in batch:
-                self._spawn(received)
+    def _registration_lost(self) -> None:
+        """Stop: another process took the agent id over, or an operator evicted it."""
+        if self._stop_requested.is_set():
+            return
+        self._log.error(
+            "registration_lost",
+            detail="another process holds the agent id now (or it was evicted); stopping",
+        )
+        self.request_stop("registration lost")
+
+    def _gave_up(self, reason: str) -> None:
+        """A background loop could not run: stop (and deregister) unless stopping already."""
+        if self._stop_requested.is_set():
+            return
+        self._failure = reason
+        self.request_stop(reason)
 
     def _spawn(self, received: ReceivedMessage) -> None:
         self._stats.received += 1
@@ -485,28 +465,30 @@ class AgentWorker:
         delivery.task = loop.create_task(
             self._runner.run(delivery), name=f"handle-{received.token}"
         )
-        delivery.task.add_done_callback(lambda _t, token=received.token: self._finished(token))
+        delivery.task.add_done_callback(lambda t, token=received.token: self._finished(t, token))
 
-    def _finished(self, token: str) -> None:
+    def _finished(self, task: asyncio.Task[None], token: str) -> None:
         self._deliveries.pop(token, None)
         self._slot_free.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The runner settles every outcome itself; this is a bug, never silent.
+            self._log.error("delivery_crashed", token=token, error=repr(exc), exc_info=exc)
 
     # --- background duties --------------------------------------------------------------
 
-    async def _maintenance(self) -> None:
+    async def _maintenance(self, progress: Progress) -> None:
         """Recover the queue's expired leases and due retries; check the registration."""
         while True:
             await asyncio.sleep(self._maintenance_every)
             try:
                 await self._coordinator.recover_pending(self._agent_id)
-            except CoordinationError as exc:
+            except OUTAGE_ERRORS as exc:
                 self._log.warning("recover_failed", error=str(exc))
-            if not self._presence.still_held():
-                # Another owner took the id over, or it was evicted: this process is
-                # no longer the agent and must stop taking its work.
-                self._log.error("registration_lost")
-                self.request_stop("registration lost")
+            if self._presence.ownership() is Ownership.LOST:
+                # This process is no longer the agent and must stop taking its work.
+                self._registration_lost()
                 return
+            progress()
 
 
 def _positive(name: str, value: float) -> None:

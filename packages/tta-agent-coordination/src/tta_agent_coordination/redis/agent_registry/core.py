@@ -9,6 +9,7 @@ reaper, events) each get it and keep no state of their own beyond it.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from tta_agent_coordination.errors import (
     RegistryUnavailableError,
     StaleRegistrationError,
 )
-from tta_agent_coordination.interfaces import CallGuard
+from tta_agent_coordination.interfaces import CallGuard, Ownership
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.redis.agent_registry.config import RegistryConfig
@@ -34,7 +35,7 @@ from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.redis.lua import ScriptSet
 from tta_agent_coordination.store import AgentEvent, Durability, MessageStore, StoreWriter
 
-__all__ = ["HeldRegistration", "LeaseReleaser", "RegistryCore", "loop_time"]
+__all__ = ["HeldRegistration", "LeaseReleaser", "RegistryCore", "fence_clock", "loop_time"]
 
 T = TypeVar("T")
 
@@ -63,6 +64,22 @@ def loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def fence_clock() -> float:
+    """Seconds on the clock that bounds how long a registration is known to be live.
+
+    ``CLOCK_BOOTTIME`` where there is one (Linux): monotonic, and unlike the event
+    loop's clock it keeps counting while the host is suspended, so a laptop or VM that
+    slept past the TTL does not think its registration is still live. Elsewhere the
+    monotonic clock. Local only: never stored or compared across hosts.
+    """
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.monotonic()
+
+
 @dataclass(eq=False)
 class HeldRegistration:
     """A registration this registry instance holds: its lease token and how to renew it."""
@@ -80,6 +97,14 @@ class HeldRegistration:
     # Loop time of the last renewal that succeeded (local clock: the expiry above is on
     # the Redis server's clock and cannot be compared with ours).
     renewed_at: float | None = None
+    # Fence-clock time until which the registration is surely live: when the call that
+    # last renewed it was sent, plus the TTL (Redis applied it later, so it expires
+    # later). 0 until the first write. See ``RegistryCore.ownership``.
+    valid_until: float = 0.0
+    # An immediate beat was asked for since the last renewal that succeeded: once is
+    # enough; failed beats are retried on the usual schedule (no storm while Redis is
+    # down and a worker keeps asking).
+    verify_requested: bool = False
 
     @property
     def capability_names(self) -> list[str]:
@@ -99,6 +124,10 @@ class HeldRegistration:
             next_due=0.0,
             last_state_save=self.last_state_save,
         )
+
+
+def _no_verifier(held: HeldRegistration) -> None:
+    """Nothing verifies until the heartbeats are set up: the registration stays unverified."""
 
 
 @dataclass(eq=False)
@@ -139,6 +168,13 @@ class RegistryCore:
         self.beats: dict[AgentId, asyncio.Task[None]] = {}
         """The beat in flight of each held agent (at most one)."""
         self._locks: dict[AgentId, _LockEntry] = {}
+        self.verify_soon: Callable[[HeldRegistration], None] = _no_verifier
+        """Asks the heartbeat task to renew a registration at once (set by ``Heartbeats``)."""
+        # A lease request sent just before the registration runs out may reach Redis
+        # just after: stop leasing this much earlier (but never before the next beat
+        # is due, when the interval is close to the TTL).
+        interval = config.resolved_heartbeat_interval_s
+        self.fence_margin_s = min(interval / 2, 1.0, (config.heartbeat_ttl_s - interval) / 2)
 
     # --- held registrations -------------------------------------------------------------
 
@@ -152,6 +188,16 @@ class RegistryCore:
         if held is None:
             raise StaleRegistrationError(str(agent_id), "not_registered")
         return held
+
+    def ownership(self, agent_id: AgentId) -> Ownership:
+        """``HELD``, ``UNVERIFIED`` (asking for a heartbeat at once) or ``LOST``; local only."""
+        held = self.held.get(agent_id)
+        if held is None:
+            return Ownership.LOST
+        if fence_clock() < held.valid_until - self.fence_margin_s:
+            return Ownership.HELD
+        self.verify_soon(held)
+        return Ownership.UNVERIFIED
 
     def drop(self, held: HeldRegistration) -> None:
         """Forget ``held`` unless a newer registration of the id replaced it already."""

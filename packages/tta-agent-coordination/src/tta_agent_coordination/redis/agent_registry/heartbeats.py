@@ -4,12 +4,15 @@ One task per registry wakes every ``interval / 4`` (at most 1 s) and starts a be
 each registration that is due, at most one in flight per agent, so a slow agent hook
 never delays another agent. A beat asks the agent's hooks (``status_snapshot``,
 periodically ``export_state``) and runs ``registry_heartbeat``. The same task tells the
-store which held agents are alive. See ``docs/registry.md`` (Heartbeats).
+store which held agents are alive. A registration found unverified (``ownership``: its
+liveness may have run out, after a stall) is beaten at once. See ``docs/registry.md``
+(Heartbeats, Fencing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -24,6 +27,7 @@ from tta_agent_coordination.redis.agent_registry.codec import normalise_status
 from tta_agent_coordination.redis.agent_registry.core import (
     HeldRegistration,
     RegistryCore,
+    fence_clock,
     loop_time,
 )
 from tta_agent_coordination.redis.agent_registry.hooks import export_state, status_snapshot
@@ -46,6 +50,8 @@ class Heartbeats:
         self._registrations = registrations
         self._loop_task: asyncio.Task[None] | None = None
         self._seen_task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        core.verify_soon = self._verify_soon
 
     @property
     def running(self) -> bool:
@@ -83,7 +89,10 @@ class Heartbeats:
         if self.running:
             return
         loop = asyncio.get_running_loop()
-        self._loop_task = loop.create_task(self._heartbeat_loop(), name="registry-heartbeats")
+        self._wake = asyncio.Event()  # bound to this loop: made anew on each start
+        self._loop_task = loop.create_task(
+            self._heartbeat_loop(self._wake), name="registry-heartbeats"
+        )
 
     async def stop(self) -> None:
         """Stop the heartbeat task and wait until it and its beats have ended (idempotent)."""
@@ -96,9 +105,18 @@ class Heartbeats:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def _verify_soon(self, held: HeldRegistration) -> None:
+        """Make ``held`` due now and wake the task, once per renewal (see ``HeldRegistration``)."""
+        if held.verify_requested:
+            return
+        held.verify_requested = True
+        held.next_due = 0.0
+        if self._wake is not None and self.running:
+            self._wake.set()
+
     # --- the task -----------------------------------------------------------------------
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat_loop(self, wake: asyncio.Event) -> None:
         core = self._core
         loop = asyncio.get_running_loop()
         tick = max(0.005, min(core.config.resolved_heartbeat_interval_s / 4, 1.0))
@@ -120,7 +138,9 @@ class Heartbeats:
                         self._start_seen_record()
                 except Exception as exc:  # keep beating whatever happens
                     core.log.exception("heartbeat_loop_error", error=repr(exc))
-                await asyncio.sleep(tick)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), tick)
+                wake.clear()
         finally:
             seen, self._seen_task = self._seen_task, None
             if seen is not None:
@@ -239,8 +259,15 @@ class Heartbeats:
             )
 
         # The owner wrote the record: its capability sets are the registration's own.
+        sent = fence_clock()
         result = await core.run_declaring(build, parse_heartbeat, held.capability_names)
         if result.outcome == "ok":
+            if sent >= held.valid_until - core.fence_margin_s:
+                # It was unverified (a stall, or Redis unreachable): nobody took it over.
+                core.log.info("registration_verified", agent=str(held.agent_id))
+            # Redis renewed it after ``sent``: it is surely live until sent + TTL.
+            held.valid_until = sent + config.heartbeat_ttl_s
+            held.verify_requested = False
             return result
         agent_id = str(held.agent_id)
         if result.outcome == "expired":

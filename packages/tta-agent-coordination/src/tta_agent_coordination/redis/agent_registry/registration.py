@@ -32,6 +32,7 @@ from tta_agent_coordination.redis.agent_registry.codec import (
 from tta_agent_coordination.redis.agent_registry.core import (
     HeldRegistration,
     RegistryCore,
+    fence_clock,
     loop_time,
 )
 from tta_agent_coordination.redis.agent_registry.hooks import (
@@ -236,10 +237,12 @@ class Registrations:
             )
 
         # An old record's capabilities are usually the new ones (the same agent again).
+        sent = fence_clock()
         result = await core.run_declaring(build, parse_register, names)
         if result.outcome == "held":
             raise AgentAlreadyRegisteredError(str(held.agent_id), result.held_for_ms / 1000)
         assert result.registered_at is not None
+        held.valid_until = sent + config.heartbeat_ttl_s
         held.expires_at = result.expires_at
         held.renewed_at = loop_time()
         held.next_due = loop_time() + config.resolved_heartbeat_interval_s

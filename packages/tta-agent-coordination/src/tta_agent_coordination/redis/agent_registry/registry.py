@@ -19,7 +19,12 @@ from redis.exceptions import RedisError
 
 from tta_agent_coordination.agents import AgentRecord, CapabilityType, RegistryEvent
 from tta_agent_coordination.errors import CoordinationError
-from tta_agent_coordination.interfaces import AgentRegistry, CallGuard, RegistrableAgent
+from tta_agent_coordination.interfaces import (
+    AgentRegistry,
+    CallGuard,
+    Ownership,
+    RegistrableAgent,
+)
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.redis.agent_registry.config import RegistryConfig
 from tta_agent_coordination.redis.agent_registry.core import LeaseReleaser, RegistryCore
@@ -171,6 +176,20 @@ class RedisAgentRegistry(AgentRegistry):
     def held(self) -> list[AgentId]:
         """The agent ids this registry instance currently holds registrations for."""
         return sorted(self._core.held, key=str)
+
+    def ownership(self, agent_id: AgentId) -> Ownership:
+        """Whether this instance holds ``agent_id``'s registration and knows it is live.
+
+        Local and constant-time (a worker asks before every lease batch). ``HELD`` while
+        the last renewal was sent less than ``heartbeat_ttl_s`` ago, minus a margin (at
+        most 1 s) for a request in flight, on a clock that counts stalls and host
+        suspends. Past that, ``UNVERIFIED``: the process stalled (or Redis was
+        unreachable) long enough for the registration to expire and be taken over; the
+        heartbeat task then beats it at once, which makes it ``HELD`` again (renewed, or
+        re-registered when ``auto_reregister`` and nobody took it) or ``LOST`` (taken
+        over, evicted, deregistered). See ``docs/registry.md`` (Fencing).
+        """
+        return self._core.ownership(agent_id)
 
     # --- registration -------------------------------------------------------------------
 
