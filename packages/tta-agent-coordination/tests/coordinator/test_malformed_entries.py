@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tta_agent_coordination.errors import (
+    CoordinatorUnavailableError,
     MessageValidationError,
     NonFiniteNumberError,
     PayloadTooDeepError,
@@ -26,6 +27,7 @@ from tta_agent_coordination.models import (
 )
 from tta_agent_coordination.redis.codec import MAX_PAYLOAD_DEPTH, raw_entry_fields
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.keys import CONSUMER_GROUP
 
 from .conftest import RECIPIENT, SENDER, make_message
@@ -121,6 +123,32 @@ async def test_a_malformed_entry_is_dead_lettered_raw_and_the_batch_is_delivered
     # nothing of it is left in the stream or its PEL
     assert await coordination_redis.xlen(stream) == 0
     assert (await coordination_redis.xpending(stream, CONSUMER_GROUP))["pending"] == 0
+
+
+async def test_a_failed_dead_lettering_still_delivers_the_rest_of_the_batch(
+    coordinator: RedisMessageCoordinator, coordination_redis, monkeypatch: pytest.MonkeyPatch
+):
+    real_run = CoordinatorCore.run
+
+    def failing_run(self, operation, call, *, retry=False):
+        if call.name == "queue_dlq_reject":
+            raise CoordinatorUnavailableError("receive failed: injected")
+        return real_run(self, operation, call, retry=retry)
+
+    monkeypatch.setattr(CoordinatorCore, "run", failing_run)
+    stream = coordinator.keys.queue(RECIPIENT).ready_for(MessagePriority.NORMAL)
+    await coordination_redis.xadd(stream, broken("not_json", "bad-envelope-1"))
+    await coordinator.send_message(SENDER, RECIPIENT, make_message(1))
+    got = await coordinator.receive_batch(RECIPIENT, 10, visibility_timeout=0.2)
+    assert [r.message.payload for r in got] == [{"n": 1}]
+    await coordinator.ack(RECIPIENT, got[0].token)
+    # once Redis answers again, the undecodable one is dead-lettered after its lease
+    monkeypatch.setattr(CoordinatorCore, "run", real_run)
+    await asyncio.sleep(0.3)
+    assert await coordinator.receive_batch(RECIPIENT, 10) == []
+    [letter] = await coordinator.dead_letters(RECIPIENT)
+    assert isinstance(letter, UndecodableDeadLetter)
+    assert letter.message_id == "bad-envelope-1"
 
 
 async def test_a_malformed_entry_whose_lease_expired_is_dead_lettered_by_recovery(

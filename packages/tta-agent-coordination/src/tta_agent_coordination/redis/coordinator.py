@@ -116,7 +116,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         index = QueueIndex(core)
         self._sender = Sender(core, index)
         self._settler = Settler(core)
-        self._receiver = Receiver(core, self._settler)
+        self._receiver = Receiver(core)
         self._recovery = Recovery(core, index)
         self._dead_letters = DeadLetterAdmin(core)
         self._subscriptions = Subscriptions(core)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from tta_agent_coordination.errors import ConfigurationError
+from tta_agent_coordination.errors import ConfigurationError, CoordinationError
 from tta_agent_coordination.models import AgentId, ReceivedMessage
 from tta_agent_coordination.redis.codec import DecodeError, decode_delivery, text
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.keys import QueueKeys
 from tta_agent_coordination.redis.scripts import queue_dlq_reject, queue_receive
-from tta_agent_coordination.redis.settling import Settler
 
 __all__ = ["MAX_BATCH", "Receiver"]
 
@@ -30,9 +29,8 @@ _MAX_BLOCK_SLICE_S = 5.0
 class Receiver:
     """Reserves messages for the coordinator (``receive``, ``receive_batch``)."""
 
-    def __init__(self, core: CoordinatorCore, settler: Settler) -> None:
+    def __init__(self, core: CoordinatorCore) -> None:
         self._core = core
-        self._settler = settler
 
     async def receive_batch(
         self,
@@ -136,6 +134,11 @@ class Receiver:
         return received
 
     async def _reject(self, agent_id: AgentId, rejected: list[tuple[str, str]]) -> None:
+        """Dead-letter undecodable deliveries as ``malformed``.
+
+        A failure is logged, not raised: the decodable rest of the batch is delivered all
+        the same, and the rejected ones come back when their lease expires.
+        """
         core = self._core
         cfg = core.config
         call = queue_dlq_reject.call(
@@ -144,7 +147,11 @@ class Receiver:
             dlq_max_len=cfg.dlq_max_len,
             dedupe_window_ms=int(cfg.dedupe_window_s * 1000),
         )
-        outcome = await core.run("receive", call)
+        try:
+            outcome = await core.run("receive", call)
+        except CoordinationError as exc:
+            core.log.warning("undecodable_not_dead_lettered", queue=str(agent_id), error=str(exc))
+            return
         if outcome.moved:
             await core.lifecycle.moved(agent_id, outcome.moved)
         if outcome.dead_lettered:
