@@ -28,6 +28,7 @@ from tta_agent_coordination import (
     AgentWorker,
     CircuitBreaker,
     CircuitBreakerConfig,
+    DeadLetter,
     MessageContext,
     MessageType,
     PermanentError,
@@ -129,7 +130,8 @@ async def main() -> int:
             settled = settled and await until(lambda: worker.stats.dead_lettered == 4)
         letters = await coordinator.dead_letters(SUMMARISER)
         for letter in letters:
-            print(f"dead letter {letter.message.payload['text']}: {letter.last_error}")
+            if isinstance(letter, DeadLetter):  # else malformed: shown by its raw fields
+                print(f"dead letter {letter.message.payload['text']}: {letter.last_error}")
         fast = sum("CircuitBreakerOpenError" in (d.last_error or "") for d in letters)
         stats = worker.stats
         print(f"LLM calls {llm.calls}, breaker {breaker.state.value}, summaries {summaries}")

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from tta_agent_coordination import (
     AgentId,
     AgentWorker,
+    DeadLetter,
     MessageContext,
     PermanentError,
     RedisMessageCoordinator,
@@ -89,7 +90,8 @@ async def main() -> int:
                 print(f"oracle -> {exc}")
                 outcomes.append("timeout")
         letters = await coordinator.dead_letters(CALCULATOR)
-        print(f"calculator's dead letters: {[d.message.payload for d in letters]}")
+        payloads = [d.message.payload if isinstance(d, DeadLetter) else d.fields for d in letters]
+        print(f"calculator's dead letters: {payloads}")
         ok = outcomes == ["answer", "remote error", "timeout"] and len(letters) == 1
         print("OK" if ok else f"FAILED: outcomes {outcomes}, dead letters {len(letters)}")
         return 0 if ok else 1

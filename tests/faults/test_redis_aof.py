@@ -95,7 +95,9 @@ async def test_redis_kill9_with_aof_keeps_every_acknowledged_send(
     drained = await wait_until(all_handled, limit_s=DRAIN_LIMIT_S, interval_s=0.2)
     records = read_ledger(worker_processes.ledger_dir)
     checker = RedisMessageCoordinator(server.client(), key_prefix=prefix, guard=PassthroughGuard())
-    dead = {letter.message.message_id for letter in await checker.dead_letters(AGENT)}
+    dead = {
+        (letter.message_id or letter.dead_letter_id) for letter in await checker.dead_letters(AGENT)
+    }
     result = account(acknowledged, records, dead, faulted=lambda h: h.worker == first.name)
     after = [h for h in records if h.worker == replacement.name]
     recovery_s = after[0].t - restarted_at if after else float("inf")

@@ -96,7 +96,7 @@ async def test_worker_sigkill_under_load_loses_nothing(
         assert by_replacement, f"the replacement never handled anything:\n{replacement.log_tail()}"
         recovery_s = by_replacement[0].t - killed_at
         dead = {
-            letter.message.message_id
+            (letter.message_id or letter.dead_letter_id)
             for agent in AGENTS
             for letter in await coordinator.dead_letters(agent)
         }

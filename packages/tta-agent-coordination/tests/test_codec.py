@@ -27,16 +27,29 @@ from tta_agent_coordination import (
     QueueMessage,
     ReceivedMessage,
 )
-from tta_agent_coordination.models import FailureType, RoutingKey
+from tta_agent_coordination.errors import (
+    MessageValidationError,
+    NonFiniteNumberError,
+    PayloadTooDeepError,
+)
+from tta_agent_coordination.models import (
+    DeadLetter,
+    FailureType,
+    RoutingKey,
+    UndecodableDeadLetter,
+)
 from tta_agent_coordination.redis import codec
 from tta_agent_coordination.redis.codec import (
+    MAX_PAYLOAD_DEPTH,
     DecodeError,
     assemble_model,
+    check_payload,
     decode_dead_letter,
     decode_delivery,
     envelope_json,
     ms_to_iso,
     priority_index,
+    raw_entry_fields,
     stamped_envelope_json,
     text,
     to_ms,
@@ -216,6 +229,82 @@ def test_decode_delivery_reports_the_token_of_an_undecodable_envelope() -> None:
     assert str(caught.value).startswith("undecodable message envelope")
 
 
+@pytest.mark.parametrize(
+    ("position", "value"),
+    [(2, b"many"), (3, None), (4, b""), (4, b"yesterday"), (5, b""), (4, b"9" * 30)],
+    ids=["attempts", "error-missing", "empty-t", "non-numeric-t", "empty-deadline", "huge-t"],
+)
+def test_decode_delivery_turns_every_malformed_field_into_a_decode_error(
+    position: int, value: object
+) -> None:
+    # issue 23 item 1: these raised ValueError/TypeError/OverflowError, which nobody caught.
+    item: list[object] = [b"tok-3", envelope_json(message()).encode(), b"1", b"", b"5", b"6"]
+    item[position] = value
+    if value is None:
+        del item[position]
+    with pytest.raises(DecodeError) as caught:
+        decode_delivery(item)
+    assert caught.value.token == "tok-3"
+
+
+# --- payload checks at send: one depth limit, no NaN --------------------------------------
+
+
+def nested(levels: int) -> dict[str, object]:
+    """A payload nesting ``levels`` levels (the payload dict itself is level 1)."""
+    value: dict[str, object] = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def test_a_payload_at_the_depth_limit_is_sent_and_decoded_back() -> None:
+    original = message(payload=nested(MAX_PAYLOAD_DEPTH))
+    assert AgentMessage.model_validate_json(envelope_json(original)) == original
+    lists: list[object] = [1]
+    for _ in range(MAX_PAYLOAD_DEPTH - 2):
+        lists = [lists]
+    with_lists = message(payload={"l": lists})
+    assert AgentMessage.model_validate_json(envelope_json(with_lists)) == with_lists
+
+
+@pytest.mark.parametrize("levels", [MAX_PAYLOAD_DEPTH + 1, 199, 254])
+def test_a_payload_deeper_than_the_limit_is_refused_at_send(levels: int) -> None:
+    # Before: 200-255 levels serialised fine and could never be decoded by a receiver.
+    with pytest.raises(PayloadTooDeepError, match=f"more than {MAX_PAYLOAD_DEPTH} levels") as e:
+        stamped_envelope_json(message(payload=nested(levels)))
+    assert isinstance(e.value, MessageValidationError)
+    assert e.value.message_id == "msg-000001"
+
+
+def test_the_depth_limit_leaves_room_for_the_decoder() -> None:
+    # The decoder's own limit: the deepest envelope it parses is far beyond the send limit.
+    deepest = message(payload=nested(MAX_PAYLOAD_DEPTH + 90))
+    raw = deepest.model_dump_json()
+    assert AgentMessage.model_validate_json(raw) == deepest
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        ({"x": float("nan")}, "payload.x"),
+        ({"x": [1.0, float("inf")]}, "payload.x[1]"),
+        ({"x": {"y": float("-inf")}}, "payload.x.y"),
+    ],
+)
+def test_non_finite_numbers_are_refused_at_send(payload: dict[str, object], path: str) -> None:
+    # Before: they became null on the wire, silently.
+    with pytest.raises(NonFiniteNumberError, match="JSON has no NaN") as caught:
+        envelope_json(message(payload=payload))
+    assert caught.value.path == path
+    assert isinstance(caught.value, MessageValidationError)
+
+
+def test_finite_floats_and_ordinary_payloads_pass_the_check() -> None:
+    check_payload(message(payload={"f": 1.5, "l": [0.0, -2e300], "s": "NaN", "t": (1, 2)}))
+    check_payload(message())
+
+
 # --- assemble_model: the fast models equal model_construct's -------------------
 
 
@@ -301,7 +390,7 @@ def dead_fields(**overrides: object) -> dict[object, object]:
 
 def test_decode_dead_letter_reads_every_field() -> None:
     letter = decode_dead_letter(b"1-0", dead_fields())
-    assert letter is not None
+    assert isinstance(letter, DeadLetter)
     assert letter.dead_letter_id == "1-0"
     assert letter.message == message(payload={"x": 1})
     assert letter.priority is MessagePriority.LOW
@@ -318,7 +407,7 @@ def test_decode_dead_letter_priority_is_the_one_based_index(
     p: bytes, priority: MessagePriority
 ) -> None:
     letter = decode_dead_letter("2-0", dead_fields(p=p, e=b"", f=b"timeout"))
-    assert letter is not None
+    assert isinstance(letter, DeadLetter)
     assert letter.priority is priority
     assert letter.last_error is None
     assert letter.failure_type is FailureType.TIMEOUT
@@ -341,5 +430,43 @@ def test_decode_dead_letter_priority_is_the_one_based_index(
         {"m": b"{}"},
     ],
 )
-def test_decode_dead_letter_of_a_foreign_entry_is_none(broken: dict[str, object]) -> None:
-    assert decode_dead_letter(b"3-0", dead_fields(**broken)) is None
+def test_decode_dead_letter_of_a_foreign_entry_is_listed_raw(broken: dict[str, object]) -> None:
+    # issue 23 item 3: these were skipped (None), so `dlq list` showed nothing.
+    letter = decode_dead_letter(b"3-0", dead_fields(**broken))
+    assert isinstance(letter, UndecodableDeadLetter)
+    assert letter.dead_letter_id == "3-0"
+    assert letter.reason.startswith("undecodable dead letter: ")
+    expected = {k.decode(): v.decode() for k, v in dead_fields(**broken).items()}  # type: ignore[union-attr]
+    assert letter.fields == expected
+
+
+def test_a_malformed_dead_letter_is_listed_raw_with_its_original_fields() -> None:
+    original = {"kind": "not-an-entry", "payload": "p-1"}
+    fields = {
+        b"i": b"",
+        b"m": b"",
+        b"p": b"2",
+        b"a": b"0",
+        b"e": b"malformed entry: no message id (field i)",
+        b"f": b"malformed",
+        b"d": b"1796121015123",
+        b"t": b"1796121015000",
+        b"o": b"5-0",
+        b"r": json.dumps(original).encode(),
+    }
+    letter = decode_dead_letter(b"6-0", fields)
+    assert isinstance(letter, UndecodableDeadLetter)
+    assert letter.failure_type == FailureType.MALFORMED.value
+    assert letter.message_id is None
+    assert letter.reason == "malformed entry: no message id (field i)"
+    assert letter.dead_at == datetime(2026, 12, 1, 10, 30, 15, 123000, tzinfo=UTC)
+    assert raw_entry_fields(letter) == original
+    # A malformed one is never shown as a deliverable message, even with a valid envelope.
+    fields[b"i"] = b"msg-000001"
+    fields[b"m"] = envelope_json(message()).encode()
+    again = decode_dead_letter(b"7-0", fields)
+    assert isinstance(again, UndecodableDeadLetter)
+    assert again.message_id == "msg-000001"
+    assert raw_entry_fields(again.model_copy(update={"fields": {"r": "[1]"}})) is None
+    assert raw_entry_fields(again.model_copy(update={"fields": {"r": "{"}})) is None
+    assert raw_entry_fields(again.model_copy(update={"fields": {}})) is None

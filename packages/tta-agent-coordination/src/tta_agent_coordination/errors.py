@@ -18,6 +18,8 @@ __all__ = [
     "InvalidAgentIdError",
     "MessageCoordinatorError",
     "MessageValidationError",
+    "NonFiniteNumberError",
+    "PayloadTooDeepError",
     "PayloadTooLargeError",
     "PermanentError",
     "RegistrationExpiredError",
@@ -63,6 +65,34 @@ class PayloadTooLargeError(MessageValidationError):
             f"message {message_id!r} serialises to {size} bytes, over the limit of {limit} "
             "bytes; store large data elsewhere and send a reference, or raise "
             "max_payload_bytes"
+        )
+
+
+class PayloadTooDeepError(MessageValidationError):
+    """A message's payload nests deeper than a receiver can decode (``MAX_PAYLOAD_DEPTH``)."""
+
+    def __init__(self, message_id: str, limit: int) -> None:
+        self.message_id = message_id
+        self.limit = limit
+        super().__init__(
+            f"message {message_id!r} has a payload nested more than {limit} levels deep "
+            "(dicts and lists); receivers cannot decode it: flatten the payload"
+        )
+
+
+class NonFiniteNumberError(MessageValidationError):
+    """A message's payload holds NaN or an infinity, which JSON cannot carry.
+
+    ``path`` locates the value (``payload.scores[2]``).
+    """
+
+    def __init__(self, message_id: str, path: str, value: float) -> None:
+        self.message_id = message_id
+        self.path = path
+        self.value = value
+        super().__init__(
+            f"message {message_id!r} holds {value!r} at {path}; JSON has no NaN or "
+            "infinity (it would arrive as null): send None or a string instead"
         )
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "QueueStats",
     "ReceivedMessage",
     "RoutingKey",
+    "UndecodableDeadLetter",
 ]
 
 DEFAULT_INSTANCE = "default"
@@ -72,6 +73,9 @@ class FailureType(StrEnum):
     TRANSIENT = "transient"
     PERMANENT = "permanent"
     TIMEOUT = "timeout"
+    MALFORMED = "malformed"
+    """A stored entry not in the library's format (another client, a bug, a rolling
+    upgrade): dead-lettered as it was found, never delivered or replayed."""
 
 
 class RoutingKey(BaseModel):
@@ -157,6 +161,9 @@ AgentId.__pydantic_custom_init__ = False
 AgentId.model_rebuild(force=True)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _new_message_id() -> str:
     # 128 random bits as 32 hex digits, like uuid4().hex, at a fifth of its cost.
     return os.urandom(16).hex()
@@ -192,6 +199,12 @@ class AgentMessage(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("expires_at must be timezone-aware (use datetime.now(UTC) + ...)")
+        if value is not None and value <= _EPOCH:
+            # Stored as milliseconds since the epoch, where 0 or less means "never expires".
+            raise ValueError(
+                f"expires_at must be after 1970-01-01T00:00:00Z, got {value.isoformat()}; "
+                "leave it None for a message that never expires"
+            )
         return value
 
     def stamped(self) -> Self:
@@ -285,3 +298,29 @@ class DeadLetter(BaseModel):
     last_error: str | None
     failure_type: FailureType
     dead_at: datetime
+
+    @property
+    def message_id(self) -> str:
+        """The dead message's id (also on :class:`UndecodableDeadLetter`, when it has one)."""
+        return self.message.message_id
+
+
+class UndecodableDeadLetter(BaseModel):
+    """A dead letter that is not a deliverable message, shown by its raw fields.
+
+    Either its stored entry was malformed when it was found (``failure_type``
+    ``"malformed"``: written by another client, a bug or another version), or the
+    dead-letter entry itself cannot be decoded. It is listed with the other dead letters so
+    that nothing is invisible, cannot be replayed (the replay keeps it), and is removed by
+    a purge. ``fields`` holds the dead-letter entry as stored (``r``: the original entry's
+    fields as a JSON object, ``o``: its stream entry id, ``e``: the reason).
+    """
+
+    dead_letter_id: str
+    fields: dict[str, str]
+    reason: str
+    """Why it is not a deliverable message."""
+    message_id: str | None = None
+    failure_type: str | None = None
+    last_error: str | None = None
+    dead_at: datetime | None = None

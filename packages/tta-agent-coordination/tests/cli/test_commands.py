@@ -143,6 +143,51 @@ def test_dlq_replay_skips_a_letter_whose_message_is_live(runner, cli, redis_url,
     assert stats(redis_url, prefix, A).dead == 1
 
 
+def test_dlq_lists_every_dead_letter_raw_if_undecodable(runner, cli, redis_url, prefix) -> None:
+    # Issue 23 item 3: "No dead letters" was printed while queue_stats counted them.
+    ids = dead_letter(redis_url, prefix, A, 1)
+
+    async def write_garbage(coord) -> None:
+        keys = coord.keys.queue(A)
+        client = await real_redis(redis_url)
+        try:
+            await client.xadd(keys.dlq, {"i": "foreign-dead-1", "m": "{not json"})
+            await client.xadd(keys.ready_for(MessagePriority.NORMAL), {"kind": "junk-entry"})
+        finally:
+            await client.aclose()
+        assert await coord.receive(A) is None  # the junk entry is dead-lettered as malformed
+
+    with_coordinator(redis_url, prefix, write_garbage)
+    assert stats(redis_url, prefix, A).dead == 3
+
+    listed = invoke(runner, cli, redis_url, prefix, "dlq", "list", str(A), "--json")
+    assert listed.exit_code == 0, listed.output
+    letters = json.loads(listed.stdout)
+    assert [letter["undecodable"] for letter in letters] == [False, True, True]
+    assert letters[0]["message"]["message_id"] == ids[0]
+    assert letters[1]["message_id"] == "foreign-dead-1"
+    assert letters[1]["fields"]["m"] == "{not json"
+    assert letters[2]["failure_type"] == "malformed"
+    assert "junk-entry" in letters[2]["fields"]["r"]
+
+    table = invoke(runner, cli, redis_url, prefix, "dlq", "list", str(A))
+    assert table.exit_code == 0, table.output
+    assert "3 of 3" in table.stdout
+    assert "foreign-dead-1" in table.stdout
+    assert "2 of them cannot be delivered" in table.stdout
+    assert "junk-entry" in table.stdout
+
+    # replay moves the good one, keeps the two it cannot deliver; purge removes them
+    replay = invoke(runner, cli, redis_url, prefix, "dlq", "replay", str(A), "--chunk", "1")
+    assert replay.exit_code == 0, replay.output
+    assert "Replayed 1 of 3" in replay.stdout
+    assert "2 left in the DLQ" in replay.stdout
+    assert stats(redis_url, prefix, A).dead == 2
+    purge = invoke(runner, cli, redis_url, prefix, "dlq", "purge", str(A), "--yes")
+    assert "Purged 2" in purge.stdout
+    assert stats(redis_url, prefix, A).dead == 0
+
+
 def test_recover_returns_expired_leases(runner, cli, redis_url, prefix) -> None:
     send(redis_url, prefix, A, 2)
 

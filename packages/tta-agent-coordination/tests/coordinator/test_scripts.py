@@ -20,6 +20,7 @@ from tta_agent_coordination.redis.lua import ScriptCall, ScriptSet, script_sourc
 from tta_agent_coordination.redis.scripts import (
     queue_ack,
     queue_dlq_purge,
+    queue_dlq_reject,
     queue_dlq_replay,
     queue_extend,
     queue_nack,
@@ -82,6 +83,9 @@ QUEUE_CALLS: dict[str, ScriptCall[Any]] = {
     "queue_restore": queue_restore.call(KEYS, [RestoreItem(1, "m1", "{}", 2, "e", 0, 123)]),
     "queue_dlq_replay": queue_dlq_replay.call(KEYS, cursor="-", batch=10, message_ids=None),
     "queue_stats": queue_stats.call(KEYS),
+    "queue_dlq_reject": queue_dlq_reject.call(
+        KEYS, [("2-1-0", "bad envelope")], dlq_max_len=7, dedupe_window_ms=8
+    ),
 }
 
 
@@ -112,6 +116,7 @@ def test_arguments_follow_the_head_in_the_documented_order() -> None:
     assert QUEUE_CALLS["queue_restore"].argv[2:] == [1, "m1", "{}", 2, "e", 0, 123]
     assert QUEUE_CALLS["queue_dlq_replay"].argv[2:] == ["-", 10, "0"]
     assert QUEUE_CALLS["queue_stats"].argv[2:] == []
+    assert QUEUE_CALLS["queue_dlq_reject"].argv[2:] == [7, 8, "2-1-0", "bad envelope"]
     replay_some = queue_dlq_replay.call(KEYS, cursor="5-0", batch=3, message_ids=["a", "b"])
     assert replay_some.argv[2:] == ["5-0", 3, "1", "a", "b"]
     recover = queue_recover.call(
@@ -143,7 +148,7 @@ def test_the_scripts_outside_the_queue_family_take_their_own_keys() -> None:
 
 def test_outcomes_are_parsed_into_named_fields() -> None:
     receive = QUEUE_CALLS["queue_receive"].parse(
-        [[["2-1-0", b"{}", 1, b"", b"100", 200]], 150, [b"0-0"] * 3, -1, 2, 1, []]
+        [[["2-1-0", b"{}", 1, b"", b"100", 200]], 150, [b"0-0"] * 3, -1, 2, 1, [], 4]
     )
     assert receive == queue_receive.ReceiveOutcome(
         deliveries=[["2-1-0", b"{}", 1, b"", b"100", 200]],
@@ -153,6 +158,7 @@ def test_outcomes_are_parsed_into_named_fields() -> None:
         recovered=2,
         expired=1,
         moved=[],
+        malformed=4,
     )
     sent = QUEUE_CALLS["queue_send"].parse([1, 0, -1, 1_700_000_000_000])
     assert sent == queue_send.SendOutcome(codes=[1, 0, -1], server_now_ms=1_700_000_000_000)
@@ -172,10 +178,12 @@ def test_outcomes_are_parsed_into_named_fields() -> None:
         requeued=1, dead_lettered=2, promoted=3, more=False, removed=True, moved=[]
     )
     assert QUEUE_CALLS["queue_restore"].parse([1, 0]) == [True, False]
-    replay = QUEUE_CALLS["queue_dlq_replay"].parse([2, b"9-0", [b"a", "b"], 77])
+    replay = QUEUE_CALLS["queue_dlq_replay"].parse([2, b"9-0", [b"a", "b"], 77, 1])
     assert replay == queue_dlq_replay.ReplayOutcome(
-        replayed=2, next_cursor="9-0", message_ids=["a", "b"], server_now_ms=77
+        replayed=2, next_cursor="9-0", message_ids=["a", "b"], server_now_ms=77, refused=1
     )
+    reject = QUEUE_CALLS["queue_dlq_reject"].parse([1, []])
+    assert reject == queue_dlq_reject.RejectOutcome(dead_lettered=1, moved=[])
     stats = QUEUE_CALLS["queue_stats"].parse([1, 2, 3, 4, 5, 6])
     assert stats == queue_stats.QueueCounts(
         ready_high=1, ready_normal=2, ready_low=3, leased=4, delayed=5, dead=6

@@ -4,11 +4,22 @@ import time
 import pytest
 
 from tta_agent_coordination.errors import ConfigurationError
-from tta_agent_coordination.models import FailureType, MessagePriority
+from tta_agent_coordination.models import (
+    DeadLetter,
+    FailureType,
+    MessagePriority,
+    UndecodableDeadLetter,
+)
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.testing import fake_redis
 
 from .conftest import RECIPIENT, SENDER, make_message
+
+
+def decoded(letters: list[DeadLetter | UndecodableDeadLetter]) -> list[DeadLetter]:
+    """The dead letters, each asserted to be a decoded message."""
+    assert all(isinstance(d, DeadLetter) for d in letters), letters
+    return [d for d in letters if isinstance(d, DeadLetter)]
 
 
 async def test_ack_is_idempotent_and_unknown_tokens_change_nothing(coordinator, metrics):
@@ -84,7 +95,7 @@ async def test_retries_exhausted_goes_to_dlq_with_last_error(
         assert got.attempts == attempt
         assert await coord.nack(RECIPIENT, got.token, error=f"fail {attempt}")
     assert await coord.receive(RECIPIENT) is None
-    dead = await coord.dead_letters(RECIPIENT)
+    dead = decoded(await coord.dead_letters(RECIPIENT))
     assert len(dead) == 1
     assert dead[0].attempts == 3
     assert dead[0].last_error == "fail 3"
@@ -144,7 +155,7 @@ async def test_a_lease_that_expires_counts_as_a_delivery_so_poison_reaches_the_d
         assert await coord.receive(RECIPIENT, visibility_timeout=0.1) is not None
         await asyncio.sleep(0.15)
     assert await coord.receive(RECIPIENT) is None
-    dead = await coord.dead_letters(RECIPIENT)
+    dead = decoded(await coord.dead_letters(RECIPIENT))
     assert len(dead) == 1
     assert dead[0].failure_type is FailureType.TIMEOUT
     assert dead[0].last_error == "lease expired"
@@ -157,9 +168,10 @@ async def test_dead_letter_replay_and_purge(coordination_redis, key_prefix):
         await coord.send_message(SENDER, RECIPIENT, make_message(n))
         got = await coord.receive(RECIPIENT)
         await coord.nack(RECIPIENT, got.token, FailureType.PERMANENT, f"e{n}")
-    dead = await coord.dead_letters(RECIPIENT)
+    dead = decoded(await coord.dead_letters(RECIPIENT))
     assert [d.message.payload["n"] for d in dead] == [0, 1, 2, 3]
-    assert [d.message.payload["n"] for d in await coord.dead_letters(RECIPIENT, limit=2)] == [0, 1]
+    two = decoded(await coord.dead_letters(RECIPIENT, limit=2))
+    assert [d.message.payload["n"] for d in two] == [0, 1]
     with pytest.raises(ConfigurationError):
         await coord.dead_letters(RECIPIENT, limit=0)
     assert await coord.replay_dead_letters(RECIPIENT, [dead[1].message.message_id, "unknown"]) == 1
@@ -207,7 +219,7 @@ async def test_dlq_is_bounded(coordination_redis, key_prefix):
         await coord.send_message(SENDER, RECIPIENT, make_message(n))
         got = await coord.receive(RECIPIENT)
         await coord.nack(RECIPIENT, got.token, FailureType.PERMANENT, "x")
-    dead = await coord.dead_letters(RECIPIENT)
+    dead = decoded(await coord.dead_letters(RECIPIENT))
     assert [d.message.payload["n"] for d in dead] == [3, 4, 5, 6, 7]
 
 

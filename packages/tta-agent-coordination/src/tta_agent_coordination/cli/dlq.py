@@ -1,4 +1,10 @@
-"""``tta-coord dlq list|replay|purge AGENT``: inspect and act on a queue's dead letters."""
+"""``tta-coord dlq list|replay|purge AGENT``: inspect and act on a queue's dead letters.
+
+Every dead letter is listed; one that is not a deliverable message (failure
+``malformed``: an entry another client, a bug or another version wrote; or a dead letter
+that cannot be decoded) is shown by its raw fields, is kept by a replay, and is removed by
+a purge.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tta_agent_coordination.models import AgentId, DeadLetter
+from tta_agent_coordination.models import AgentId, DeadLetter, UndecodableDeadLetter
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.settings import CoordinationSettings
 
@@ -45,7 +51,9 @@ def list_dead_letters(
     with handle_errors():
         agent_id = parse_agent(agent)
 
-    async def work(settings: CoordinationSettings) -> tuple[list[DeadLetter], int]:
+    async def work(
+        settings: CoordinationSettings,
+    ) -> tuple[list[DeadLetter | UndecodableDeadLetter], int]:
         async with open_redis(settings) as client:
             coord = settings.build_coordinator(client)
             try:
@@ -56,7 +64,7 @@ def list_dead_letters(
 
     letters, total = run_async(state, work)
     if as_json:
-        print_json([letter.model_dump(mode="json") for letter in letters])
+        print_json([_as_json(letter) for letter in letters])
         return
     console = out_console()
     if not letters:
@@ -66,7 +74,21 @@ def list_dead_letters(
     for column in ("message id", "from", "type", "priority", "attempts", "failure", "dead at"):
         table.add_column(column)
     table.add_column("last error", overflow="fold")
+    raw: list[UndecodableDeadLetter] = []
     for letter in letters:
+        if isinstance(letter, UndecodableDeadLetter):
+            raw.append(letter)
+            table.add_row(
+                escape(letter.message_id or "-"),
+                "?",
+                "?",
+                "?",
+                escape(letter.fields.get("a", "?")),
+                escape(letter.failure_type or "?"),
+                format_time(letter.dead_at) if letter.dead_at else "?",
+                escape(letter.reason),
+            )
+            continue
         message = letter.message
         table.add_row(
             escape(message.message_id),
@@ -79,6 +101,21 @@ def list_dead_letters(
             escape(letter.last_error or "-"),
         )
     console.print(table)
+    if raw:
+        console.print(
+            f"{len(raw)} of them cannot be delivered (malformed or undecodable): replay keeps "
+            "them, purge removes them. Their raw fields (dlq list --json shows them all):"
+        )
+        for letter in raw:
+            console.print(f"  {escape(letter.dead_letter_id)}: {escape(repr(letter.fields))}")
+
+
+def _as_json(letter: DeadLetter | UndecodableDeadLetter) -> dict[str, Any]:
+    """One dead letter for ``--json``; ``undecodable`` tells the two shapes apart."""
+    return {
+        **letter.model_dump(mode="json"),
+        "undecodable": isinstance(letter, UndecodableDeadLetter),
+    }
 
 
 async def replay_in_chunks(
@@ -93,8 +130,9 @@ async def replay_in_chunks(
 
     With ``message_ids`` None every dead letter present at the start is considered, oldest
     first. A dead letter that cannot be replayed (its message id is live in the queue
-    again) stays where it is and is skipped. Letters dead-lettered again while the replay
-    runs are not replayed twice: the loop stops after the number present at the start.
+    again, or it is malformed or undecodable) stays where it is and is skipped. Letters
+    dead-lettered again while the replay runs are not replayed twice: the loop stops after
+    the number present at the start.
     """
     if message_ids is not None:
         ids = list(dict.fromkeys(message_ids))
@@ -114,15 +152,16 @@ async def replay_in_chunks(
         # Skipped letters stay at the head of the stream: read past them.
         want = min(chunk, total - considered)
         letters = await coord.dead_letters(agent_id, limit=skipped + want)
-        batch = [letter.message.message_id for letter in letters[skipped:]]
-        if not batch:
+        window = letters[skipped:]
+        if not window:
             break
-        done = await coord.replay_dead_letters(agent_id, batch)
+        batch = [letter.message.message_id for letter in window if isinstance(letter, DeadLetter)]
+        done = await coord.replay_dead_letters(agent_id, batch) if batch else 0
         replayed += done
-        skipped += len(batch) - done
-        considered += len(batch)
+        skipped += len(window) - done
+        considered += len(window)
         if progress is not None and task is not None:
-            progress.advance(task, len(batch))
+            progress.advance(task, len(window))
     return replayed, considered
 
 
@@ -173,7 +212,12 @@ def replay(
         console.print(f"No dead letters to replay in {agent_id}'s queue.")
         return
     left = considered - replayed
-    note = f" ({left} left in the DLQ: not found, or already live in the queue)" if left else ""
+    note = (
+        f" ({left} left in the DLQ: not found, already live in the queue, or malformed; "
+        "see dlq list)"
+        if left
+        else ""
+    )
     console.print(f"Replayed {replayed} of {considered} dead letters of {agent_id}{note}.")
 
 

@@ -31,6 +31,7 @@ from tta_agent_coordination.models import (
     MessageType,
     QueueStats,
     ReceivedMessage,
+    UndecodableDeadLetter,
 )
 from tta_agent_coordination.observability.metrics import MessageMetrics, NoOpMessageMetrics
 from tta_agent_coordination.redis.config import CoordinatorConfig
@@ -115,7 +116,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         index = QueueIndex(core)
         self._sender = Sender(core, index)
         self._settler = Settler(core)
-        self._receiver = Receiver(core, self._settler)
+        self._receiver = Receiver(core)
         self._recovery = Recovery(core, index)
         self._dead_letters = DeadLetterAdmin(core)
         self._subscriptions = Subscriptions(core)
@@ -459,8 +460,14 @@ class RedisMessageCoordinator(MessageCoordinator):
         """Ready (per priority), leased, delayed and dead counts of one queue, atomically."""
         return await self._dead_letters.queue_stats(agent_id)
 
-    async def dead_letters(self, agent_id: AgentId, limit: int = 100) -> list[DeadLetter]:
-        """The oldest ``limit`` dead letters of ``agent_id``'s queue.
+    async def dead_letters(
+        self, agent_id: AgentId, limit: int = 100
+    ) -> list[DeadLetter | UndecodableDeadLetter]:
+        """The oldest ``limit`` dead letters of ``agent_id``'s queue, every one of them.
+
+        One that is not a deliverable message (failure ``malformed``, or undecodable) is
+        an ``UndecodableDeadLetter`` with its raw fields; it cannot be replayed (a replay
+        keeps it) and a purge removes it.
 
         Raises:
             ConfigurationError: ``limit`` is not positive.
@@ -474,7 +481,9 @@ class RedisMessageCoordinator(MessageCoordinator):
 
         A replayed message keeps its priority and last error, loses its expiry, and is not
         subject to ``queue_size``. A dead letter whose message id is live in the queue
-        again is left where it is. Returns how many were replayed.
+        again is left where it is, and so is a malformed one (it cannot be delivered;
+        inspect it with ``dead_letters``, remove it with ``purge_dead_letters``). Returns
+        how many were replayed.
         """
         return await self._dead_letters.replay(agent_id, message_ids)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tta_agent_coordination.errors import ConfigurationError
-from tta_agent_coordination.models import AgentId, DeadLetter, QueueStats
+from tta_agent_coordination.models import AgentId, DeadLetter, QueueStats, UndecodableDeadLetter
 from tta_agent_coordination.redis.codec import decode_dead_letter
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.keys import PRIORITIES_HIGH_FIRST
@@ -50,8 +50,12 @@ class DeadLetterAdmin:
         core.metrics.set_dead_letters(str(agent_id), stats.dead)
         return stats
 
-    async def dead_letters(self, agent_id: AgentId, limit: int) -> list[DeadLetter]:
-        """The oldest ``limit`` dead letters of ``agent_id``'s queue.
+    async def dead_letters(
+        self, agent_id: AgentId, limit: int
+    ) -> list[DeadLetter | UndecodableDeadLetter]:
+        """The oldest ``limit`` dead letters of ``agent_id``'s queue, every one of them.
+
+        A malformed or undecodable one is an ``UndecodableDeadLetter`` with its raw fields.
 
         Raises:
             ConfigurationError: ``limit`` is not positive.
@@ -63,18 +67,20 @@ class DeadLetterAdmin:
         entries = await core.call(
             "dead_letters", lambda: core.redis.xrange(dlq, count=limit), retry=True
         )
-        letters = (decode_dead_letter(entry_id, fields or {}) for entry_id, fields in entries or [])
-        return [letter for letter in letters if letter is not None]
+        return [decode_dead_letter(entry_id, fields or {}) for entry_id, fields in entries or []]
 
     async def replay(self, agent_id: AgentId, message_ids: Iterable[str] | None) -> int:
-        """Move dead letters back to the ready streams; see ``replay_dead_letters``."""
+        """Move dead letters back to the ready streams; see ``replay_dead_letters``.
+
+        Malformed dead letters are kept (they cannot be delivered) and logged.
+        """
         core = self._core
         keys = core.keys.queue(agent_id)
         selected = None if message_ids is None else list(dict.fromkeys(message_ids))
         if selected == []:
             return 0
         cursor = "-"
-        replayed = 0
+        replayed = refused = 0
         while True:
             call = queue_dlq_replay.call(
                 keys, cursor=cursor, batch=REPLAY_BATCH, message_ids=selected
@@ -83,11 +89,19 @@ class DeadLetterAdmin:
             if outcome.message_ids:
                 await core.lifecycle.replayed(agent_id, outcome.message_ids, outcome.server_now_ms)
             replayed += outcome.replayed
+            refused += outcome.refused
             cursor = outcome.next_cursor
             if not cursor:
                 break
         if replayed:
             core.log.info("dead_letters_replayed", queue=str(agent_id), count=replayed)
+        if refused:
+            core.log.warning(
+                "malformed_dead_letters_kept",
+                queue=str(agent_id),
+                count=refused,
+                hint="cannot be replayed; inspect with tta-coord dlq list, remove with dlq purge",
+            )
         return replayed
 
     async def purge(self, agent_id: AgentId) -> int:

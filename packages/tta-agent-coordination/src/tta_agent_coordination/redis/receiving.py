@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from tta_agent_coordination.errors import ConfigurationError
-from tta_agent_coordination.models import AgentId, FailureType, ReceivedMessage
+from tta_agent_coordination.errors import ConfigurationError, CoordinationError
+from tta_agent_coordination.models import AgentId, ReceivedMessage
 from tta_agent_coordination.redis.codec import DecodeError, decode_delivery, text
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.keys import QueueKeys
-from tta_agent_coordination.redis.scripts import queue_receive
-from tta_agent_coordination.redis.settling import Settler
+from tta_agent_coordination.redis.scripts import queue_dlq_reject, queue_receive
 
 __all__ = ["MAX_BATCH", "Receiver"]
 
@@ -30,9 +29,8 @@ _MAX_BLOCK_SLICE_S = 5.0
 class Receiver:
     """Reserves messages for the coordinator (``receive``, ``receive_batch``)."""
 
-    def __init__(self, core: CoordinatorCore, settler: Settler) -> None:
+    def __init__(self, core: CoordinatorCore) -> None:
         self._core = core
-        self._settler = settler
 
     async def receive_batch(
         self,
@@ -78,6 +76,12 @@ class Receiver:
                 core.metrics.inc_recovered(queue, outcome.recovered)
             if outcome.expired:
                 core.inc_expired(queue, outcome.expired)
+            if outcome.malformed:
+                # Not ours to interpret: kept in the DLQ with its raw fields and the reason.
+                core.log.error(
+                    "malformed_entries_dead_lettered", queue=queue, count=outcome.malformed
+                )
+                core.metrics.inc_permanent(queue, outcome.malformed)
             if outcome.deliveries:
                 return await self._decode(agent_id, outcome.deliveries)
             if deadline is None:
@@ -106,19 +110,49 @@ class Receiver:
         )
 
     async def _decode(self, agent_id: AgentId, deliveries: list[Any]) -> list[ReceivedMessage]:
-        """Decode the reserved deliveries; an undecodable one is dead-lettered at once."""
+        """Decode the reserved deliveries; undecodable ones are dead-lettered at once.
+
+        They go to the DLQ as ``malformed`` with their raw fields (one script call for
+        the batch); the rest of the batch is delivered.
+        """
         received: list[ReceivedMessage] = []
         leased = deliveries
+        rejected: list[tuple[str, str]] = []
         for item in deliveries:
             try:
                 received.append(decode_delivery(item))
             except DecodeError as exc:
-                # Not ours to interpret: keep it, but out of the way, with the reason.
                 self._core.log.error(
                     "undecodable_message", queue=str(agent_id), token=exc.token, error=str(exc)
                 )
-                await self._settler.nack(agent_id, exc.token, FailureType.PERMANENT, str(exc))
+                rejected.append((exc.token, str(exc)))
                 leased = [d for d in leased if d is not item]
+        if rejected:
+            await self._reject(agent_id, rejected)
         await self._core.lifecycle.leased(agent_id, received, leased)
         self._core.metrics.inc_received(str(agent_id), len(received))
         return received
+
+    async def _reject(self, agent_id: AgentId, rejected: list[tuple[str, str]]) -> None:
+        """Dead-letter undecodable deliveries as ``malformed``.
+
+        A failure is logged, not raised: the decodable rest of the batch is delivered all
+        the same, and the rejected ones come back when their lease expires.
+        """
+        core = self._core
+        cfg = core.config
+        call = queue_dlq_reject.call(
+            core.keys.queue(agent_id),
+            rejected,
+            dlq_max_len=cfg.dlq_max_len,
+            dedupe_window_ms=int(cfg.dedupe_window_s * 1000),
+        )
+        try:
+            outcome = await core.run("receive", call)
+        except CoordinationError as exc:
+            core.log.warning("undecodable_not_dead_lettered", queue=str(agent_id), error=str(exc))
+            return
+        if outcome.moved:
+            await core.lifecycle.moved(agent_id, outcome.moved)
+        if outcome.dead_lettered:
+            core.metrics.inc_permanent(str(agent_id), outcome.dead_lettered)

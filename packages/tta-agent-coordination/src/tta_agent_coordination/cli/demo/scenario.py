@@ -45,7 +45,7 @@ from tta_agent_coordination.errors import (
     RemoteHandlerError,
     RequestNotDeliveredError,
 )
-from tta_agent_coordination.models import AgentId, MessageType
+from tta_agent_coordination.models import AgentId, DeadLetter, MessageType
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.resilience.breaker_state import CircuitState
@@ -606,7 +606,10 @@ class DemoScenario:
         result.crashed_stop_reason = frozen.stop_reason
         for agent in (W1, W2):
             letters = await self.coordinator.dead_letters(agent)
-            result.dead_letters.extend(str(d.message.payload.get("command")) for d in letters)
+            result.dead_letters.extend(
+                str(d.message.payload.get("command")) if isinstance(d, DeadLetter) else "?"
+                for d in letters
+            )
         for agent in (W1, W2, NARRATOR):
             result.unsettled += (await self.coordinator.queue_stats(agent)).unsettled
         result.breaker_transitions = list(self._transitions)

@@ -88,12 +88,90 @@ local function dead_letter(pidx, f, attempts, err, failure, now, dlq_max, window
   settle_dedupe(f.i, now, window_ms)
 end
 
+-- Validation of stored entries. An entry written by another client, a bug or a rolling
+-- upgrade to another format is checked before anything moves it, and dead-lettered as
+-- 'malformed' with its raw fields: never dropped, never a script error half-way.
+local function is_digits(v)
+  return type(v) == 'string' and string.find(v, '^%d+$') ~= nil
+end
+
+-- nil when the fields make a deliverable entry, else why not. x may be negative: before
+-- expires_at was validated, an instant before 1970 was stored so (and means "never").
+local function entry_problem(fi, fm, fa, fe, fx, ft)
+  if type(fi) ~= 'string' or fi == '' then return 'no message id (field i)' end
+  if type(fm) ~= 'string' or fm == '' then return 'no envelope (field m)' end
+  if not is_digits(fa) then return 'deliveries (field a) missing or not a number' end
+  if type(fe) ~= 'string' then return 'no last error (field e)' end
+  if type(fx) ~= 'string' or not string.find(fx, '^%-?%d+$') then
+    return 'expiry (field x) missing or not a number'
+  end
+  if not is_digits(ft) then return 'enqueue time (field t) missing or not a number' end
+  return nil
+end
+
+-- Dead-letters a malformed entry (already removed from its stream) with failure
+-- 'malformed': the reason in e, its stream entry id in o, and every raw field, as a JSON
+-- object, in r (i, m, a, t are copied when usable). Reported in MOVED when it has a
+-- message id and enqueue time, so that a message store learns it is dead.
+local function dead_letter_malformed(pidx, entry_id, f, reason, now, dlq_max, window_ms)
+  local msgid = type(f.i) == 'string' and f.i or ''
+  local attempts = is_digits(f.a) and f.a or '0'
+  redis.call('XADD', KEYS[7], 'MAXLEN', dlq_max, '*', 'i', msgid,
+    'm', type(f.m) == 'string' and f.m or '', 'p', pidx, 'a', attempts,
+    'e', 'malformed entry: ' .. reason, 'f', 'malformed', 'd', now,
+    't', is_digits(f.t) and f.t or now, 'o', entry_id, 'r', cjson.encode(f))
+  if msgid ~= '' then
+    settle_dedupe(msgid, now, window_ms)
+    if is_digits(f.t) then
+      MOVED[#MOVED + 1] = {msgid, f.t, tonumber(attempts), 2, 'malformed entry: ' .. reason}
+    end
+  end
+end
+
+local function id_less(a, b)
+  local ams, aseq = string.match(a, '^(%d+)%-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)%-(%d+)$')
+  ams, bms = tonumber(ams), tonumber(bms)
+  return ams < bms or (ams == bms and tonumber(aseq) < tonumber(bseq))
+end
+
+-- Recreates the consumer group of ready stream pidx (destroyed by someone else). Every
+-- entry up to the newest one still leased has been delivered (deliveries are FIFO and a
+-- settled entry is deleted), so the group starts there, with those entries read into
+-- its PEL again: nothing leased is delivered twice, nothing undelivered is skipped.
+local function restore_group(pidx)
+  local stream = KEYS[pidx]
+  local newest = nil
+  for _, token in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    local p, id = parse_token(token)
+    if p == pidx and (not newest or id_less(newest, id)) then newest = id end
+  end
+  redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
+  if newest then
+    local n = #redis.call('XRANGE', stream, '-', newest)
+    if n > 0 then
+      redis.call('XREADGROUP', 'GROUP', GROUP, CONSUMER, 'COUNT', n, 'STREAMS', stream, '>')
+    end
+  end
+end
+
+-- redis.call(...) on ready stream pidx; a NOGROUP error recreates the group and retries.
+local function call_with_group(pidx, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    if string.find(tostring(reply.err), 'NOGROUP', 1, true) then restore_group(pidx) end
+    return redis.call(...)
+  end
+  return reply
+end
+
 -- Removes one delivery (PEL entry, stream entry, lease); returns its fields or nil.
 local function take_delivery(pidx, id, token)
   local stream = KEYS[pidx]
   redis.call('ZREM', KEYS[4], token)
   local rng = redis.call('XRANGE', stream, id, id)
-  redis.call('XACK', stream, GROUP, id)
+  -- pcall: a missing group (destroyed by someone else) has no PEL entry to remove.
+  redis.pcall('XACK', stream, GROUP, id)
   if #rng == 0 then return nil end
   redis.call('XDEL', stream, id)
   return to_table(rng[1][2])
@@ -110,6 +188,11 @@ local function requeue_delivery(token, now, retry_attempts, dlq_max, window_ms, 
   end
   local f = take_delivery(pidx, id, token)
   if not f then return 0 end
+  local problem = entry_problem(f.i, f.m, f.a, f.e, f.x, f.t)
+  if problem then
+    dead_letter_malformed(pidx, id, f, problem, now, dlq_max, window_ms)
+    return 2
+  end
   local deliveries = tonumber(f.a) + 1
   if deliveries > retry_attempts then
     dead_letter(pidx, f, deliveries, reason, 'timeout', now, dlq_max, window_ms)

@@ -24,11 +24,13 @@ class ReplayOutcome(NamedTuple):
     message_ids: list[str]
     server_now_ms: int
     """Each replayed message's new first enqueue time."""
+    refused: int
+    """Dead letters (selected ones) that cannot be delivered: malformed, kept as they are."""
 
 
 def _parse(raw: list[Any]) -> ReplayOutcome:
-    count, cursor, ids, now = raw
-    return ReplayOutcome(int(count), text(cursor), [text(i) for i in ids], int(now))
+    count, cursor, ids, now, refused = raw
+    return ReplayOutcome(int(count), text(cursor), [text(i) for i in ids], int(now), int(refused))
 
 
 def call(

@@ -3,9 +3,12 @@
 -- ARGV (after the group and consumer of queue_common): 3 count, 4 visibility ms,
 -- 5 retry_attempts, 6 dlq max length, 7 dedupe window ms, 8 maintenance limit (expired
 -- leases / due retries handled first).
+-- An entry that is not in the library's format is dead-lettered as 'malformed' (see
+-- entry_problem) and the rest of the batch is delivered; a ready stream whose consumer
+-- group is missing gets it back (restore_group).
 -- Returns {deliveries, now, last ids of the three streams, next wake-up ms or -1,
--- recovered, expired, moved}; moved lists the messages requeued or dead-lettered on the
--- way (see queue_common); each delivery is {token, envelope, deliveries, last error,
+-- recovered, expired, moved, malformed}; moved lists the messages requeued or
+-- dead-lettered on the way (see queue_common); each delivery is {token, envelope, deliveries, last error,
 -- first enqueue ms, lease deadline ms}. The last ids and wake-up time let a blocking
 -- caller wait (XREAD BLOCK) for exactly the entries this call could not see.
 local now = now_ms()
@@ -22,18 +25,25 @@ local recovered = requeued + dead + promote_due(now, limit)
 local out = {}
 local leases = {}
 local expired = 0
+local malformed = 0
 for pidx = 1, 3 do
   local stream = KEYS[pidx]
   if #out < count and redis.call('EXISTS', stream) == 1 then
     while #out < count do
-      local entries = read_entries(redis.call('XREADGROUP', 'GROUP', GROUP, CONSUMER,
-        'COUNT', count - #out, 'STREAMS', stream, '>'))
+      local entries = read_entries(call_with_group(pidx, 'XREADGROUP', 'GROUP', GROUP,
+        CONSUMER, 'COUNT', count - #out, 'STREAMS', stream, '>'))
       if #entries == 0 then break end
       for _, entry in ipairs(entries) do
         local id = entry[1]
         local fi, fm, fa, fe, fx, ft = entry_fields(entry[2])
-        local x = tonumber(fx)
-        if x > 0 and x <= now then
+        local problem = entry_problem(fi, fm, fa, fe, fx, ft)
+        local x = problem and 0 or tonumber(fx)
+        if problem then
+          redis.call('XACK', stream, GROUP, id)
+          redis.call('XDEL', stream, id)
+          dead_letter_malformed(pidx, id, to_table(entry[2]), problem, now, dlq_max, window)
+          malformed = malformed + 1
+        elseif x > 0 and x <= now then
           local f = to_table(entry[2])
           redis.call('XACK', stream, GROUP, id)
           redis.call('XDEL', stream, id)
@@ -72,4 +82,4 @@ if #out == 0 then
     end
   end
 end
-return {out, now, last_ids, wake, recovered, expired, MOVED}
+return {out, now, last_ids, wake, recovered, expired, MOVED, malformed}

@@ -45,12 +45,21 @@ class ReceiveOutcome(NamedTuple):
     """Messages dead-lettered because they expired before delivery."""
     moved: list[Any]
     """Raw entries of ``queue_common.MovedEntry`` (see ``moved_entries``)."""
+    malformed: int
+    """Entries not in the library's format, dead-lettered with failure ``malformed``."""
 
 
 def _parse(raw: list[Any]) -> ReceiveOutcome:
-    deliveries, now, last_ids, wake_at, recovered, expired, moved = raw
+    deliveries, now, last_ids, wake_at, recovered, expired, moved, malformed = raw
     return ReceiveOutcome(
-        deliveries, int(now), last_ids, int(wake_at), int(recovered), int(expired), moved
+        deliveries,
+        int(now),
+        last_ids,
+        int(wake_at),
+        int(recovered),
+        int(expired),
+        moved,
+        int(malformed),
     )
 
 

@@ -4,6 +4,8 @@
 -- 8 force (1 = release every lease, expired or not).
 -- Orphans are PEL entries without a lease (a reservation made outside our scripts and
 -- interrupted): idle longer than the orphan threshold, they are treated as expired.
+-- A ready stream without its consumer group gets it back (restore_group); an entry not in
+-- the library's format is dead-lettered as 'malformed', never dropped (queue_common).
 -- A queue left with nothing at all (no ready, leased, delayed or dead message) has its
 -- empty streams deleted, so queues of agents that came and went leave no keys behind;
 -- the next send recreates them.
@@ -21,7 +23,8 @@ local requeued, dead = reclaim_leases(now, limit, retry_attempts, dlq_max, windo
 for pidx = 1, 3 do
   local stream = KEYS[pidx]
   if redis.call('EXISTS', stream) == 1 then
-    local pending = redis.call('XPENDING', stream, GROUP, 'IDLE', orphan_idle, '-', '+', limit)
+    local pending = call_with_group(pidx, 'XPENDING', stream, GROUP, 'IDLE', orphan_idle,
+      '-', '+', limit)
     for _, p in ipairs(pending) do
       local token = pidx .. '-' .. p[1]
       if not redis.call('ZSCORE', KEYS[4], token) then
