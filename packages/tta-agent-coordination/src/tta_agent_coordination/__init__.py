@@ -71,6 +71,7 @@ from tta_agent_coordination.models import (
     QueueStats,
     ReceivedMessage,
     RoutingKey,
+    SendStatus,
 )
 from tta_agent_coordination.observability.metrics import (
     CounterMetricsBase,
@@ -187,6 +188,7 @@ __all__ = [
     "RequestTimeoutError",
     "RetryPolicy",
     "RoutingKey",
+    "SendStatus",
     "StaleRegistrationError",
     "StoreError",
     "StorePayloadError",

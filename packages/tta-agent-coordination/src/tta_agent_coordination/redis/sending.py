@@ -156,7 +156,7 @@ class Sender:
 
     @staticmethod
     def _unknown(result: MessageResult, first: BaseException) -> MessageResult:
-        reason = f"outcome unknown ({first!r}, then {result.error}): {_RETRY_SAME_ID}"
+        reason = f"outcome unknown ({_describe(first)}, then {result.error}): {_RETRY_SAME_ID}"
         return result.model_copy(update={"error": reason, "status": SendStatus.UNKNOWN})
 
     def _failed(
@@ -170,7 +170,7 @@ class Sender:
         core = self._core
         if in_doubt:
             status = SendStatus.UNKNOWN
-            reason = f"outcome unknown ({in_doubt[0]!r}, then {exc}): {_RETRY_SAME_ID}"
+            reason = f"outcome unknown ({_describe(in_doubt[0])}, then {exc}): {_RETRY_SAME_ID}"
         elif isinstance(exc, CircuitBreakerOpenError):
             status, reason = SendStatus.UNAVAILABLE, str(exc)
         elif isinstance(exc, OutOfMemoryError):
@@ -295,6 +295,10 @@ def _spread(codes: list[int], idx: Iterable[int], outcome: SendOutcome) -> None:
     now = outcome.server_now_ms
     for i, code in zip(idx, outcome.codes, strict=True):
         codes[i] = now if int(code) == ENQUEUED else int(code)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def check_address(sender: AgentId, recipient: AgentId, message: AgentMessage) -> None:
