@@ -8,6 +8,8 @@ send again with the same ``message_id`` (the dedupe makes that safe).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +21,10 @@ from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tta_agent_coordination import RedisGuard, RedisMessageCoordinator, RetryPolicy
+from tta_agent_coordination.errors import RequestNotDeliveredError
 from tta_agent_coordination.models import MessageResult, SendStatus
+from tta_agent_coordination.redis.lua import script_source
+from tta_agent_coordination.redis.scripts import queue_send
 from tta_agent_coordination.redis.sending import OUT_OF_MEMORY, outcome_unknown
 from tta_agent_coordination.resilience import redis_breaker
 from tta_agent_coordination.testing.server import free_port
@@ -50,11 +55,17 @@ def patch_evalsha(
     client: aioredis.Redis,
     fault: Callable[[Eval, tuple[Any, ...]], Awaitable[Any]],
 ) -> list[int]:
-    """Route the client's EVALSHA (a single script call) through ``fault``; call count."""
+    """Route the client's single EVALSHAs of the send script through ``fault``.
+
+    Returns a list that grows by one per such call.
+    """
     real: Eval = client.evalsha  # pyright: ignore[reportUnknownMemberType]
+    send_sha = hashlib.sha1(script_source(queue_send.NAME).encode()).hexdigest()
     calls: list[int] = []
 
     async def evalsha(*args: Any) -> Any:
+        if args[0] != send_sha:
+            return await real(*args)
         calls.append(1)
         return await fault(real, args)
 
@@ -213,3 +224,46 @@ def test_results_built_without_status_get_one_from_delivered_and_duplicate():
         MessageResult(message_id="m", delivered=True, status=SendStatus.UNKNOWN)
     with pytest.raises(ValueError, match="contradicts"):
         MessageResult(message_id="m", delivered=False, status=SendStatus.ENQUEUED)
+
+
+async def test_a_request_whose_send_outcome_is_unknown_waits_for_its_reply(
+    coordination_redis, key_prefix, monkeypatch
+):
+    requester = RedisMessageCoordinator(
+        coordination_redis, key_prefix=key_prefix, guard=guard(attempts=2, failure_threshold=5)
+    )
+    responder = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
+    await warm_up(requester)
+    applied: list[int] = []
+
+    async def first_applied_then_all_time_out(real: Eval, args: tuple[Any, ...]) -> Any:
+        if not applied:
+            applied.append(await real(*args))
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    calls = patch_evalsha(monkeypatch, coordination_redis, first_applied_then_all_time_out)
+    pending = asyncio.create_task(
+        requester.request(SENDER, RECIPIENT, {"q": 1}, timeout=5, expire=False)
+    )
+    answered = False
+    for _ in range(300):
+        received = await responder.receive(RECIPIENT)
+        if received is None:
+            await asyncio.sleep(0.01)
+            continue
+        await responder.ack(RECIPIENT, received.token)
+        if received.message.payload == {"q": 1}:  # not the warm-up message
+            assert await responder.reply(RECIPIENT, received.message, {"ok": True})
+            answered = True
+            break
+    assert answered
+    reply = await pending
+    assert reply.payload == {"ok": True}
+    assert len(calls) == 2  # both attempts of the request's send timed out
+
+
+async def test_a_request_refused_is_not_delivered(coordination_redis, key_prefix):
+    requester = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix, queue_size=1)
+    await warm_up(requester)
+    with pytest.raises(RequestNotDeliveredError, match="queue full"):
+        await requester.request(SENDER, RECIPIENT, {"q": 1}, timeout=5)

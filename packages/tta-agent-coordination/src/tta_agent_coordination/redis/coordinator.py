@@ -294,7 +294,8 @@ class RedisMessageCoordinator(MessageCoordinator):
             RequestTimeoutError: no reply within ``timeout`` seconds.
             RemoteHandlerError: the handler failed for good (a ``PermanentError``, an
                 invalid payload, or retries ran out).
-            RequestNotDeliveredError: the request could not be enqueued.
+            RequestNotDeliveredError: the request was not enqueued (an unknown send
+                outcome waits for the reply instead: see ``SendStatus.UNKNOWN``).
         """
         return await self._replier.router.request(
             sender,
