@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tta_agent_coordination import RedisGuard, RedisMessageCoordinator, RetryPolicy
 from tta_agent_coordination.errors import RequestNotDeliveredError
-from tta_agent_coordination.models import MessageResult, SendStatus
+from tta_agent_coordination.models import AgentId, MessageResult, SendStatus
 from tta_agent_coordination.redis.lua import script_source
 from tta_agent_coordination.redis.scripts import queue_send
 from tta_agent_coordination.redis.sending import OUT_OF_MEMORY, outcome_unknown
@@ -267,3 +267,17 @@ async def test_a_request_refused_is_not_delivered(coordination_redis, key_prefix
     await warm_up(requester)
     with pytest.raises(RequestNotDeliveredError, match="queue full"):
         await requester.request(SENDER, RECIPIENT, {"q": 1}, timeout=5)
+
+
+async def test_an_error_reply_is_refused_for_one_queue_and_unknown_across_queues(
+    coordination_redis, key_prefix
+):
+    coord = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix, guard=guard())
+    other = AgentId("narrator", "n9")
+    # A wrong type under the queue's dedupe key makes its script fail with WRONGTYPE.
+    await coordination_redis.set(coord.keys.queue(RECIPIENT).dedupe, "not a zset")
+    alone = await coord.send_message(SENDER, RECIPIENT, make_message(1))
+    assert (alone.delivered, alone.status) == (False, SendStatus.REFUSED)
+    both = await coord.send_many([make_message(2), make_message(3, recipient=other)])
+    assert [r.status for r in both] == [SendStatus.UNKNOWN] * 2
+    assert (await coord.queue_stats(other)).unsettled == 1  # it was applied

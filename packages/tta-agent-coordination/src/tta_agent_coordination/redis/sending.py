@@ -175,8 +175,13 @@ class Sender:
             status, reason = SendStatus.UNAVAILABLE, str(exc)
         elif isinstance(exc, OutOfMemoryError):
             status, reason = SendStatus.REFUSED, OUT_OF_MEMORY
-        elif isinstance(exc, ResponseError):
+        elif isinstance(exc, ResponseError) and len(set(queues)) == 1:
             status, reason = SendStatus.REFUSED, f"redis refused the send: {exc}"
+        elif isinstance(exc, ResponseError):
+            # One queue's call failed in a pipeline of several: the others may have
+            # been applied, and the error does not say which.
+            status = SendStatus.UNKNOWN
+            reason = f"outcome unknown (redis error: {exc}): {_RETRY_SAME_ID}"
         else:
             status, reason = SendStatus.UNAVAILABLE, f"redis unavailable: {exc}"
         core.log.warning("send_failed", error=reason, status=status.value, count=len(messages))
