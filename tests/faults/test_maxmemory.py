@@ -36,12 +36,6 @@ def is_out_of_memory(text: str) -> bool:
     return "memory" in text.lower() or "oom" in text.lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 23 item 4: the send script writes (ZREMRANGEBYSCORE) before XADD, so Redis "
-    "lets its XADDs through over maxmemory: every send is accepted",
-)
 async def test_a_full_redis_refuses_sends_and_consumers_still_drain(
     redis_servers: RedisServers,
 ) -> None:

@@ -26,6 +26,7 @@ from tta_agent_coordination import (
     MessageType,
     QueueMessage,
     ReceivedMessage,
+    SendStatus,
 )
 from tta_agent_coordination.errors import (
     MessageValidationError,
@@ -360,6 +361,7 @@ def test_send_results_equal_model_construct() -> None:
         "error": None,
         "recipient": AgentId("narrator", "n1"),
         "duplicate": False,
+        "status": SendStatus.ENQUEUED,
     }
     fast = assemble_model(MessageResult, dict(values))
     slow = MessageResult.model_construct(**values)  # type: ignore[arg-type]

@@ -11,9 +11,9 @@ import os
 import re
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
-from typing import Any, Self
+from typing import Any, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import InvalidAgentIdError
 
@@ -31,6 +31,7 @@ __all__ = [
     "QueueStats",
     "ReceivedMessage",
     "RoutingKey",
+    "SendStatus",
     "UndecodableDeadLetter",
 ]
 
@@ -214,12 +215,41 @@ class AgentMessage(BaseModel):
         return self.model_copy(update={"timestamp": datetime.now(UTC).isoformat()})
 
 
+class SendStatus(StrEnum):
+    """What became of one sent message (``MessageResult.status``).
+
+    ``ENQUEUED`` and ``DUPLICATE`` are delivered. ``REFUSED`` and ``UNAVAILABLE`` were not
+    sent: the message is not in the queue. ``UNKNOWN`` may or may not be in the queue: an
+    attempt failed after its command may have reached Redis (a timeout, a dropped
+    connection), or the store could not record it. Send an ``UNKNOWN`` message again
+    with the **same** ``message_id``: the queue's dedupe makes that safe (it reports
+    ``DUPLICATE`` if the first attempt was applied), while a new id would enqueue it twice.
+    """
+
+    ENQUEUED = "enqueued"
+    """In the recipient's queue now."""
+    DUPLICATE = "duplicate"
+    """Its id was already in the queue, or settled within the dedupe window: not added."""
+    REFUSED = "refused"
+    """Redis answered and did not add it: the queue is full, Redis is out of memory."""
+    UNAVAILABLE = "unavailable"
+    """Not sent: the breaker is open or Redis could not be reached before any command."""
+    UNKNOWN = "unknown"
+    """Maybe enqueued: send it again with the same ``message_id``."""
+
+
+_DELIVERED_STATUSES = frozenset({SendStatus.ENQUEUED, SendStatus.DUPLICATE})
+
+
 class MessageResult(BaseModel):
     """The outcome of sending one message to one recipient.
 
     ``delivered`` is True when the message is in the recipient's queue (or already was:
     then ``duplicate`` is True). A refusal such as ``error="queue full"`` is a result, not
-    an exception.
+    an exception. ``status`` says more (:class:`SendStatus`): when ``delivered`` is
+    False, ``REFUSED``/``UNAVAILABLE`` mean the message is not in the queue, ``UNKNOWN``
+    that it may be: send it again with the same ``message_id`` (never a new one).
+    A result built without ``status`` gets it from ``delivered`` and ``duplicate``.
     """
 
     message_id: str
@@ -227,6 +257,31 @@ class MessageResult(BaseModel):
     error: str | None = None
     recipient: AgentId | None = None
     duplicate: bool = False
+    status: SendStatus = SendStatus.ENQUEUED
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_status(cls, data: Any) -> Any:
+        # Results built before ``status`` existed (other backends, tests) name only
+        # ``delivered``/``duplicate``: derive it, a not-delivered one as refused.
+        if not isinstance(data, dict):
+            return data
+        fields = cast("dict[str, Any]", data)
+        if fields.get("status") is not None:
+            return fields
+        if not fields.get("delivered"):
+            status = SendStatus.REFUSED
+        elif fields.get("duplicate"):
+            status = SendStatus.DUPLICATE
+        else:
+            status = SendStatus.ENQUEUED
+        return {**fields, "status": status}
+
+    @model_validator(mode="after")
+    def _check_status(self) -> Self:
+        if self.delivered != (self.status in _DELIVERED_STATUSES):
+            raise ValueError(f"delivered={self.delivered} contradicts status={self.status.value!r}")
+        return self
 
 
 class MessageSubscription(BaseModel):

@@ -189,8 +189,11 @@ class RedisMessageCoordinator(MessageCoordinator):
         The caller's message is not changed; the stored copy gets a ``timestamp`` if it
         has none. A second send of the same ``message_id`` to the same queue, while the
         first is unsettled or within ``dedupe_window_s`` after it settled, is not
-        enqueued again and reports ``duplicate=True``. A full queue, or an unreachable
-        Redis, gives ``delivered=False`` with the reason in ``error``.
+        enqueued again and reports ``duplicate=True``. A full queue, a Redis out of
+        memory, or an unreachable Redis, gives ``delivered=False`` with the reason in
+        ``error``; ``status`` (``SendStatus``) tells a message surely not enqueued
+        (``REFUSED``, ``UNAVAILABLE``) from one that may be (``UNKNOWN``: send it again
+        with the same ``message_id``, which the dedupe makes safe).
 
         Raises:
             MessageValidationError: ``message.sender``/``message.recipient`` differ from
@@ -295,7 +298,8 @@ class RedisMessageCoordinator(MessageCoordinator):
             RequestTimeoutError: no reply within ``timeout`` seconds.
             RemoteHandlerError: the handler failed for good (a ``PermanentError``, an
                 invalid payload, or retries ran out).
-            RequestNotDeliveredError: the request could not be enqueued.
+            RequestNotDeliveredError: the request was not enqueued (an unknown send
+                outcome waits for the reply instead: see ``SendStatus.UNKNOWN``).
         """
         return await self._replier.router.request(
             sender,

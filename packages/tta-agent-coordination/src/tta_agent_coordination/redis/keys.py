@@ -180,6 +180,11 @@ class KeySpace:
         """A SCAN pattern matching one key (the NORMAL ready stream) of every queue."""
         return f"{self.prefix}:{{*}}:ready:{MessagePriority.NORMAL.value}"
 
+    @property
+    def dedupe_scan_pattern(self) -> str:
+        """A SCAN pattern matching the dedupe set of every queue."""
+        return f"{self.prefix}:{{*}}:dedupe"
+
     def agent_from_key(self, key: str) -> AgentId | None:
         """The agent whose queue owns ``key``, or None for a key outside any queue."""
         head = f"{self.prefix}:{{"

@@ -81,12 +81,19 @@ class ScriptSet:
         return call.parse(await script(keys=call.keys, args=call.argv))
 
     async def run_pipelined(
-        self, calls: Sequence[ScriptCall[R]], *, extra: Sequence[Sequence[Any]] = ()
-    ) -> tuple[list[R], list[Any]]:
+        self,
+        calls: Sequence[ScriptCall[R]],
+        *,
+        extra: Sequence[Sequence[Any]] = (),
+        keep: tuple[type[BaseException], ...] = (),
+    ) -> tuple[list[R | BaseException], list[Any]]:
         """Run many calls of one script, then the ``extra`` commands, in one round trip.
 
         Returns the parsed outcomes in order, and the raw results of the extra commands
-        (an exception object for a command that failed). A script error is raised.
+        (an exception object for a command that failed). A script error is raised,
+        unless it is one of ``keep``: then it stands in the outcomes in place of that
+        call's (so that a refusal of one call, such as Redis' OOM, does not hide what
+        the other calls of the round trip did).
         After NOSCRIPT the script is loaded and the calls that missed it run again (with
         the extra commands, which must therefore be idempotent).
 
@@ -116,6 +123,8 @@ class ScriptSet:
             for i, result in zip(pending, results, strict=False):
                 if isinstance(result, NoScriptError):
                     missing.append(i)
+                elif isinstance(result, keep):
+                    outcomes[i] = result
                 elif isinstance(result, BaseException):
                     raise result
                 else:

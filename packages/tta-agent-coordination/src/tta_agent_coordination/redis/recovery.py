@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.redis.codec import priority_index
 from tta_agent_coordination.redis.core import CoordinatorCore
+from tta_agent_coordination.redis.dedupe_sweeper import sweep_orphan_dedupe_sets
 from tta_agent_coordination.redis.queue_index import QueueIndex
 from tta_agent_coordination.redis.scripts import queue_recover, queue_restore
 from tta_agent_coordination.redis.scripts.queue_restore import RestoreItem
@@ -40,6 +41,7 @@ class Recovery:
         total = 0
         for queue in await self._index.members():
             total += await self.recover(queue, force=False)
+        await sweep_orphan_dedupe_sets(self._core, self._index)
         return total
 
     async def recover(self, agent_id: AgentId, *, force: bool) -> int:

@@ -32,6 +32,7 @@ from tta_agent_coordination.models import (
     MessagePriority,
     MessageResult,
     MessageType,
+    SendStatus,
 )
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.redis.codec import stamped_envelope_json, text
@@ -130,7 +131,9 @@ class ReplyRouter:
             CoordinationError: the router is closed.
             MessageValidationError: the request is invalid, or a request with the same
                 correlation id is already waiting.
-            RequestNotDeliveredError: the request could not be enqueued.
+            RequestNotDeliveredError: the request was not enqueued (refused, or Redis
+                unavailable before any attempt). When the send's outcome is unknown
+                (``SendStatus.UNKNOWN``), the request waits for its reply instead.
             RequestTimeoutError: no reply within ``timeout`` seconds.
             RemoteHandlerError: the reply carries the handler's error.
         """
@@ -169,7 +172,17 @@ class ReplyRouter:
                 self._ensure_reader()
                 result = await self._send(sender, recipient, message)
                 if not result.delivered:
-                    raise RequestNotDeliveredError(str(recipient), correlation_id, result.error)
+                    if result.status is not SendStatus.UNKNOWN:
+                        raise RequestNotDeliveredError(str(recipient), correlation_id, result.error)
+                    # Maybe enqueued (a send that timed out after Redis ran it): if it
+                    # was, its reply comes; if not, the caller gets RequestTimeoutError
+                    # at the deadline. Never "not delivered" for what may be handled.
+                    self._log.warning(
+                        "request_outcome_unknown",
+                        correlation_id=correlation_id,
+                        recipient=str(recipient),
+                        error=result.error,
+                    )
                 reply = await future
         except TimeoutError:
             raise RequestTimeoutError(str(recipient), correlation_id, timeout) from None
@@ -299,6 +312,7 @@ class Replier:
                 "reply_not_delivered",
                 request=request.message_id,
                 recipient=str(response.recipient),
+                status=outcome.status.value,
                 error=outcome.error,
             )
         return outcome.delivered

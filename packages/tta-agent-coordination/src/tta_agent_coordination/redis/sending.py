@@ -3,6 +3,11 @@
 Each send becomes a :class:`~tta_agent_coordination.redis.scripts.queue_send.SendItem`;
 the items of one queue go to one ``queue_send`` script call, and the calls of every
 queue in the batch go in one pipeline (with the queue index update, when due).
+
+Every outcome is a result (``MessageResult.status``), never an exception: enqueued or
+duplicate; refused by Redis (queue full, out of memory: not in the queue); unavailable
+(no command reached Redis); or unknown, when an attempt failed after its command may
+have reached Redis, even if a later attempt was refused (docs/concepts.md, "Sending").
 """
 
 from __future__ import annotations
@@ -11,13 +16,22 @@ import time
 from collections.abc import Iterable, Sequence
 
 from pydantic_core import PydanticSerializationError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    MaxConnectionsError,
+    OutOfMemoryError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tta_agent_coordination.errors import (
     CircuitBreakerOpenError,
     MessageValidationError,
     PayloadTooLargeError,
 )
-from tta_agent_coordination.models import AgentId, AgentMessage, MessageResult
+from tta_agent_coordination.models import AgentId, AgentMessage, MessageResult, SendStatus
 from tta_agent_coordination.redis.codec import (
     assemble_model,
     priority_index,
@@ -37,10 +51,42 @@ from tta_agent_coordination.redis.scripts.queue_send import (
 from tta_agent_coordination.resilience.cancellation import CancellationWatch
 from tta_agent_coordination.store import StoreError
 
-__all__ = ["QUEUE_FULL", "Sender", "check_address"]
+__all__ = ["OUT_OF_MEMORY", "QUEUE_FULL", "Sender", "check_address", "outcome_unknown"]
 
 QUEUE_FULL = "queue full"
 """The ``MessageResult.error`` of a send refused because the queue holds ``queue_size``."""
+OUT_OF_MEMORY = "redis out of memory"
+"""The ``MessageResult.error`` of a send refused because Redis is over ``maxmemory``
+(with ``maxmemory-policy noeviction``): nothing of it was written."""
+
+_OUT_OF_MEMORY_CODE = -2
+"""Code of a message whose queue's script call Redis refused with OOM (not a script code)."""
+
+_RETRY_SAME_ID = (
+    "the message may have been enqueued; send it again with the same message_id "
+    "(dedupe makes that safe), not a new one"
+)
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """True when a send that failed with ``exc`` may have been applied by Redis.
+
+    A timeout or a connection lost while a command was in flight may come after Redis
+    ran it. Known not to have reached Redis: an open breaker, an exhausted connection
+    pool, a refused connect or bad credentials (no command was written), and an error
+    reply (Redis answered: a script that fails writes nothing before its first write,
+    see ``queue_send.lua``).
+    """
+    if isinstance(exc, (CircuitBreakerOpenError, MaxConnectionsError)):
+        return False
+    if isinstance(exc, (AuthenticationError, AuthorizationError, ResponseError)):
+        return False
+    if isinstance(exc, RedisConnectionError) and not isinstance(exc, RedisTimeoutError):
+        # redis-py words a failed connect "Error ... connecting to host:port": the
+        # command was never written. Any other connection error may follow a write.
+        return "connecting to" not in str(exc)
+    # Timeouts, dropped connections, and anything not known to be safe: unknown.
+    return not isinstance(exc, ConnectionRefusedError)
 
 
 class Sender:
@@ -61,41 +107,96 @@ class Sender:
         items = [self._prepare(m) for m in messages]
         queues = [core.keys.queue(m.recipient) for m in messages]
         watch = CancellationWatch()
+        # The guard raises only the last attempt's error; an earlier attempt that timed
+        # out may have been applied (issue 23): remember that it did.
+        in_doubt: list[BaseException] = []
+
+        async def attempt() -> list[int]:
+            try:
+                return await self._enqueue(queues, items)
+            except BaseException as exc:
+                if outcome_unknown(exc):
+                    in_doubt.append(exc)
+                raise
+
         try:
-            codes = await core.guard.run("send", lambda: self._enqueue(queues, items), retry=True)
+            codes = await core.guard.run("send", attempt, retry=True)
         except UNAVAILABLE_ERRORS as exc:
             watch.reraise(exc)
-            reason = (
-                f"redis unavailable: {exc}"
-                if not isinstance(exc, CircuitBreakerOpenError)
-                else str(exc)
-            )
-            core.log.warning("send_failed", error=reason, count=len(items))
-            for keys in queues:
-                core.metrics.inc_delivered_error(str(keys.agent_id))
-            return [
-                MessageResult(
-                    message_id=m.message_id, delivered=False, error=reason, recipient=m.recipient
-                )
-                for m in messages
-            ]
+            return self._failed(messages, queues, exc, in_doubt)
         results = [
             self._result(m, keys, code)
             for m, keys, code in zip(messages, queues, codes, strict=True)
         ]
+        if in_doubt and _OUT_OF_MEMORY_CODE in codes:
+            # Refused without a look at the dedupe set: an earlier attempt may have
+            # enqueued these (a queue-full or duplicate code, in contrast, is definite).
+            results = [
+                self._unknown(r, in_doubt[0]) if c == _OUT_OF_MEMORY_CODE else r
+                for r, c in zip(results, codes, strict=True)
+            ]
         try:
             await core.lifecycle.sent(messages, items, codes)
         except StoreError as exc:
             # The messages are in Redis and will be delivered, but not durable: report
-            # them undelivered so that the caller sends again (dedupe makes it safe).
-            reason = f"store unavailable: {exc}"
+            # them unknown so that the caller sends again with the same id (dedupe makes
+            # it safe, and records them in the store then).
+            reason = f"store unavailable: {exc}; {_RETRY_SAME_ID}"
             recorded = sum(1 for code in codes if code >= 0)
             core.log.warning("store_write_failed", error=reason, count=recorded)
             return [
-                r.model_copy(update={"delivered": False, "error": reason}) if r.delivered else r
+                r.model_copy(
+                    update={"delivered": False, "error": reason, "status": SendStatus.UNKNOWN}
+                )
+                if r.delivered
+                else r
                 for r in results
             ]
         return results
+
+    @staticmethod
+    def _unknown(result: MessageResult, first: BaseException) -> MessageResult:
+        reason = f"outcome unknown ({_describe(first)}, then {result.error}): {_RETRY_SAME_ID}"
+        return result.model_copy(update={"error": reason, "status": SendStatus.UNKNOWN})
+
+    def _failed(
+        self,
+        messages: Sequence[AgentMessage],
+        queues: list[QueueKeys],
+        exc: BaseException,
+        in_doubt: list[BaseException],
+    ) -> list[MessageResult]:
+        """The results of a send whose every attempt failed with an error (``exc`` last)."""
+        core = self._core
+        if in_doubt:
+            status = SendStatus.UNKNOWN
+            reason = f"outcome unknown ({_describe(in_doubt[0])}, then {exc}): {_RETRY_SAME_ID}"
+        elif isinstance(exc, CircuitBreakerOpenError):
+            status, reason = SendStatus.UNAVAILABLE, str(exc)
+        elif isinstance(exc, OutOfMemoryError):
+            status, reason = SendStatus.REFUSED, OUT_OF_MEMORY
+        elif isinstance(exc, ResponseError) and len(set(queues)) == 1:
+            status, reason = SendStatus.REFUSED, f"redis refused the send: {exc}"
+        elif isinstance(exc, ResponseError):
+            # One queue's call failed in a pipeline of several: the others may have
+            # been applied, and the error does not say which.
+            status = SendStatus.UNKNOWN
+            reason = f"outcome unknown (redis error: {exc}): {_RETRY_SAME_ID}"
+        else:
+            status, reason = SendStatus.UNAVAILABLE, f"redis unavailable: {exc}"
+        core.log.warning("send_failed", error=reason, status=status.value, count=len(messages))
+        for keys in queues:
+            core.metrics.inc_delivered_error(str(keys.agent_id))
+        return [
+            MessageResult(
+                message_id=m.message_id,
+                delivered=False,
+                error=reason,
+                recipient=m.recipient,
+                status=status,
+            )
+            for m in messages
+        ]
 
     def _prepare(self, message: AgentMessage) -> SendItem:
         core = self._core
@@ -118,8 +219,9 @@ class Sender:
 
         ``items[i]`` goes to ``queues[i]``. Returns one code per item, in order: its
         incarnation (the server time it was enqueued at) when enqueued, else the script's
-        code (0 duplicate, -1 full). New queues are added to the queue index in the same
-        round trip.
+        code (0 duplicate, -1 full), or -2 when Redis refused the queue's call as out of
+        memory (nothing of that call was written; the other queues' calls stand). New
+        queues are added to the queue index in the same round trip.
         """
         core = self._core
         size = core.config.queue_size
@@ -127,7 +229,12 @@ class Sender:
         first = queues[0]
         if all(keys is first for keys in queues) and not self._index.is_stale(first.agent_id, now):
             # The common case (one message, or a batch to one queue): one script call.
-            outcome = await core.scripts.call(queue_send.call(first, queue_size=size, items=items))
+            try:
+                outcome = await core.scripts.call(
+                    queue_send.call(first, queue_size=size, items=items)
+                )
+            except OutOfMemoryError:
+                return [_OUT_OF_MEMORY_CODE] * len(items)
             codes = [0] * len(items)
             _spread(codes, range(len(items)), outcome)
             return codes
@@ -141,25 +248,32 @@ class Sender:
         stale = self._index.stale((keys.agent_id for keys in by_queue), now)
         codes = [0] * len(items)
         extra = [self._index.add_command(stale)] if stale else []
-        outcomes, extra_results = await core.scripts.run_pipelined(calls, extra=extra)
+        outcomes, extra_results = await core.scripts.run_pipelined(
+            calls, extra=extra, keep=(OutOfMemoryError,)
+        )
         for idx, outcome in zip(by_queue.values(), outcomes, strict=True):
-            _spread(codes, idx, outcome)
+            if isinstance(outcome, BaseException):
+                for i in idx:
+                    codes[i] = _OUT_OF_MEMORY_CODE
+            else:
+                _spread(codes, idx, outcome)
         if stale and not isinstance(extra_results[-1], BaseException):
             self._index.mark_added(stale, now)
         return codes
 
     def _result(self, message: AgentMessage, keys: QueueKeys, code: int) -> MessageResult:
         queue = str(keys.agent_id)
-        if code == QUEUE_FULL_CODE:
+        if code < 0:
             self._core.metrics.inc_delivered_error(queue)
             return assemble_model(
                 MessageResult,
                 {
                     "message_id": message.message_id,
                     "delivered": False,
-                    "error": QUEUE_FULL,
+                    "error": QUEUE_FULL if code == QUEUE_FULL_CODE else OUT_OF_MEMORY,
                     "recipient": message.recipient,
                     "duplicate": False,
+                    "status": SendStatus.REFUSED,
                 },
             )
         self._core.metrics.inc_delivered_ok(queue)
@@ -172,6 +286,7 @@ class Sender:
                 "error": None,
                 "recipient": message.recipient,
                 "duplicate": code == 0,
+                "status": SendStatus.DUPLICATE if code == 0 else SendStatus.ENQUEUED,
             },
         )
 
@@ -179,12 +294,16 @@ class Sender:
 def _spread(codes: list[int], idx: Iterable[int], outcome: SendOutcome) -> None:
     """Spread one queue's outcome over ``codes``.
 
-    An enqueued message gets the server time, its incarnation, so every code stays -1
-    full, 0 duplicate, > 0 enqueued.
+    An enqueued message gets the server time, its incarnation, so every code stays -2
+    out of memory, -1 full, 0 duplicate, > 0 enqueued.
     """
     now = outcome.server_now_ms
     for i, code in zip(idx, outcome.codes, strict=True):
         codes[i] = now if int(code) == ENQUEUED else int(code)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def check_address(sender: AgentId, recipient: AgentId, message: AgentMessage) -> None:

@@ -7,11 +7,15 @@
 -- window) is skipped, so a restore run twice, or while Redis still holds some of the
 -- messages, enqueues each message once. Not subject to queue_size (like a replay).
 -- Returns one flag per message: 1 enqueued, 0 skipped.
-redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now_ms())
+-- Out of memory: the first write must be deny-oom (enqueue's XGROUP CREATE or XADD), so
+-- that Redis refuses the whole call before anything moved (see queue_send.lua); expired
+-- dedupe entries are skipped by score and pruned after the loop.
+local now = now_ms()
 local results = {}
 for i = 3, #ARGV, 7 do
   local msgid = ARGV[i + 1]
-  if redis.call('ZSCORE', KEYS[8], msgid) then
+  local seen = redis.call('ZSCORE', KEYS[8], msgid)
+  if seen and tonumber(seen) > now then
     results[#results + 1] = 0
   else
     enqueue(tonumber(ARGV[i]), msgid, ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
@@ -20,4 +24,6 @@ for i = 3, #ARGV, 7 do
     results[#results + 1] = 1
   end
 end
+-- Not deny-oom, and it frees memory: runs even when the server is full.
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
 return results
