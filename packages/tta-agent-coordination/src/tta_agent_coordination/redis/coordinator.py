@@ -44,6 +44,7 @@ from tta_agent_coordination.redis.recovery import Recovery
 from tta_agent_coordination.redis.reply_router import Replier, ReplyRouter
 from tta_agent_coordination.redis.sending import QUEUE_FULL, Sender, check_address
 from tta_agent_coordination.redis.settling import Settler
+from tta_agent_coordination.redis.store_marker import StoreMarker
 from tta_agent_coordination.redis.subscriptions import Subscriptions
 from tta_agent_coordination.resilience.defaults import default_redis_guard
 from tta_agent_coordination.store import BatcherStats, Durability, MessageStore, PendingMessage
@@ -71,6 +72,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_batch_size: most events per store write.
         store_flush_interval_s: how long a partial batch waits for more events.
         reply_ttl_s: how long a requester's reply inbox keeps replies nobody reads.
+        close_store: close ``store`` in :meth:`aclose` (for a store built for this
+            coordinator alone, as ``CoordinationSettings.build_coordinator`` does).
         **config: any field of :class:`CoordinatorConfig` (``queue_size``,
             ``retry_attempts``, ``backoff_base``, ``backoff_factor``, ``backoff_max``,
             ``backoff_jitter``, ``dedupe_window_s``, ``dlq_max_len``,
@@ -93,6 +96,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_batch_size: int = 500,
         store_flush_interval_s: float = 0.05,
         reply_ttl_s: float = 60.0,
+        close_store: bool = False,
         **config: Any,
     ) -> None:
         keys = KeySpace(key_prefix)
@@ -112,6 +116,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         )
         self._core = core
         self._store = store
+        self._close_store = close_store
+        self._marker = StoreMarker(redis, keys, store, core.log)  # see store_marker.py
         index = QueueIndex(core)
         self._sender = Sender(core, index)
         self._settler = Settler(core)
@@ -143,6 +149,14 @@ class RedisMessageCoordinator(MessageCoordinator):
     def store(self) -> MessageStore | None:
         """The message store that records every lifecycle change, if any."""
         return self._store
+
+    @property
+    def store_unrecorded(self) -> bool:
+        """True when this coordinator has no store but its prefix is marked as recorded.
+
+        See ``redis/store_marker.py``: its settles are missing from the deployment's store.
+        """
+        return self._marker.unrecorded
 
     @property
     def store_stats(self) -> BatcherStats | None:
@@ -197,6 +211,8 @@ class RedisMessageCoordinator(MessageCoordinator):
             PayloadTooLargeError: the envelope exceeds ``max_payload_bytes``.
         """
         check_address(sender, recipient, message)
+        if self._marker.pending:
+            await self._marker.observe()
         return (await self._sender.send_many([message]))[0]
 
     async def broadcast_message(
@@ -216,6 +232,8 @@ class RedisMessageCoordinator(MessageCoordinator):
             )
         distinct = list(dict.fromkeys(recipients))
         copies = [message.model_copy(update={"recipient": r}) for r in distinct]
+        if self._marker.pending:
+            await self._marker.observe()
         results = dict(zip(distinct, await self._sender.send_many(copies), strict=True))
         return [results[r] for r in recipients]
 
@@ -225,6 +243,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         Returns one result per message, in order. Invalid messages raise before anything
         is sent, as in :meth:`send_message`.
         """
+        if self._marker.pending:
+            await self._marker.observe()
         return await self._sender.send_many(messages)
 
     # --- subscriptions and events -------------------------------------------------------
@@ -331,6 +351,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         await self._replier.aclose()
         await self._subscriptions.aclose()
         await self._core.lifecycle.aclose()
+        if self._close_store and self._store is not None:
+            await self._store.aclose()
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -351,6 +373,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         batch = await self._receiver.receive_batch(
             agent_id, 1, visibility_timeout=visibility_timeout, block=block
         )
+        if batch and self._marker.pending:
+            await self._marker.observe()
         return batch[0] if batch else None
 
     async def receive_batch(
@@ -370,9 +394,12 @@ class RedisMessageCoordinator(MessageCoordinator):
             ConfigurationError: ``count`` is not between 1 and 1000, or a time is out
                 of range.
         """
-        return await self._receiver.receive_batch(
+        batch = await self._receiver.receive_batch(
             agent_id, count, visibility_timeout=visibility_timeout, block=block
         )
+        if batch and self._marker.pending:
+            await self._marker.observe()
+        return batch
 
     # --- settling -----------------------------------------------------------------------
 
