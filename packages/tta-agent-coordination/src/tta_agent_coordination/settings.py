@@ -413,6 +413,8 @@ class CoordinationSettings(BaseSettings):
         }
         if "store" not in overrides and coordinator is not None and coordinator.store is not None:
             options["store"] = coordinator.store  # agents recorded where their messages are
+        if options.get("store") is not None:
+            options.setdefault("durability", self.store_durability)
         return RedisAgentRegistry(client, config=config, **options)
 
     def worker_options(self) -> dict[str, Any]:

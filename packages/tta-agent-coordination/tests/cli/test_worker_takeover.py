@@ -64,6 +64,21 @@ def pair(coordinator, registry, settings):
 
 async def noop(ctx):
     return None
+
+
+def slow_to_stop(coordinator, registry):
+    # Its own grace period is 30 s; --grace-period overrides it.
+    worker = AgentWorker(
+        coordinator, registry, AgentId("clitakeover", "w1"), poll_interval=0.1, grace_period=30
+    )
+
+    @worker.on_request()
+    async def hang(ctx):
+        with LOG.open("a") as log:
+            log.write(f"hang {ctx.payload['n']} {ctx.attempts}\\n")
+        await asyncio.sleep(3600)
+
+    return worker
 """
 
 
@@ -74,7 +89,14 @@ def worker_dir(tmp_path: Path) -> Iterator[Path]:
     sys.modules.pop("takeover_worker", None)
 
 
-def _start(cwd: Path, redis_url: str, prefix: str, mode: str, *extra: str) -> subprocess.Popen[str]:
+def _start(
+    cwd: Path,
+    redis_url: str,
+    prefix: str,
+    mode: str,
+    *extra: str,
+    target: tuple[str, ...] = ("takeover_worker:factory", "--instance", "w1"),
+) -> subprocess.Popen[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TTA_COORD_")},
         "TTA_COORD_REDIS_URL": redis_url,
@@ -86,7 +108,7 @@ def _start(cwd: Path, redis_url: str, prefix: str, mode: str, *extra: str) -> su
         "EXPECT": "3",
     }
     command = [sys.executable, "-m", "tta_agent_coordination.cli", "worker"]
-    command += ["takeover_worker:factory", "--instance", "w1", *extra]
+    command += [*target, *extra]
     return subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -140,7 +162,15 @@ def test_sigterm_stops_every_worker_of_the_process_within_the_grace_period(
     worker_dir: Path, redis_url: str, prefix: str
 ) -> None:
     send(redis_url, prefix, AGENT, 1)
-    proc = _start(worker_dir, redis_url, prefix, "hang", "--grace-period", "0.5")
+    proc = _start(
+        worker_dir,
+        redis_url,
+        prefix,
+        "hang",
+        "--grace-period",
+        "0.5",
+        target=("takeover_worker:slow_to_stop",),
+    )
     try:
         deadline = time.monotonic() + 30
         while not _handled(worker_dir, "hang"):
@@ -154,7 +184,7 @@ def test_sigterm_stops_every_worker_of_the_process_within_the_grace_period(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert time.monotonic() - stopped < 8  # 0.5 s grace, not the default 10 s
+    assert time.monotonic() - stopped < 8  # 0.5 s grace, not the worker's own 30 s
     assert "abandoned_in_flight" in err
 
 
@@ -189,3 +219,16 @@ def test_factory_options_refused_for_a_factory_without_settings(
         sys.modules.pop("two_args", None)
     assert result.exit_code == 2, result.output
     assert f"{option[0]} cannot reach the workers of two_args:factory" in result.output
+
+
+def test_every_worker_and_doctor_option_is_in_the_cli_doc(cli) -> None:
+    import typer.main
+
+    doc = (Path(__file__).parents[4] / "docs" / "cli.md").read_text()
+    group = typer.main.get_command(cli)
+    for name in ("worker", "doctor"):
+        command = group.commands[name]  # type: ignore[attr-defined]
+        for param in command.params:
+            for opt in [*param.opts, *param.secondary_opts]:
+                if opt.startswith("--") and opt != "--help":
+                    assert f"`{opt}" in doc or f"{opt}`" in doc or f"{opt} " in doc, opt

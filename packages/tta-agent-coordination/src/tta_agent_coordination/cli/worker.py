@@ -280,11 +280,14 @@ def worker(
         with handle_errors(state.server):
             exporter, server = _start_metrics(metrics_port, metrics_addr)
 
+    # Each worker keeps its own grace period unless one is given (option or environment).
+    grace = settings.grace_period_s if "grace_period_s" in settings.model_fields_set else None
+
     async def work(settings: CoordinationSettings) -> None:
         instances = [o for o in loaded.values() if isinstance(o, worker_cls)]
         factories = {s: o for s, o in loaded.items() if not isinstance(o, worker_cls)}
         if not factories:
-            await _run_workers(instances, settings.grace_period_s, exporter)
+            await _run_workers(instances, grace, exporter)
             return
         async with open_redis(settings) as client:
             coordinator = settings.build_coordinator(client, metrics=exporter)
@@ -299,7 +302,7 @@ def worker(
                     if inspect.isawaitable(made):
                         made = await made
                     workers.extend(_workers_of(made, spec))
-                await _run_workers(workers, settings.grace_period_s, exporter)
+                await _run_workers(workers, grace, exporter)
             finally:
                 if registry is not None:
                     await registry.aclose()
@@ -313,9 +316,11 @@ def worker(
 
 
 async def _run_workers(
-    workers: list[AgentWorker], grace_period: float, exporter: PrometheusMetrics | None
+    workers: list[AgentWorker], grace_period: float | None, exporter: PrometheusMetrics | None
 ) -> None:
     """Run every worker until a signal, or until one of them stops; then stop them all.
+
+    ``grace_period`` (None: each worker's own) bounds the wait for in-flight handlers.
 
     Raises:
         CliError: an agent id is held by a live registration (the hint names --takeover).
@@ -331,12 +336,16 @@ async def _run_workers(
         for w in workers:
             exporter.track_worker(w)
     loop = asyncio.get_running_loop()
+    stoppers: list[asyncio.Task[None]] = []
     signalled: list[str] = []
 
     def on_signal(name: str) -> None:
+        first = not signalled
         signalled.append(name)
         for w in workers:
             w.request_stop(name)  # a second signal ends the grace period
+            if first and grace_period is not None and w.state is WorkerState.RUNNING:
+                stoppers.append(loop.create_task(w.stop(grace_period)))
 
     restore = install_stop_signals(on_signal)
     tasks = [
@@ -350,9 +359,10 @@ async def _run_workers(
         live = [w for w in workers if w.state in (WorkerState.RUNNING, WorkerState.STOPPING)]
         await asyncio.gather(*(w.stop(grace_period) for w in live), return_exceptions=True)
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*stoppers, return_exceptions=True)
     finally:
         restore()
-        for task in tasks:
+        for task in (*tasks, *stoppers):
             task.cancel()
     for result in results:
         if isinstance(result, AgentAlreadyRegisteredError):
