@@ -238,7 +238,9 @@ def test_a_bad_durability_names_its_variable() -> None:
 async def test_build_coordinator_attaches_and_owns_the_configured_store() -> None:
     import fakeredis.aioredis
 
-    pg = pytest.importorskip("tta_agent_coordination_postgres")
+    pytest.importorskip("tta_agent_coordination_postgres")
+    from tta_agent_coordination_postgres import PostgresMessageStore
+
     client = fakeredis.aioredis.FakeRedis()
     assert CoordinationSettings().build_store() is None
     assert CoordinationSettings().build_coordinator(client).store is None
@@ -246,10 +248,10 @@ async def test_build_coordinator_attaches_and_owns_the_configured_store() -> Non
         postgres_dsn="postgresql://app@127.0.0.1:1/app", postgres_schema="agents"
     )
     store = settings.build_store()
-    assert isinstance(store, pg.PostgresMessageStore)
+    assert isinstance(store, PostgresMessageStore)
     assert store.schema == "agents"
     coord = settings.build_coordinator(client)
-    assert isinstance(coord.store, pg.PostgresMessageStore)
+    assert isinstance(coord.store, PostgresMessageStore)
     registry = settings.build_registry(client, coordinator=coord)
     assert registry._core.store is coord.store  # pyright: ignore[reportPrivateUsage]
     assert settings.build_coordinator(client, store=None).store is None

@@ -64,8 +64,8 @@ async def test_a_storeless_receiver_on_a_recorded_prefix_warns_once() -> None:
         assert len(warnings) == 1
         assert warnings[0]["recorded_by"] == "ListStore"
         assert "TTA_COORD_POSTGRES_DSN" in warnings[0]["hint"]
-        assert worker.store_unrecorded
-        assert not producer.store_unrecorded
+        assert worker.store_marker.unrecorded
+        assert not producer.store_marker.unrecorded
     finally:
         await producer.aclose()
         await worker.aclose()
@@ -81,7 +81,7 @@ async def test_no_warning_on_an_unrecorded_prefix_nor_with_a_store() -> None:
         with structlog.testing.capture_logs() as logs:
             assert await plain.receive(A) is not None
         assert not [e for e in logs if e["event"] == "store_not_attached"]
-        assert not plain.store_unrecorded
+        assert not plain.store_marker.unrecorded
         await _send(recorded, 2)  # marks the prefix; the store's own receive is fine
         with structlog.testing.capture_logs() as logs:
             assert await recorded.receive(A) is not None

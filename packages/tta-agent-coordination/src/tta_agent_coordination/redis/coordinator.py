@@ -72,8 +72,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_batch_size: most events per store write.
         store_flush_interval_s: how long a partial batch waits for more events.
         reply_ttl_s: how long a requester's reply inbox keeps replies nobody reads.
-        close_store: close ``store`` in :meth:`aclose` (for a store built for this
-            coordinator alone, as ``CoordinationSettings.build_coordinator`` does).
+        close_store: close ``store`` in :meth:`aclose` (a store built for it alone).
         **config: any field of :class:`CoordinatorConfig` (``queue_size``,
             ``retry_attempts``, ``backoff_base``, ``backoff_factor``, ``backoff_max``,
             ``backoff_jitter``, ``dedupe_window_s``, ``dlq_max_len``,
@@ -117,7 +116,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         self._core = core
         self._store = store
         self._close_store = close_store
-        self._marker = StoreMarker(redis, keys, store, core.log)  # see store_marker.py
+        self.store_marker = StoreMarker(redis, keys, store, core.log)
+        """Marks the prefix as recorded, or warns without a store (``store_marker.py``)."""
         index = QueueIndex(core)
         self._sender = Sender(core, index)
         self._settler = Settler(core)
@@ -149,14 +149,6 @@ class RedisMessageCoordinator(MessageCoordinator):
     def store(self) -> MessageStore | None:
         """The message store that records every lifecycle change, if any."""
         return self._store
-
-    @property
-    def store_unrecorded(self) -> bool:
-        """True when this coordinator has no store but its prefix is marked as recorded.
-
-        See ``redis/store_marker.py``: its settles are missing from the deployment's store.
-        """
-        return self._marker.unrecorded
 
     @property
     def store_stats(self) -> BatcherStats | None:
@@ -211,8 +203,8 @@ class RedisMessageCoordinator(MessageCoordinator):
             PayloadTooLargeError: the envelope exceeds ``max_payload_bytes``.
         """
         check_address(sender, recipient, message)
-        if self._marker.pending:
-            await self._marker.observe()
+        if self.store_marker.pending:
+            await self.store_marker.observe()
         return (await self._sender.send_many([message]))[0]
 
     async def broadcast_message(
@@ -232,9 +224,7 @@ class RedisMessageCoordinator(MessageCoordinator):
             )
         distinct = list(dict.fromkeys(recipients))
         copies = [message.model_copy(update={"recipient": r}) for r in distinct]
-        if self._marker.pending:
-            await self._marker.observe()
-        results = dict(zip(distinct, await self._sender.send_many(copies), strict=True))
+        results = dict(zip(distinct, await self.send_many(copies), strict=True))
         return [results[r] for r in recipients]
 
     async def send_many(self, messages: Sequence[AgentMessage]) -> list[MessageResult]:
@@ -243,8 +233,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         Returns one result per message, in order. Invalid messages raise before anything
         is sent, as in :meth:`send_message`.
         """
-        if self._marker.pending:
-            await self._marker.observe()
+        if self.store_marker.pending:
+            await self.store_marker.observe()
         return await self._sender.send_many(messages)
 
     # --- subscriptions and events -------------------------------------------------------
@@ -373,8 +363,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         batch = await self._receiver.receive_batch(
             agent_id, 1, visibility_timeout=visibility_timeout, block=block
         )
-        if batch and self._marker.pending:
-            await self._marker.observe()
+        if batch and self.store_marker.pending:
+            await self.store_marker.observe()
         return batch[0] if batch else None
 
     async def receive_batch(
@@ -397,8 +387,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         batch = await self._receiver.receive_batch(
             agent_id, count, visibility_timeout=visibility_timeout, block=block
         )
-        if batch and self._marker.pending:
-            await self._marker.observe()
+        if batch and self.store_marker.pending:
+            await self.store_marker.observe()
         return batch
 
     # --- settling -----------------------------------------------------------------------
