@@ -20,6 +20,7 @@ async def test_settings_build_the_components_they_configure(coordination_redis, 
         "concurrency": 3,
         "visibility_timeout": 12,
         "grace_period": 1,
+        "takeover": False,
     }
 
     worker = AgentWorker(coord, registry, AgentId("svc"), **settings.worker_options())

@@ -10,6 +10,10 @@ directory, or from keyword arguments (which win)::
     registry = settings.build_registry(client, coordinator=coord)
     worker = AgentWorker(coord, registry, agent_id, **settings.worker_options())
 
+With ``TTA_COORD_POSTGRES_DSN`` set, ``build_coordinator`` attaches the message store
+(``build_store``, through the ``postgres`` store plugin) and ``build_registry`` records
+agents to the same store; see ``docs/durability.md``.
+
 An invalid value raises :class:`~tta_agent_coordination.errors.ConfigurationError`
 naming every problem.
 """
@@ -33,14 +37,28 @@ from tta_agent_coordination.redis.keys import KeySpace
 if TYPE_CHECKING:
     from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
     from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+    from tta_agent_coordination.store import MessageStore
 
-__all__ = ["ENV_PREFIX", "LOG_LEVELS", "CoordinationSettings", "redact_url"]
+__all__ = [
+    "DURABILITY_MODES",
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "STORE_PLUGIN",
+    "CoordinationSettings",
+    "redact_url",
+]
 
 ENV_PREFIX = "TTA_COORD_"
 """The prefix of every environment variable read by :class:`CoordinationSettings`."""
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 """The accepted values of ``log_level`` (case-insensitive)."""
+
+DURABILITY_MODES = ("async", "sync")
+"""The accepted values of ``store_durability`` (see ``docs/durability.md``)."""
+
+STORE_PLUGIN = "postgres"
+"""The store plugin (entry point of ``tta_agent_coordination.stores``) ``build_store`` loads."""
 
 _SCHEMES = ("redis", "rediss", "unix")
 
@@ -167,6 +185,29 @@ class CoordinationSettings(BaseSettings):
     json_logs: bool = False
     """Write logs as JSON lines instead of the human console format."""
 
+    postgres_dsn: str | None = None
+    """The Postgres message store (``postgresql://user@host/db``); None = no store.
+
+    Set, every coordinator built from these settings records to it, so a restore after
+    a Redis loss knows what was settled (``docs/durability.md``).
+    """
+
+    postgres_schema: str = "tta_coord"
+    """The store's schema (the same ``TTA_COORD_POSTGRES_SCHEMA`` ``tta-coord store`` reads)."""
+
+    store_durability: str = "async"
+    """``async`` (write-behind, the default) or ``sync`` (a send is recorded before it returns)."""
+
+    instance: str | None = None
+    """The agent instance a worker factory should run as (``tta-coord worker --instance``)."""
+
+    takeover: bool = False
+    """Register a worker even when a live owner holds its agent id (``--takeover``).
+
+    Off by default: replacing a live process is a surprise. Turn it on where a supervisor
+    restarts a crashed worker under the same id at once (``docs/operations.md``).
+    """
+
     if not TYPE_CHECKING:  # keep pydantic's typed signature for type checkers
 
         def __init__(self, **values: Any) -> None:
@@ -189,6 +230,19 @@ class CoordinationSettings(BaseSettings):
     def _key_prefix(cls, value: str) -> str:
         KeySpace(value)  # the one rule for prefixes; raises ConfigurationError (a ValueError)
         return value
+
+    @field_validator("postgres_dsn", "instance")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("store_durability")
+    @classmethod
+    def _durability(cls, value: str) -> str:
+        mode = value.strip().lower()
+        if mode not in DURABILITY_MODES:
+            raise ValueError(f"durability must be async or sync, got {value!r}")
+        return mode
 
     @field_validator("log_level")
     @classmethod
@@ -277,12 +331,51 @@ class CoordinationSettings(BaseSettings):
     ) -> RedisMessageCoordinator:
         """A ``RedisMessageCoordinator`` on ``client`` under ``key_prefix``.
 
-        ``overrides`` go to the coordinator (``queue_size=``, ``store=``, ...).
+        ``overrides`` go to the coordinator (``queue_size=``, ``store=``, ...). Without
+        ``store=`` and with ``postgres_dsn`` set, the coordinator records to the store of
+        :meth:`build_store`, with ``store_durability``, and closes it in ``aclose()``;
+        ``store=None`` builds one without a store.
+
+        Raises:
+            PluginError: ``postgres_dsn`` is set but the store cannot be built.
         """
         from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 
         options: dict[str, Any] = {"key_prefix": self.key_prefix, **overrides}
+        if "store" not in overrides:
+            store = self.build_store()
+            if store is not None:
+                # Built here, so owned here: the coordinator's aclose() closes it.
+                options.update(store=store, close_store=True)
+        if options.get("store") is not None:
+            options.setdefault("durability", self.store_durability)
         return RedisMessageCoordinator(client, **options)
+
+    def build_store(self, **overrides: Any) -> MessageStore | None:
+        """The message store at ``postgres_dsn`` (not yet connected), or None without one.
+
+        Loaded through the store plugin ``postgres`` (``plugins.load_store``), so this
+        package never imports the Postgres adapter. ``overrides`` go to the store
+        (``min_size=``, ``max_size=``, ...). The caller owns the store (``await
+        store.aclose()``); :meth:`build_coordinator` builds and owns one by itself.
+
+        Raises:
+            PluginError: the adapter (``tta-agent-coordination[postgres]``) is not
+                installed, or refused the settings.
+        """
+        if self.postgres_dsn is None:
+            return None
+        from tta_agent_coordination.plugins import PluginError, load_store
+
+        try:
+            return load_store(
+                STORE_PLUGIN, dsn=self.postgres_dsn, schema=self.postgres_schema, **overrides
+            )
+        except PluginError as exc:
+            raise PluginError(
+                f"{ENV_PREFIX}POSTGRES_DSN is set but the message store cannot be built: {exc} "
+                "(install tta-agent-coordination[postgres])"
+            ) from exc
 
     def build_registry(
         self,
@@ -297,6 +390,7 @@ class CoordinationSettings(BaseSettings):
         return to its queue at once. ``overrides`` go to the registry: its settings
         (``RegistryConfig`` fields, or a whole ``config=``, which replaces
         ``heartbeat_ttl_s`` from here) and its collaborators (``store=``, ``guard=``, ...).
+        Without ``store=``, the registry records agents to the coordinator's store.
 
         Raises:
             ConfigurationError: a registry setting is out of range.
@@ -317,6 +411,10 @@ class CoordinationSettings(BaseSettings):
             "coordinator": coordinator,
             **overrides,
         }
+        if "store" not in overrides and coordinator is not None and coordinator.store is not None:
+            options["store"] = coordinator.store  # agents recorded where their messages are
+        if options.get("store") is not None:
+            options.setdefault("durability", self.store_durability)
         return RedisAgentRegistry(client, config=config, **options)
 
     def worker_options(self) -> dict[str, Any]:
@@ -328,4 +426,5 @@ class CoordinationSettings(BaseSettings):
             "concurrency": self.concurrency,
             "visibility_timeout": self.visibility_timeout_s,
             "grace_period": self.grace_period_s,
+            "takeover": self.takeover,
         }

@@ -215,3 +215,46 @@ def test_the_library_does_not_import_the_cli() -> None:
 def test_redact_url_hides_a_password_in_the_query_string(url, shown):
     assert redact_url(url) == shown
     assert "s3cret" not in CoordinationSettings(redis_url=url).redacted_url
+
+
+# --- the message store settings (issue 21 item 1) ----------------------------------------
+
+
+def test_store_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTA_COORD_POSTGRES_DSN", "postgresql://app@db/app")
+    monkeypatch.setenv("TTA_COORD_POSTGRES_SCHEMA", "agents")
+    monkeypatch.setenv("TTA_COORD_STORE_DURABILITY", "SYNC")
+    settings = CoordinationSettings()
+    assert settings.postgres_dsn == "postgresql://app@db/app"
+    assert settings.postgres_schema == "agents"
+    assert settings.store_durability == "sync"
+
+
+def test_a_bad_durability_names_its_variable() -> None:
+    with pytest.raises(ConfigurationError, match=r"TTA_COORD_STORE_DURABILITY.*async or sync"):
+        CoordinationSettings(store_durability="eventually")
+
+
+async def test_build_coordinator_attaches_and_owns_the_configured_store() -> None:
+    import fakeredis.aioredis
+
+    pytest.importorskip("tta_agent_coordination_postgres")
+    from tta_agent_coordination_postgres import PostgresMessageStore
+
+    client = fakeredis.aioredis.FakeRedis()
+    assert CoordinationSettings().build_store() is None
+    assert CoordinationSettings().build_coordinator(client).store is None
+    settings = CoordinationSettings(
+        postgres_dsn="postgresql://app@127.0.0.1:1/app", postgres_schema="agents"
+    )
+    store = settings.build_store()
+    assert isinstance(store, PostgresMessageStore)
+    assert store.schema == "agents"
+    coord = settings.build_coordinator(client)
+    assert isinstance(coord.store, PostgresMessageStore)
+    registry = settings.build_registry(client, coordinator=coord)
+    assert registry._core.store is coord.store  # pyright: ignore[reportPrivateUsage]
+    assert settings.build_coordinator(client, store=None).store is None
+    await registry.aclose()
+    await coord.aclose()  # closes the store it was built with (never opened here)
+    await client.aclose()

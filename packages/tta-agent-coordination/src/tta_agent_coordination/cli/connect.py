@@ -7,6 +7,7 @@ whose ``settings`` hold ``--redis-url``/``--key-prefix`` merged with ``TTA_COORD
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,10 +18,11 @@ import typer
 
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.settings import CoordinationSettings, redact_url
+from tta_agent_coordination.store import MessageStore
 
 from .errors import handle_errors
 
-__all__ = ["CliState", "get_state", "open_redis", "parse_agent", "run_async"]
+__all__ = ["CliState", "connect_store", "get_state", "open_redis", "parse_agent", "run_async"]
 
 T = TypeVar("T")
 
@@ -68,17 +70,24 @@ def parse_agent(text: str) -> AgentId:
     return AgentId.parse(text.strip())
 
 
-def run_async(state: CliState, fn: Callable[[CoordinationSettings], Awaitable[T]]) -> T:
+def run_async(
+    state: CliState,
+    fn: Callable[[CoordinationSettings], Awaitable[T]],
+    *,
+    settings: CoordinationSettings | None = None,
+) -> T:
     """Run ``fn(settings)`` with ``asyncio.run``, reporting user errors as one line.
+
+    ``settings`` replaces the root's (a command with settings options of its own).
 
     Raises:
         typer.Exit: on a bad setting (2), an unreachable server (1), Ctrl-C (130).
     """
     with handle_errors(state.server):
-        settings = state.settings
+        chosen = settings if settings is not None else state.settings
 
         async def main() -> T:
-            return await fn(settings)
+            return await fn(chosen)
 
         return asyncio.run(main())
 
@@ -95,3 +104,16 @@ async def open_redis(settings: CoordinationSettings) -> AsyncGenerator[aioredis.
         yield client
     finally:
         await client.aclose()
+
+
+async def connect_store(store: MessageStore | None) -> None:
+    """Connect ``store`` now when it can (``open()``), so a bad DSN fails before any work.
+
+    ``MessageStore`` itself has no ``open``; ``PostgresMessageStore`` connects lazily
+    otherwise, and would report a bad DSN only at the first write.
+    """
+    opener = getattr(store, "open", None)
+    if callable(opener):
+        opened = opener()
+        if inspect.isawaitable(opened):
+            await opened

@@ -12,14 +12,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from tta_agent_coordination.errors import CoordinationError
 from tta_agent_coordination.features import features
-from tta_agent_coordination.settings import CoordinationSettings
+from tta_agent_coordination.redis.keys import KeySpace
+from tta_agent_coordination.redis.store_marker import read_store_marker
+from tta_agent_coordination.settings import CoordinationSettings, redact_url
 
-from .connect import get_state, run_async
+from .connect import connect_store, get_state, run_async
 from .errors import EXIT_FAILURE
 from .output import JSON_OPTION, out_console, print_json
 
-__all__ = ["Check", "doctor", "optional_parts", "register", "server_checks"]
+__all__ = ["Check", "doctor", "optional_parts", "register", "server_checks", "store_checks"]
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -136,8 +139,61 @@ async def server_checks(client: aioredis.Redis, server: str) -> list[Check]:
     return checks
 
 
+async def store_checks(
+    client: aioredis.Redis | None, settings: CoordinationSettings
+) -> list[Check]:
+    """The configured message store (reachable?) and the prefix's store marker.
+
+    A prefix whose coordinators record to a store is marked in Redis
+    (``redis/store_marker.py``); settings without a store on such a prefix build
+    coordinators that settle messages the store never hears of: a warning.
+    """
+    checks: list[Check] = []
+    dsn = settings.postgres_dsn
+    if dsn is not None:
+        where = f"{redact_url(dsn)} (schema {settings.postgres_schema!r}, "
+        where += f"durability {settings.store_durability})"
+        try:
+            store = settings.build_store()
+            try:
+                await connect_store(store)
+            finally:
+                if store is not None:
+                    await store.aclose()
+            checks.append(Check("message store", "ok", where))
+        except (CoordinationError, OSError) as exc:
+            checks.append(Check("message store", "fail", f"{where}: {exc}"))
+    marked: str | None = None
+    if client is not None:
+        try:
+            marked = await read_store_marker(client, KeySpace(settings.key_prefix))
+        except (redis_errors.RedisError, OSError) as exc:
+            checks.append(Check("store marker", "warn", f"not read: {exc}", required=False))
+            return checks
+    if marked is not None and dsn is None:
+        checks.append(
+            Check(
+                "store marker",
+                "warn",
+                f"prefix {settings.key_prefix!r} is recorded to a store ({marked}) but "
+                "TTA_COORD_POSTGRES_DSN is not set here: workers and commands run with these "
+                "settings settle messages the store never hears of (a restore would enqueue "
+                "them again). Set it, or delete the marker key if the store was retired",
+                required=False,
+            )
+        )
+    elif marked is not None:
+        checks.append(Check("store marker", "ok", f"recorded to {marked}", required=False))
+    elif dsn is None:
+        checks.append(Check("message store", "skip", "none (TTA_COORD_POSTGRES_DSN not set)"))
+    return checks
+
+
 def doctor(ctx: typer.Context, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
-    """Check the Redis server (connection, version, Lua, Streams) and list optional parts.
+    """Check the Redis server (connection, version, Lua, Streams), store, optional parts.
+
+    With TTA_COORD_POSTGRES_DSN the store must be reachable; a prefix recorded to a store
+    by other processes while these settings have none is a warning.
 
     The optional parts are those of ``tta_agent_coordination.features()``.
 
@@ -153,6 +209,8 @@ def doctor(ctx: typer.Context, as_json: Annotated[bool, JSON_OPTION] = False) ->
         client = settings.redis_client(decode_responses=True)
         try:
             checks += await server_checks(client, settings.redacted_url or "")
+            connected = any(c.name == "connect" and c.status == "ok" for c in checks)
+            checks += await store_checks(client if connected else None, settings)
         finally:
             await client.aclose()
         return checks

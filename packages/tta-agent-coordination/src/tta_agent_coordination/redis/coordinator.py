@@ -45,6 +45,7 @@ from tta_agent_coordination.redis.recovery import Recovery
 from tta_agent_coordination.redis.reply_router import Replier, ReplyRouter
 from tta_agent_coordination.redis.sending import QUEUE_FULL, Sender, check_address
 from tta_agent_coordination.redis.settling import Settler
+from tta_agent_coordination.redis.store_marker import StoreMarker
 from tta_agent_coordination.redis.subscriptions import Subscriptions
 from tta_agent_coordination.resilience.defaults import default_redis_guard
 from tta_agent_coordination.store import BatcherStats, Durability, MessageStore, PendingMessage
@@ -72,6 +73,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_batch_size: most events per store write.
         store_flush_interval_s: how long a partial batch waits for more events.
         reply_ttl_s: how long a requester's reply inbox keeps replies nobody reads.
+        close_store: close ``store`` in :meth:`aclose` (a store built for it alone).
         **config: any field of :class:`CoordinatorConfig` (``queue_size``,
             ``retry_attempts``, ``backoff_base``, ``backoff_factor``, ``backoff_max``,
             ``backoff_jitter``, ``dedupe_window_s``, ``dlq_max_len``,
@@ -94,6 +96,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_batch_size: int = 500,
         store_flush_interval_s: float = 0.05,
         reply_ttl_s: float = 60.0,
+        close_store: bool = False,
         **config: Any,
     ) -> None:
         keys = KeySpace(key_prefix)
@@ -113,6 +116,9 @@ class RedisMessageCoordinator(MessageCoordinator):
         )
         self._core = core
         self._store = store
+        self._close_store = close_store
+        self.store_marker = StoreMarker(redis, keys, store, core.log)
+        """Marks the prefix as recorded, or warns without a store (``store_marker.py``)."""
         index = QueueIndex(core)
         self._sender = Sender(core, index)
         self._settler = Settler(core)
@@ -201,6 +207,8 @@ class RedisMessageCoordinator(MessageCoordinator):
             PayloadTooLargeError: the envelope exceeds ``max_payload_bytes``.
         """
         check_address(sender, recipient, message)
+        if self.store_marker.pending:
+            await self.store_marker.observe()
         return (await self._sender.send_many([message]))[0]
 
     async def broadcast_message(
@@ -220,7 +228,7 @@ class RedisMessageCoordinator(MessageCoordinator):
             )
         distinct = list(dict.fromkeys(recipients))
         copies = [message.model_copy(update={"recipient": r}) for r in distinct]
-        results = dict(zip(distinct, await self._sender.send_many(copies), strict=True))
+        results = dict(zip(distinct, await self.send_many(copies), strict=True))
         return [results[r] for r in recipients]
 
     async def send_many(self, messages: Sequence[AgentMessage]) -> list[MessageResult]:
@@ -229,6 +237,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         Returns one result per message, in order. Invalid messages raise before anything
         is sent, as in :meth:`send_message`.
         """
+        if self.store_marker.pending:
+            await self.store_marker.observe()
         return await self._sender.send_many(messages)
 
     # --- subscriptions and events -------------------------------------------------------
@@ -336,6 +346,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         await self._replier.aclose()
         await self._subscriptions.aclose()
         await self._core.lifecycle.aclose()
+        if self._close_store and self._store is not None:
+            await self._store.aclose()
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -356,6 +368,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         batch = await self._receiver.receive_batch(
             agent_id, 1, visibility_timeout=visibility_timeout, block=block
         )
+        if batch and self.store_marker.pending:
+            await self.store_marker.observe()
         return batch[0] if batch else None
 
     async def receive_batch(
@@ -375,9 +389,12 @@ class RedisMessageCoordinator(MessageCoordinator):
             ConfigurationError: ``count`` is not between 1 and 1000, or a time is out
                 of range.
         """
-        return await self._receiver.receive_batch(
+        batch = await self._receiver.receive_batch(
             agent_id, count, visibility_timeout=visibility_timeout, block=block
         )
+        if batch and self.store_marker.pending:
+            await self.store_marker.observe()
+        return batch
 
     # --- settling -----------------------------------------------------------------------
 

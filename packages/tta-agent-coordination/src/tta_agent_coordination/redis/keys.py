@@ -19,6 +19,7 @@ start with ``_``)::
     <prefix>:{_reply:<inbox>}:inbox               list  replies awaited by one requester (expiring)
     <prefix>:{_registry}:...                      registry keys (one slot: scripts span agents)
     <prefix>:{_breaker:<name>}:state              hash  shared circuit-breaker state
+    <prefix>:{_store}:marker                      string the store recording this deployment
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ class KeySpace:
     def reply_inbox(self, inbox_id: str) -> str:
         """List of replies awaited by one requester (bounded, expiring)."""
         return f"{self.prefix}:{{_reply:{inbox_id}}}:inbox"
+
+    @property
+    def store_marker(self) -> str:
+        """String naming the message store that records this prefix (``store_marker.py``)."""
+        return f"{self.prefix}:{{_store}}:marker"
 
     # --- agent registry: every key in the {_registry} slot -------------------------------
 
