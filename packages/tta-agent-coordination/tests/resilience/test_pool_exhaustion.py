@@ -207,3 +207,38 @@ async def test_many_workers_in_one_process_start_and_handle_on_a_small_pool() ->
         await coordinator.aclose()
         await delete_prefix(client, prefix)
         await client.aclose()
+
+
+@pytest.mark.real_redis
+async def test_the_waiting_pool_serves_waiters_in_order_and_loses_no_connection() -> None:
+    from tta_agent_coordination.redis.pool import WaitingConnectionPool
+
+    pool = WaitingConnectionPool.from_url(DEFAULT_TEST_REDIS_URL, max_connections=2, timeout=5)
+    order: list[int] = []
+    try:
+        held = [await pool.get_connection() for _ in range(2)]
+
+        async def waiter(i: int) -> None:
+            connection = await pool.get_connection()
+            order.append(i)
+            await asyncio.sleep(0.01)
+            await pool.release(connection)
+
+        tasks = []
+        for i in range(6):
+            tasks.append(asyncio.create_task(waiter(i)))
+            await asyncio.sleep(0.005)  # queue up in this order
+        tasks[2].cancel()  # one gives up while waiting: its turn must not be lost
+        await asyncio.sleep(0.01)
+        for connection in held:
+            await pool.release(connection)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert order == [0, 1, 3, 4, 5]
+        # Every permit came back: both connections can be taken at once again.
+        again = [
+            await asyncio.wait_for(pool.get_connection(), 1) for _ in range(pool.max_connections)
+        ]
+        for connection in again:
+            await pool.release(connection)
+    finally:
+        await pool.aclose()

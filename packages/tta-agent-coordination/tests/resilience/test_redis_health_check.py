@@ -10,6 +10,8 @@ import weakref
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tta_agent_coordination.resilience import (
     CircuitState,
@@ -44,7 +46,11 @@ async def test_it_does_not_wait_behind_an_exhausted_pool() -> None:
     client = settings.redis_client()
     key = unique_prefix("health") + ":empty"
     try:
-        holder = asyncio.create_task(client.blpop([key], timeout=2))  # takes the only one
+
+        async def hold() -> object:
+            return await client.blpop([key], timeout=2)  # takes the only connection
+
+        holder = asyncio.create_task(hold())
         await asyncio.sleep(0.1)
         start = time.monotonic()
         assert await asyncio.wait_for(redis_health_check(client)(), 1.0) in (b"PONG", "PONG")
@@ -57,7 +63,7 @@ async def test_it_does_not_wait_behind_an_exhausted_pool() -> None:
 
 
 async def test_the_default_guard_checks_the_health_of_its_own_client() -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=free_port(), retry=None)
+    client = aioredis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
     try:
         guard = default_redis_guard(client)
         with pytest.raises(redis_errors.ConnectionError):

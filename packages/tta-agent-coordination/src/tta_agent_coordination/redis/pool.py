@@ -20,6 +20,7 @@ connection pools".
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 import redis.exceptions as redis_errors
@@ -55,25 +56,22 @@ class WaitingConnectionPool(ConnectionPool):
     ) -> None:
         super().__init__(max_connections=max_connections, **connection_kwargs)
         self.timeout = timeout
-        # A fair semaphore (FIFO once anyone waits): one permit per connection handed out.
-        self._permits = asyncio.Semaphore(self.max_connections)
+        # One permit per connection handed out; waiters are served first come, first
+        # served (a permit freed while someone waits goes to the first of them).
+        self._free_permits = self.max_connections
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._holding: set[AbstractConnection] = set()
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         """A connected connection, after waiting in line up to ``timeout`` for one."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._permits.acquire()
-        except TimeoutError:
-            raise redis_errors.MaxConnectionsError(
-                f"no free Redis connection within {self.timeout}s (all "
-                f"{self.max_connections} of the pool are busy; raise max_connections, or "
-                "find what holds them)"
-            ) from None
+        if self._free_permits > 0 and not self._waiters:
+            self._free_permits -= 1
+        else:
+            await self._wait_for_permit()
         try:
             connection = await super().get_connection(*args, **kwargs)  # pyright: ignore[reportDeprecated]
         except BaseException:
-            self._permits.release()
+            self._give_back_permit()
             raise
         self._holding.add(connection)
         return connection
@@ -85,4 +83,34 @@ class WaitingConnectionPool(ConnectionPool):
         finally:
             if connection in self._holding:
                 self._holding.discard(connection)
-                self._permits.release()
+                self._give_back_permit()
+
+    async def _wait_for_permit(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._give_back_permit()  # handed one just as the wait ended: pass it on
+            else:
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise redis_errors.MaxConnectionsError(
+                    f"no free Redis connection within {self.timeout}s (all "
+                    f"{self.max_connections} of the pool are busy; raise max_connections, "
+                    "or find what holds them)"
+                ) from None
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _give_back_permit(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free_permits += 1

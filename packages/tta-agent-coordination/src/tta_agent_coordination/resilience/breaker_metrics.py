@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from tta_agent_coordination.resilience.breaker_state import CircuitState, Outcome
+from tta_agent_coordination.resilience.health_check import HealthCheck
 
 __all__ = ["BreakerListener", "BreakerRecorder", "CircuitBreakerMetrics", "StateTransition"]
 
@@ -120,10 +121,8 @@ class BreakerRecorder:
                     "circuit_breaker_listener_failed", listener=repr(listener), new=new.value
                 )
 
-    def metrics(
-        self, state: CircuitState, health_checks: int, health_check_failures: int
-    ) -> CircuitBreakerMetrics:
-        """A snapshot of the counters."""
+    def metrics(self, state: CircuitState, health: HealthCheck | None) -> CircuitBreakerMetrics:
+        """A snapshot of the counters (and of the health check's, if the breaker has one)."""
         return CircuitBreakerMetrics(
             name=self._name,
             state=state,
@@ -136,6 +135,6 @@ class BreakerRecorder:
             timeouts=self.timeouts,
             transition_count=self.transition_count,
             transitions=tuple(self.transitions),
-            health_checks=health_checks,
-            health_check_failures=health_check_failures,
+            health_checks=health.runs if health is not None else 0,
+            health_check_failures=health.failures if health is not None else 0,
         )

@@ -32,6 +32,7 @@ from tta_agent_coordination.resilience.breaker_metrics import (
     StateTransition,
 )
 from tta_agent_coordination.resilience.breaker_state import (
+    Admission,
     BreakerSnapshot,
     CircuitState,
     Outcome,
@@ -84,12 +85,10 @@ class CircuitBreaker:
         config: thresholds and what counts as a failure (defaults: TTA's, listed in
             ``docs/resilience.md``, "Configuration and defaults").
         store: where the state lives; an :class:`InMemoryBreakerStore` of its own by
-            default. With a shared store
-            (:class:`~tta_agent_coordination.redis.breaker_store.RedisBreakerStore`)
-            every process using the same name sees the same state; if the store cannot
-            be reached the breaker carries on from in-process state, starting from the
-            last state it saw, and goes back to the shared state once the store answers
-            again.
+            default. With a shared store (``RedisBreakerStore``) every process using the
+            same name sees the same state; if the store cannot be reached the breaker
+            carries on from in-process state, starting from the last state it saw, and
+            goes back to the shared state once the store answers again.
         clock: monotonic clock in seconds (inject a fake one in tests).
         max_transitions_kept: how many recent transitions :attr:`metrics` lists.
         health_check: a cheap call that tells whether the dependency answers (for Redis,
@@ -113,11 +112,9 @@ class CircuitBreaker:
         self._name = name
         self._config = config if config is not None else CircuitBreakerConfig()
         self._clock = clock
-        self._health = (
-            HealthCheck(name, health_check, self._config, clock=clock)
-            if health_check is not None
-            else None
-        )
+        self._health: HealthCheck | None = None
+        if health_check is not None:
+            self._health = HealthCheck(name, health_check, self._config, clock=clock)
         store = store if store is not None else InMemoryBreakerStore()
         self._store = store
         if isinstance(store, InMemoryBreakerStore):
@@ -177,12 +174,7 @@ class CircuitBreaker:
     @property
     def metrics(self) -> CircuitBreakerMetrics:
         """A snapshot of the breaker's counters."""
-        health = self._health
-        return self._recorder.metrics(
-            self._state,
-            health.runs if health is not None else 0,
-            health.failures if health is not None else 0,
-        )
+        return self._recorder.metrics(self._state, self._health)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(name={self._name!r}, state={self._state.value})"
@@ -334,15 +326,8 @@ class CircuitBreaker:
         self._observe(snapshot, self._clock())
 
     async def _admit(self) -> _Ticket:
-        ticket = await self._acquire()
-        if ticket.probe and self._health is not None:
-            await self._gate(ticket)
-            ticket = replace(ticket, started=self._clock())
-        self._recorder.calls += 1
-        return ticket
-
-    async def _acquire(self) -> _Ticket:
         now = self._clock()
+        ticket: _Ticket | None = None
         if self._shared is not None:
             try:
                 admission = await self._shared.acquire(self._name, self._config, now)
@@ -350,17 +335,25 @@ class CircuitBreaker:
                 self._degrade(exc, now)
             else:
                 self._restore()
-                self._observe(admission.snapshot, now)
-                if admission.allowed:
-                    return _Ticket("shared", admission.snapshot.generation, admission.probe, now)
-                self._reject(admission.snapshot)
-        admission = self._local.acquire_now(self._name, self._config, now)
+                ticket = self._ticket("shared", admission, now)
+        if ticket is None:
+            ticket = self._ticket(
+                "local", self._local.acquire_now(self._name, self._config, now), now
+            )
+        if ticket.probe and self._health is not None:
+            ticket = await self._gate(ticket)
+        self._recorder.calls += 1
+        return ticket
+
+    def _ticket(
+        self, source: Literal["local", "shared"], admission: Admission, now: float
+    ) -> _Ticket:
         self._observe(admission.snapshot, now)
         if not admission.allowed:
             self._reject(admission.snapshot)
-        return _Ticket("local", admission.snapshot.generation, admission.probe, now)
+        return _Ticket(source, admission.snapshot.generation, admission.probe, now)
 
-    async def _gate(self, ticket: _Ticket) -> None:
+    async def _gate(self, ticket: _Ticket) -> _Ticket:
         """Refuse the probe unless the health check passes (a failed check reopens)."""
         assert self._health is not None
         try:
@@ -368,10 +361,12 @@ class CircuitBreaker:
         except asyncio.CancelledError:
             self._release(ticket)
             raise
-        if outcome is Outcome.SUCCESS:
-            return
-        await self._record(ticket, outcome)
-        self._reject(self._snapshot)
+        if outcome is not Outcome.SUCCESS:
+            pending = self._record(ticket, outcome)
+            if pending is not None:
+                await pending
+            self._reject(self._snapshot)
+        return replace(ticket, started=self._clock())
 
     def _reject(self, snapshot: BreakerSnapshot) -> None:
         self._recorder.rejections += 1
@@ -408,7 +403,9 @@ class CircuitBreaker:
 
     async def _settle(self, ticket: _Ticket, outcome: Outcome) -> None:
         self._recorder.count(outcome)
-        await self._record(ticket, outcome)
+        pending = self._record(ticket, outcome)
+        if pending is not None:
+            await pending
         if outcome is Outcome.FAILURE and self._health is not None and not ticket.probe:
             await self._confirm(ticket)
 
@@ -426,21 +423,26 @@ class CircuitBreaker:
         # Failures in a burst share one check: a result younger than a check's timeout.
         outcome = await self._health.run(max_age_s=self._config.health_check_timeout_s)
         if outcome is Outcome.FAILURE:
-            await self._record(ticket, Outcome.TRIP)
+            pending = self._record(ticket, Outcome.TRIP)
+            if pending is not None:
+                await pending
 
-    async def _record(self, ticket: _Ticket, outcome: Outcome) -> None:
-        """Apply ``outcome`` to the store that admitted ``ticket`` (not counted in metrics)."""
+    def _record(self, ticket: _Ticket, outcome: Outcome) -> asyncio.Future[None] | None:
+        """Apply ``outcome`` to the store that admitted ``ticket`` (not counted in metrics).
+
+        A local store applies it at once (None); for the shared store, the update to await.
+        """
         if ticket.source == "local":
             now = self._clock()
             snapshot = self._local.record_now(
                 self._name, self._config, ticket.generation, ticket.probe, outcome, now
             )
             self._observe(snapshot, now)
-            return
+            return None
         if not ticket.probe and self._nothing_to_record(outcome):
-            return
+            return None
         # A task of its own, so that cancelling the caller now cannot lose the update.
-        await asyncio.shield(self._spawn(self._record_shared(ticket, outcome)))
+        return asyncio.shield(self._spawn(self._record_shared(ticket, outcome)))
 
     def _nothing_to_record(self, outcome: Outcome) -> bool:
         """True when a closed-state outcome cannot change the shared state."""
