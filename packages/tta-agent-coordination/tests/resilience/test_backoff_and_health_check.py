@@ -183,11 +183,13 @@ class Check:
         self.delay_s = delay_s
         self.error: BaseException = redis_errors.ConnectionError("Connection refused")
         self.runs = 0
+        self.finished = 0
 
     async def __call__(self) -> bool:
         self.runs += 1
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        self.finished += 1
         if not self.healthy:
             raise self.error
         return True
@@ -298,14 +300,16 @@ async def test_a_probe_cancelled_while_its_health_check_runs_frees_its_slot(
     breaker = checked(store, check, half_open_max_calls=1)
     await trip(breaker)
     await breaker.aclose()
+    runs_before = check.runs
     await wait_open(breaker)
     task = asyncio.create_task(breaker.call(ok))
     await asyncio.sleep(0.03)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await breaker.aclose()  # a shared store frees the slot in the background
-    await asyncio.sleep(0.1)  # the check itself runs to its end
+    await breaker.aclose()  # the slot is freed (a shared store: in the background)...
+    assert check.runs == runs_before + 1  # ...and the check, which others may share,
+    assert check.finished == check.runs  # ran to its end, awaited by aclose()
     assert await breaker.call(ok) == "ok"
     assert breaker.state is CircuitState.CLOSED
 

@@ -299,9 +299,11 @@ class CircuitBreaker:
         await self._reset_shared()
 
     async def aclose(self) -> None:
-        """Wait for background store updates (shared resets, released probes) to finish."""
+        """Wait for background work (store updates, a health check) to finish."""
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._health is not None:
+            await self._health.wait()
 
     # --- internals --------------------------------------------------------------------
 
@@ -446,9 +448,7 @@ class CircuitBreaker:
 
     def _nothing_to_record(self, outcome: Outcome) -> bool:
         """True when a closed-state outcome cannot change the shared state."""
-        if outcome is Outcome.NEUTRAL:
-            return True
-        return (
+        return outcome is Outcome.NEUTRAL or (
             outcome is Outcome.SUCCESS
             and self._snapshot.state is CircuitState.CLOSED
             and self._snapshot.failures == 0

@@ -79,6 +79,12 @@ class HealthCheck:
             task = self._running = loop.create_task(self._once(), name=f"health-{self._name}")
         return await asyncio.shield(task)
 
+    async def wait(self) -> None:
+        """Wait for the check running now, if any, to end."""
+        task = self._running
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([task])
+
     async def _once(self) -> Outcome:
         self.runs += 1
         timeout = asyncio.timeout(self._config.health_check_timeout_s)
