@@ -33,6 +33,7 @@ from redis.backoff import NoBackoff
 
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.redis.keys import KeySpace
+from tta_agent_coordination.redis.pool import WaitingConnectionPool
 
 if TYPE_CHECKING:
     from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
@@ -153,13 +154,20 @@ class CoordinationSettings(BaseSettings):
     """Bound on one Redis command's reply, in seconds; None waits forever.
 
     Keep it above the longest blocking receive slice (5 s), or idle blocking receives fail.
+    It is also how long a call may hang on a frozen Redis before the circuit breaker
+    learns of it (see docs/resilience.md).
     """
 
     connect_timeout_s: float = 5.0
     """Bound on opening one connection, in seconds."""
 
     max_connections: int = 100
-    """Size of the client's connection pool (redis-py raises when it is exhausted)."""
+    """Most connections the client opens; when all are busy, a command waits for one."""
+
+    pool_timeout_s: float | None = 10.0
+    """How long a command waits for a free connection when all ``max_connections`` are
+    busy; then it fails with ``MaxConnectionsError`` (never counted by the circuit
+    breaker). None waits forever."""
 
     health_check_interval_s: float = 30.0
     """A connection idle this long is PINGed before reuse, so a dead one is noticed; 0 = off."""
@@ -265,6 +273,8 @@ class CoordinationSettings(BaseSettings):
         }
         if self.socket_timeout_s is not None:
             positive["socket_timeout_s"] = self.socket_timeout_s
+        if self.pool_timeout_s is not None:
+            positive["pool_timeout_s"] = self.pool_timeout_s
         problems.extend(f"{name} must be > 0, got {v}" for name, v in positive.items() if v <= 0)
         if self.health_check_interval_s < 0:
             problems.append(
@@ -302,8 +312,13 @@ class CoordinationSettings(BaseSettings):
     def redis_client(self, **overrides: Any) -> aioredis.Redis:
         """A new asyncio Redis client for ``redis_url`` with production settings.
 
-        The caller owns the client and closes it (``await client.aclose()``). Nothing is
-        connected until the first command. ``overrides`` go to ``Redis.from_url``.
+        Its pool (a :class:`~tta_agent_coordination.redis.pool.WaitingConnectionPool`)
+        opens at most ``max_connections``; when all are busy, a command waits up to
+        ``pool_timeout_s`` for one instead of failing at once. The caller owns the client
+        and closes it (``await client.aclose()``, which closes the pool too). Nothing is
+        connected until the first command. ``overrides`` are options of the pool and
+        its connections, as ``Redis.from_url`` takes them (``timeout`` is the pool's
+        wait), plus ``single_connection_client``.
 
         Raises:
             ConfigurationError: no URL is set, or the URL is malformed.
@@ -313,6 +328,7 @@ class CoordinationSettings(BaseSettings):
             "socket_timeout": self.socket_timeout_s,
             "socket_connect_timeout": self.connect_timeout_s,
             "max_connections": self.max_connections,
+            "timeout": self.pool_timeout_s,
             "health_check_interval": self.health_check_interval_s,
             # redis-py 8 retries a failed connection 10 times with backoff by default. That
             # hides an outage from the library's circuit breaker for seconds and multiplies
@@ -321,10 +337,14 @@ class CoordinationSettings(BaseSettings):
             "retry": Retry(NoBackoff(), 0),
         }
         options.update(overrides)
+        single = bool(options.pop("single_connection_client", False))
         try:
-            return aioredis.Redis.from_url(url, **options)
+            pool = WaitingConnectionPool.from_url(url, **options)
         except ValueError as exc:
             raise ConfigurationError(f"malformed Redis URL {redact_url(url)!r}: {exc}") from None
+        client = aioredis.Redis(connection_pool=pool, single_connection_client=single)
+        client.auto_close_connection_pool = True  # the client owns its pool, as from_url's
+        return client
 
     def build_coordinator(
         self, client: aioredis.Redis, **overrides: Any

@@ -33,13 +33,13 @@ RECORD_DEFAULTS = {
     "window_minimum_calls": 1,
     "success_threshold": 1,
     "timeout_ms": 60_000,
+    "timeout_multiplier": 2.0,
+    "max_timeout_ms": 60_000,
     "ttl_ms": 120_000,
 }
 
 CALLS = [
-    breaker_acquire(
-        "k", timeout_ms=60_000, half_open_max_calls=1, probe_lease_ms=60_000, ttl_ms=120_000
-    ),
+    breaker_acquire("k", half_open_max_calls=1, probe_lease_ms=60_000, ttl_ms=120_000),
     breaker_record("k", **RECORD_DEFAULTS),
     breaker_reset("k", ttl_ms=120_000),
 ]
@@ -60,7 +60,7 @@ def test_record_encodes_its_arguments_as_the_script_reads_them() -> None:
         "k",
         **{**RECORD_DEFAULTS, "outcome": Outcome.NEUTRAL, "probe": True, "window_size": 8},
     )
-    assert call.args == ("", "n", 1, 1, 8, "0.5", 1, 1, 60_000, 120_000)
+    assert call.args == ("", "n", 1, 1, 8, "0.5", 1, 1, 60_000, "2.0", 60_000, 120_000)
     current = breaker_record("k", **{**RECORD_DEFAULTS, "admitted_generation": 7})
     assert current.args[:3] == (7, "f", 0)
     assert current.args[4] == 0  # no window
@@ -88,9 +88,7 @@ def test_the_acquire_reply_parses() -> None:
 async def test_each_call_runs_on_redis(coordination_redis: aioredis.Redis, key_prefix: str) -> None:
     scripts = ScriptSet(coordination_redis)
     key = KeySpace(key_prefix).breaker_state("typed")
-    acquire = breaker_acquire(
-        key, timeout_ms=60_000, half_open_max_calls=1, probe_lease_ms=60_000, ttl_ms=120_000
-    )
+    acquire = breaker_acquire(key, half_open_max_calls=1, probe_lease_ms=60_000, ttl_ms=120_000)
     admitted = AcquireReply.parse(await acquire.run(scripts))
     assert admitted == AcquireReply(BreakerReply(CircuitState.CLOSED, 0, 0, None), True, False)
     failed = breaker_record(key, **{**RECORD_DEFAULTS, "admitted_generation": 0})

@@ -30,6 +30,14 @@ from tta_agent_coordination.resilience import (
         ({"window_size": 5, "minimum_calls": 6}, "minimum_calls must be in [1, window_size=5]"),
         ({"slow_call_threshold_s": -1}, "slow_call_threshold_s must be > 0"),
         ({"call_timeout_s": 0}, "call_timeout_s must be > 0"),
+        ({"timeout_multiplier": 0.5}, "timeout_multiplier must be finite and >= 1, got 0.5"),
+        ({"timeout_multiplier": float("nan")}, "timeout_multiplier must be finite and >= 1"),
+        (
+            {"timeout_seconds": 2, "max_timeout_seconds": 1},
+            "max_timeout_seconds must be finite and >= timeout_seconds (2.0), or None; got 1.0",
+        ),
+        ({"max_timeout_seconds": float("inf")}, "max_timeout_seconds must be finite"),
+        ({"health_check_timeout_s": 0}, "health_check_timeout_s must be > 0, got 0"),
         ({"record": (asyncio.CancelledError,)}, "CancelledError"),
         ({"record": (int,)}, "record"),
         ({"failure_threshold": "many"}, "failure_threshold"),
@@ -50,6 +58,37 @@ def test_config_is_frozen_and_comparable() -> None:
     assert hash(cfg) == hash(CircuitBreakerConfig(window_size=20))
     with pytest.raises(ValidationError, match="frozen"):
         cfg.failure_threshold = 1  # type: ignore[misc]
+
+
+def test_open_seconds_grow_on_openings_in_a_row_up_to_the_cap() -> None:
+    cfg = CircuitBreakerConfig(timeout_seconds=0.5, timeout_multiplier=2, max_timeout_seconds=5)
+    assert [cfg.open_seconds(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert cfg.open_seconds(10**6) == 5.0  # no overflow, however long the outage
+    assert cfg.longest_open_s == 5.0
+    assert cfg.probe_lease_s == 5.0
+    flat = CircuitBreakerConfig(timeout_seconds=60)  # the generic default: never grows
+    assert (flat.timeout_multiplier, flat.max_timeout_seconds) == (2.0, None)
+    assert [flat.open_seconds(n) for n in (1, 2, 50)] == [60.0, 60.0, 60.0]
+    assert flat.health_check_timeout_s == 1.0
+
+
+def test_the_redis_breaker_defaults() -> None:
+    import redis.exceptions as redis_errors
+
+    from tta_agent_coordination.resilience import REDIS_IGNORED_ERRORS, redis_breaker_config
+
+    cfg = redis_breaker_config()
+    assert (cfg.timeout_seconds, cfg.timeout_multiplier, cfg.max_timeout_seconds) == (
+        0.5,
+        2.0,
+        5.0,
+    )
+    assert (cfg.failure_threshold, cfg.half_open_max_calls, cfg.success_threshold) == (5, 3, 2)
+    assert cfg.health_check_timeout_s == 1.0
+    assert cfg.ignore == REDIS_IGNORED_ERRORS
+    assert cfg.counts_as_failure(redis_errors.MaxConnectionsError()) is None
+    assert cfg.counts_as_failure(redis_errors.ConnectionError()) is True
+    assert redis_breaker_config(timeout_seconds=2).max_timeout_seconds == 5.0
 
 
 def test_counts_as_failure() -> None:

@@ -498,3 +498,26 @@ async def test_wrap_names_a_callable_without_qualname_by_its_repr() -> None:
     with capture_logs() as logs:
         assert await RetryPolicy(attempts=2, sleep=Sleeps()).wrap(bound)([1]) == "loaded"
     assert [e["operation"] for e in logs] == [repr(bound)]
+
+
+async def test_the_deadline_counts_from_the_first_attempt_even_a_slow_one() -> None:
+    """A first attempt that took longer than the deadline is not followed by another.
+
+    Issue 23 item 6: a send that hung for the whole socket timeout (10 s) during a Redis
+    freeze was retried, and hung again, because the deadline started after the first
+    failure instead of before the first attempt.
+    """
+    calls = 0
+
+    async def slow_then_fail() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.15)
+        raise redis_errors.TimeoutError("Timeout reading from socket")
+
+    policy = RetryPolicy(attempts=3, deadline_s=0.1, initial_s=0.001, max_s=0.001, jitter_s=0)
+    start = time.monotonic()
+    with pytest.raises(redis_errors.TimeoutError):
+        await policy.call(slow_then_fail)
+    assert calls == 1
+    assert time.monotonic() - start < 0.25

@@ -91,7 +91,6 @@ class AcquireReply(NamedTuple):
 def breaker_acquire(
     key: str,
     *,
-    timeout_ms: int,
     half_open_max_calls: int,
     probe_lease_ms: int,
     ttl_ms: int,
@@ -102,8 +101,6 @@ def breaker_acquire(
 
     Args:
         key: the breaker's hash (``KeySpace.breaker_state``).
-        timeout_ms: how long the breaker stays open (used when it half-opens, for the
-            open-until of a later reopening).
         half_open_max_calls: most probes running at once while half-open.
         probe_lease_ms: after this, probe slots still held count as abandoned.
         ttl_ms: the hash's expiry, renewed when the state changes.
@@ -111,7 +108,7 @@ def breaker_acquire(
     return BreakerScriptCall(
         "breaker_acquire",
         (key,),
-        (timeout_ms, half_open_max_calls, probe_lease_ms, ttl_ms),
+        (half_open_max_calls, probe_lease_ms, ttl_ms),
     )
 
 
@@ -127,24 +124,32 @@ def breaker_record(
     window_minimum_calls: int,
     success_threshold: int,
     timeout_ms: int,
+    timeout_multiplier: float,
+    max_timeout_ms: int,
     ttl_ms: int,
 ) -> BreakerScriptCall:
     """Apply the outcome of a call; reply: :class:`BreakerReply`.
 
-    A stale ``admitted_generation`` changes nothing.
+    A stale ``admitted_generation`` changes nothing. An opening stays open
+    ``timeout_ms * timeout_multiplier ** (openings in a row - 1)``, at most
+    ``max_timeout_ms``; the openings are in a row until the breaker has stayed closed for
+    ``max_timeout_ms``.
 
     Args:
         key: the breaker's hash (``KeySpace.breaker_state``).
         admitted_generation: the generation the call was admitted in; None applies the
             outcome to the current state.
-        outcome: how the call ended.
+        outcome: how the call ended (``Outcome.TRIP``: the dependency is known down,
+            open now).
         probe: whether the call held a half-open probe slot (freed now).
         failure_threshold: consecutive failures that open a closed breaker.
         window_size: calls in the sliding window; None for no window.
         failure_rate_threshold: failure rate over the window that opens the breaker.
         window_minimum_calls: calls the window needs before its rate counts.
         success_threshold: successful probes that close a half-open breaker.
-        timeout_ms: how long the breaker stays open when this outcome opens it.
+        timeout_ms: how long the first opening in a row stays open.
+        timeout_multiplier: how much longer each further opening in a row stays open.
+        max_timeout_ms: the longest open time.
         ttl_ms: the hash's expiry, renewed when the state changes.
     """
     return BreakerScriptCall(
@@ -160,13 +165,15 @@ def breaker_record(
             window_minimum_calls,
             success_threshold,
             timeout_ms,
+            repr(timeout_multiplier),
+            max_timeout_ms,
             ttl_ms,
         ),
     )
 
 
 def breaker_reset(key: str, *, ttl_ms: int) -> BreakerScriptCall:
-    """Close the breaker and clear its counts; reply: :class:`BreakerReply`.
+    """Close the breaker, clear its counts and its openings in a row; reply: :class:`BreakerReply`.
 
     The generation still grows, so calls admitted before the reset cannot change the new
     state.

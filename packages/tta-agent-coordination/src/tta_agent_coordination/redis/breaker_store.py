@@ -75,7 +75,7 @@ class RedisBreakerStore(BreakerStore):
         retry_interval_s: after a failure, refuse at once for this long (breakers use
             local state meanwhile) before trying Redis again.
         state_ttl_s: an idle breaker's hash expires after this (at least twice a
-            breaker's ``timeout_seconds``), so abandoned names leave nothing behind.
+            breaker's longest open time), so abandoned names leave nothing behind.
         clock: monotonic clock for ``retry_interval_s``.
     """
 
@@ -114,7 +114,7 @@ class RedisBreakerStore(BreakerStore):
         return self._keys.breaker_state(name)
 
     def _ttl_ms(self, config: CircuitBreakerConfig) -> int:
-        return _ms(max(self.state_ttl_s, 2 * config.timeout_seconds))
+        return _ms(max(self.state_ttl_s, 2 * config.longest_open_s))
 
     async def _run(self, call: BreakerScriptCall, name: str) -> list[Any]:
         """Run ``call`` for breaker ``name`` within ``timeout_s``; its raw reply."""
@@ -147,7 +147,6 @@ class RedisBreakerStore(BreakerStore):
         """See :meth:`BreakerStore.acquire` (one EVALSHA of ``breaker_acquire``)."""
         call = breaker_acquire(
             self.key(name),
-            timeout_ms=_ms(config.timeout_seconds),
             half_open_max_calls=config.half_open_max_calls,
             probe_lease_ms=_ms(config.probe_lease_s),
             ttl_ms=self._ttl_ms(config),
@@ -176,6 +175,8 @@ class RedisBreakerStore(BreakerStore):
             window_minimum_calls=config.window_minimum_calls,
             success_threshold=config.success_threshold,
             timeout_ms=_ms(config.timeout_seconds),
+            timeout_multiplier=config.timeout_multiplier,
+            max_timeout_ms=_ms(config.longest_open_s),
             ttl_ms=self._ttl_ms(config),
         )
         return _snapshot(BreakerReply.parse(await self._run(call, name)))

@@ -35,14 +35,18 @@ from tta_agent_coordination.resilience.config import (
 )
 from tta_agent_coordination.resilience.defaults import default_redis_guard
 from tta_agent_coordination.resilience.guard import (
+    REDIS_BREAKER_DEFAULTS,
     REDIS_FAILURE_ERRORS,
+    REDIS_IGNORED_ERRORS,
     AgentCallGuard,
     RedisGuard,
     protect,
     redis_breaker,
     redis_breaker_config,
 )
+from tta_agent_coordination.resilience.health_check import HealthCheckFn
 from tta_agent_coordination.resilience.passthrough import PassthroughGuard
+from tta_agent_coordination.resilience.redis_health import redis_health_check
 from tta_agent_coordination.resilience.retry import (
     NEVER_RETRY_ERRORS,
     TRANSIENT_ERRORS,
@@ -52,7 +56,9 @@ from tta_agent_coordination.resilience.retry import (
 
 __all__ = [
     "NEVER_RETRY_ERRORS",
+    "REDIS_BREAKER_DEFAULTS",
     "REDIS_FAILURE_ERRORS",
+    "REDIS_IGNORED_ERRORS",
     "TRANSIENT_ERRORS",
     "AgentCallGuard",
     "BreakerListener",
@@ -65,6 +71,7 @@ __all__ = [
     "CircuitBreakerRegistry",
     "CircuitBreakerSettings",
     "CircuitState",
+    "HealthCheckFn",
     "InMemoryBreakerStore",
     "PassthroughGuard",
     "RedisGuard",
@@ -75,6 +82,7 @@ __all__ = [
     "protect",
     "redis_breaker",
     "redis_breaker_config",
+    "redis_health_check",
 ]
 
 # Deprecated names that live in a higher layer, resolved on first access only.

@@ -13,6 +13,7 @@ period, a success admitted before the breaker opened) never changes a later one.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,6 +27,7 @@ __all__ = [
     "BreakerStateMachine",
     "CircuitState",
     "Outcome",
+    "outcome_of",
 ]
 
 
@@ -35,7 +37,8 @@ class CircuitState(StrEnum):
     CLOSED = "closed"
     """Calls flow; failures are counted."""
     OPEN = "open"
-    """Calls are refused at once until ``timeout_seconds`` have passed."""
+    """Calls are refused at once until the open time has passed (``timeout_seconds``,
+    growing on openings in a row up to ``max_timeout_seconds``)."""
     HALF_OPEN = "half_open"
     """A few probe calls are let through to test whether the dependency is back."""
 
@@ -47,6 +50,17 @@ class Outcome(StrEnum):
     FAILURE = "f"
     NEUTRAL = "n"
     """Not counted (an ignored error, a cancellation); a probe's slot is freed."""
+    TRIP = "t"
+    """The dependency is known to be down (its health check failed after a failure):
+    a closed breaker opens at once, whatever its count; a half-open one reopens."""
+
+
+def outcome_of(config: CircuitBreakerConfig, exc: BaseException) -> Outcome:
+    """How a call (or a health check) that raised ``exc`` ended, by ``config``'s lists."""
+    counted = config.counts_as_failure(exc)
+    if counted is None:
+        return Outcome.NEUTRAL
+    return Outcome.FAILURE if counted else Outcome.SUCCESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,11 @@ class BreakerStateMachine:
     """Probes running now (half-open)."""
     probe_deadline: float = 0.0
     """After this, probe slots still held are taken to be abandoned and are reclaimed."""
+    open_streak: int = 0
+    """Openings in a row; the open time grows with it (``CircuitBreakerConfig.open_seconds``)."""
+    closed_at: float = -math.inf
+    """When the breaker last closed: an opening ``longest_open_s`` after it starts a new
+    streak."""
 
     def snapshot(self, now: float) -> BreakerSnapshot:
         """The state as a :class:`BreakerSnapshot` (no transition is made)."""
@@ -104,7 +123,12 @@ class BreakerStateMachine:
         return BreakerSnapshot(self.state, self.generation, self.failures, retry_after)
 
     def move(self, state: CircuitState, now: float, config: CircuitBreakerConfig) -> None:
-        """Enter ``state``: a new generation with cleared counts."""
+        """Enter ``state``: a new generation with cleared counts.
+
+        Opening continues the streak of openings (a longer open time) unless the breaker
+        had stayed closed for ``longest_open_s``; closing notes the time.
+        """
+        previous = self.state
         self.state = state
         self.generation += 1
         self.failures = 0
@@ -112,7 +136,12 @@ class BreakerStateMachine:
         self.successes = 0
         self.in_flight = 0
         if state is CircuitState.OPEN:
-            self.opened_until = now + config.timeout_seconds
+            if previous is CircuitState.CLOSED and now - self.closed_at >= config.longest_open_s:
+                self.open_streak = 0
+            self.open_streak += 1
+            self.opened_until = now + config.open_seconds(self.open_streak)
+        elif state is CircuitState.CLOSED:
+            self.closed_at = now
 
     def acquire(self, config: CircuitBreakerConfig, now: float) -> Admission:
         """Admit a call or refuse it; an open breaker whose timeout passed half-opens."""
@@ -144,7 +173,9 @@ class BreakerStateMachine:
         if generation is not None and generation != self.generation:
             return self.snapshot(now)
         if self.state is CircuitState.CLOSED:
-            if outcome is not Outcome.NEUTRAL:
+            if outcome is Outcome.TRIP:
+                self.move(CircuitState.OPEN, now, config)
+            elif outcome is not Outcome.NEUTRAL:
                 failed = outcome is Outcome.FAILURE
                 self.failures = self.failures + 1 if failed else 0
                 if config.window_size is not None:
@@ -156,7 +187,7 @@ class BreakerStateMachine:
         elif self.state is CircuitState.HALF_OPEN:
             if probe and generation is not None:
                 self.in_flight = max(self.in_flight - 1, 0)
-            if outcome is Outcome.FAILURE:
+            if outcome is Outcome.FAILURE or outcome is Outcome.TRIP:
                 self.move(CircuitState.OPEN, now, config)
             elif outcome is Outcome.SUCCESS:
                 self.successes += 1

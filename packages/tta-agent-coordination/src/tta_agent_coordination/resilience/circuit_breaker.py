@@ -1,19 +1,14 @@
 """An asyncio circuit breaker: closed → open → half-open → closed.
 
-* **Closed**: calls run. ``failure_threshold`` consecutive failures open the breaker (a
-  success resets the count); with ``window_size`` set, so does a failure rate of at
-  least ``failure_rate_threshold`` over the last ``window_size`` calls once
-  ``minimum_calls`` are in the window.
-* **Open**: calls are refused with :class:`~tta_agent_coordination.errors.CircuitBreakerOpenError`
-  (carrying ``retry_after``) without running. After ``timeout_seconds`` the next call
-  half-opens the breaker (lazily: nothing runs in the background).
-* **Half-open**: at most ``half_open_max_calls`` probes run at the same time; others are
-  refused. ``success_threshold`` successful probes close the breaker, any failed probe
-  reopens it, and a probe that is cancelled or ignored frees its slot.
-
-What counts as a failure is set by the config's ``record`` and ``ignore`` lists
-(cancellation never does), plus calls slower than ``slow_call_threshold_s`` and calls
-cut off by ``call_timeout_s``.
+Closed, calls run and failures are counted (consecutive, or a rate over a window); open,
+calls are refused at once with :class:`~tta_agent_coordination.errors.CircuitBreakerOpenError`
+for the open time (``timeout_seconds``, growing on openings in a row up to
+``max_timeout_seconds``); then the next call half-opens it (lazily: nothing runs in the
+background) and a few probes decide. With a ``health_check`` (a cheap call such as a
+PING), a probe runs only once the check passes, and a failure while closed that the check
+confirms opens the breaker at once (:mod:`~tta_agent_coordination.resilience.health_check`).
+What counts as a failure is the config's ``record`` and ``ignore`` lists (cancellation
+never does), plus slow and timed-out calls. See ``docs/resilience.md``.
 """
 
 from __future__ import annotations
@@ -21,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -33,13 +27,21 @@ import structlog
 from tta_agent_coordination.errors import CircuitBreakerOpenError
 from tta_agent_coordination.resilience.breaker_metrics import (
     BreakerListener,
+    BreakerRecorder,
     CircuitBreakerMetrics,
     StateTransition,
 )
-from tta_agent_coordination.resilience.breaker_state import BreakerSnapshot, CircuitState, Outcome
+from tta_agent_coordination.resilience.breaker_state import (
+    Admission,
+    BreakerSnapshot,
+    CircuitState,
+    Outcome,
+    outcome_of,
+)
 from tta_agent_coordination.resilience.breaker_store import BreakerStore, InMemoryBreakerStore
 from tta_agent_coordination.resilience.cancellation import being_cancelled
 from tta_agent_coordination.resilience.config import CircuitBreakerConfig
+from tta_agent_coordination.resilience.health_check import HealthCheck, HealthCheckFn
 
 __all__ = [
     "BreakerListener",
@@ -83,14 +85,15 @@ class CircuitBreaker:
         config: thresholds and what counts as a failure (defaults: TTA's, listed in
             ``docs/resilience.md``, "Configuration and defaults").
         store: where the state lives; an :class:`InMemoryBreakerStore` of its own by
-            default. With a shared store
-            (:class:`~tta_agent_coordination.redis.breaker_store.RedisBreakerStore`)
-            every process using the same name sees the same state; if the store cannot
-            be reached the breaker carries on from in-process state, starting from the
-            last state it saw, and goes back to the shared state once the store answers
-            again.
+            default. With a shared store (``RedisBreakerStore``) every process using the
+            same name sees the same state; if the store cannot be reached the breaker
+            carries on from in-process state, starting from the last state it saw, and
+            goes back to the shared state once the store answers again.
         clock: monotonic clock in seconds (inject a fake one in tests).
         max_transitions_kept: how many recent transitions :attr:`metrics` lists.
+        health_check: a cheap call that tells whether the dependency answers (for Redis,
+            a PING: :func:`~tta_agent_coordination.resilience.redis_health_check`); it
+            gates half-open probes and confirms failures.
 
     Use it as ``await breaker.call(fn)``, ``await breaker.execute(fn, *args)``, as a
     decorator (``@breaker`` on an ``async def``) or as ``async with breaker: ...``.
@@ -104,10 +107,14 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_transitions_kept: int = 100,
+        health_check: HealthCheckFn | None = None,
     ) -> None:
         self._name = name
         self._config = config if config is not None else CircuitBreakerConfig()
         self._clock = clock
+        self._health: HealthCheck | None = None
+        if health_check is not None:
+            self._health = HealthCheck(name, health_check, self._config, clock=clock)
         store = store if store is not None else InMemoryBreakerStore()
         self._store = store
         if isinstance(store, InMemoryBreakerStore):
@@ -121,13 +128,9 @@ class CircuitBreaker:
         self._snapshot_at = now
         self._state = self._snapshot.state
         self._degraded = False
-        self._listeners: list[BreakerListener] = []
         self._background: set[asyncio.Task[None]] = set()
-        self._calls = self._successes = self._failures = self._ignored = 0
-        self._rejections = self._slow_calls = self._timeouts = 0
-        self._transition_count = 0
-        self._transitions: deque[StateTransition] = deque(maxlen=max_transitions_kept)
         self._log = _log.bind(breaker=name)
+        self._recorder = BreakerRecorder(name, max_transitions_kept, self._log)
 
     # --- properties -------------------------------------------------------------------
 
@@ -171,19 +174,7 @@ class CircuitBreaker:
     @property
     def metrics(self) -> CircuitBreakerMetrics:
         """A snapshot of the breaker's counters."""
-        return CircuitBreakerMetrics(
-            name=self._name,
-            state=self._state,
-            calls=self._calls,
-            successes=self._successes,
-            failures=self._failures,
-            ignored=self._ignored,
-            rejections=self._rejections,
-            slow_calls=self._slow_calls,
-            timeouts=self._timeouts,
-            transition_count=self._transition_count,
-            transitions=tuple(self._transitions),
-        )
+        return self._recorder.metrics(self._state, self._health)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(name={self._name!r}, state={self._state.value})"
@@ -195,12 +186,12 @@ class CircuitBreaker:
 
         A listener that raises is logged and otherwise ignored.
         """
-        self._listeners.append(listener)
+        self._recorder.listeners.append(listener)
 
     def remove_listener(self, listener: BreakerListener) -> None:
         """Stop calling ``listener`` (no error if it was not added)."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        if listener in self._recorder.listeners:
+            self._recorder.listeners.remove(listener)
 
     # --- calling ----------------------------------------------------------------------
 
@@ -308,9 +299,11 @@ class CircuitBreaker:
         await self._reset_shared()
 
     async def aclose(self) -> None:
-        """Wait for background store updates (shared resets, released probes) to finish."""
+        """Wait for background work (store updates, a health check) to finish."""
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._health is not None:
+            await self._health.wait()
 
     # --- internals --------------------------------------------------------------------
 
@@ -336,6 +329,7 @@ class CircuitBreaker:
 
     async def _admit(self) -> _Ticket:
         now = self._clock()
+        ticket: _Ticket | None = None
         if self._shared is not None:
             try:
                 admission = await self._shared.acquire(self._name, self._config, now)
@@ -343,49 +337,63 @@ class CircuitBreaker:
                 self._degrade(exc, now)
             else:
                 self._restore()
-                self._observe(admission.snapshot, now)
-                if admission.allowed:
-                    self._calls += 1
-                    return _Ticket("shared", admission.snapshot.generation, admission.probe, now)
-                self._reject(admission.snapshot)
-        admission = self._local.acquire_now(self._name, self._config, now)
+                ticket = self._ticket("shared", admission, now)
+        if ticket is None:
+            ticket = self._ticket(
+                "local", self._local.acquire_now(self._name, self._config, now), now
+            )
+        if ticket.probe and self._health is not None:
+            ticket = await self._gate(ticket)
+        self._recorder.calls += 1
+        return ticket
+
+    def _ticket(
+        self, source: Literal["local", "shared"], admission: Admission, now: float
+    ) -> _Ticket:
         self._observe(admission.snapshot, now)
         if not admission.allowed:
             self._reject(admission.snapshot)
-        self._calls += 1
-        return _Ticket("local", admission.snapshot.generation, admission.probe, now)
+        return _Ticket(source, admission.snapshot.generation, admission.probe, now)
+
+    async def _gate(self, ticket: _Ticket) -> _Ticket:
+        """Refuse the probe unless the health check passes (a failed check reopens)."""
+        assert self._health is not None
+        try:
+            outcome = await self._health.run()
+        except asyncio.CancelledError:
+            self._release(ticket)
+            raise
+        if outcome is not Outcome.SUCCESS:
+            pending = self._record(ticket, outcome)
+            if pending is not None:
+                await pending
+            self._reject(self._snapshot)
+        return replace(ticket, started=self._clock())
 
     def _reject(self, snapshot: BreakerSnapshot) -> None:
-        self._rejections += 1
+        self._recorder.rejections += 1
         raise CircuitBreakerOpenError(self._name, retry_after=snapshot.retry_after)
 
     def _classify(self, exc: BaseException, timeout: asyncio.Timeout | None) -> Outcome:
         if timeout is not None and timeout.expired():
-            self._timeouts += 1
+            self._recorder.timeouts += 1
             return Outcome.FAILURE
-        counted = self._config.counts_as_failure(exc)
-        if counted is None:
-            return Outcome.NEUTRAL
-        return Outcome.FAILURE if counted else Outcome.SUCCESS
+        return outcome_of(self._config, exc)
 
     def _success_or_slow(self, ticket: _Ticket) -> Outcome:
         limit = self._config.slow_call_threshold_s
         if limit is not None and self._clock() - ticket.started > limit:
-            self._slow_calls += 1
+            self._recorder.slow_calls += 1
             return Outcome.FAILURE
         return Outcome.SUCCESS
 
-    def _count(self, outcome: Outcome) -> None:
-        if outcome is Outcome.SUCCESS:
-            self._successes += 1
-        elif outcome is Outcome.FAILURE:
-            self._failures += 1
-        else:
-            self._ignored += 1
-
     def _release_cancelled(self, ticket: _Ticket) -> None:
         """Free a cancelled call's probe slot without awaiting (the task is cancelled)."""
-        self._count(Outcome.NEUTRAL)
+        self._recorder.count(Outcome.NEUTRAL)
+        self._release(ticket)
+
+    def _release(self, ticket: _Ticket) -> None:
+        """Free ``ticket``'s probe slot, if it holds one, without awaiting or counting."""
         if ticket.source == "local":
             now = self._clock()
             snapshot = self._local.record_now(
@@ -396,24 +404,51 @@ class CircuitBreaker:
             self._spawn(self._record_shared(ticket, Outcome.NEUTRAL))
 
     async def _settle(self, ticket: _Ticket, outcome: Outcome) -> None:
-        self._count(outcome)
+        self._recorder.count(outcome)
+        pending = self._record(ticket, outcome)
+        if pending is not None:
+            await pending
+        if outcome is Outcome.FAILURE and self._health is not None and not ticket.probe:
+            await self._confirm(ticket)
+
+    async def _confirm(self, ticket: _Ticket) -> None:
+        """After a failure while closed: open at once if the health check fails too."""
+        if self._snapshot.state is not CircuitState.CLOSED:
+            return
+        source = "local" if ticket.source == "local" or self._degraded else "shared"
+        current = _Ticket(source, self._snapshot.generation, False, ticket.started)
+        # A task of its own, so that cancelling the caller now cannot lose the trip.
+        await asyncio.shield(self._spawn(self._trip_if_down(current)))
+
+    async def _trip_if_down(self, ticket: _Ticket) -> None:
+        assert self._health is not None
+        # Failures in a burst share one check: a result younger than a check's timeout.
+        outcome = await self._health.run(max_age_s=self._config.health_check_timeout_s)
+        if outcome is Outcome.FAILURE:
+            pending = self._record(ticket, Outcome.TRIP)
+            if pending is not None:
+                await pending
+
+    def _record(self, ticket: _Ticket, outcome: Outcome) -> asyncio.Future[None] | None:
+        """Apply ``outcome`` to the store that admitted ``ticket`` (not counted in metrics).
+
+        A local store applies it at once (None); for the shared store, the update to await.
+        """
         if ticket.source == "local":
             now = self._clock()
             snapshot = self._local.record_now(
                 self._name, self._config, ticket.generation, ticket.probe, outcome, now
             )
             self._observe(snapshot, now)
-            return
+            return None
         if not ticket.probe and self._nothing_to_record(outcome):
-            return
+            return None
         # A task of its own, so that cancelling the caller now cannot lose the update.
-        await asyncio.shield(self._spawn(self._record_shared(ticket, outcome)))
+        return asyncio.shield(self._spawn(self._record_shared(ticket, outcome)))
 
     def _nothing_to_record(self, outcome: Outcome) -> bool:
         """True when a closed-state outcome cannot change the shared state."""
-        if outcome is Outcome.NEUTRAL:
-            return True
-        return (
+        return outcome is Outcome.NEUTRAL or (
             outcome is Outcome.SUCCESS
             and self._snapshot.state is CircuitState.CLOSED
             and self._snapshot.failures == 0
@@ -462,14 +497,4 @@ class CircuitBreaker:
         if old is new:
             return
         self._state = new
-        self._transition_count += 1
-        self._transitions.append(StateTransition(old, new, now))
-        log = self._log.warning if new is CircuitState.OPEN else self._log.info
-        log("circuit_breaker_state_changed", old=old.value, new=new.value)
-        for listener in list(self._listeners):
-            try:
-                listener(self._name, old, new)
-            except Exception:
-                self._log.exception(
-                    "circuit_breaker_listener_failed", listener=repr(listener), new=new.value
-                )
+        self._recorder.transition(old, new, now)

@@ -1,12 +1,16 @@
 """Circuit-breaker configuration: a frozen pydantic model and an environment loader.
 
 Defaults follow TTA's original breaker: 5 consecutive failures open it, it half-opens
-after 60 s, admits 3 concurrent probes there and closes after 2 successful probes.
+after 60 s, admits 3 concurrent probes there and closes after 2 successful probes. The
+open time can grow on repeated openings (``timeout_multiplier``, ``max_timeout_seconds``);
+the breaker around Redis uses short, growing open times (see
+:func:`~tta_agent_coordination.resilience.redis_breaker_config`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -47,6 +51,8 @@ class _BreakerLimits(BaseModel):
 
     failure_threshold: int = 5
     timeout_seconds: float = 60.0
+    timeout_multiplier: float = 2.0
+    max_timeout_seconds: float | None = None
     half_open_max_calls: int = 3
     success_threshold: int = 2
     window_size: int | None = None
@@ -54,6 +60,7 @@ class _BreakerLimits(BaseModel):
     minimum_calls: int | None = None
     slow_call_threshold_s: float | None = None
     call_timeout_s: float | None = None
+    health_check_timeout_s: float = 1.0
 
 
 class CircuitBreakerConfig(_BreakerLimits):
@@ -63,7 +70,13 @@ class CircuitBreakerConfig(_BreakerLimits):
 
     Attributes:
         failure_threshold: consecutive failures (while closed) that open the breaker.
-        timeout_seconds: how long the breaker stays open before it half-opens.
+        timeout_seconds: how long the breaker stays open before it half-opens, the
+            first time it opens.
+        timeout_multiplier: each further opening in a row stays open this many times
+            longer than the one before (>= 1)...
+        max_timeout_seconds: ...up to this (None: ``timeout_seconds``, so the open time
+            never grows). Openings are "in a row" until the breaker has stayed closed
+            for ``max_timeout_seconds``.
         half_open_max_calls: probes admitted at the same time while half-open.
         success_threshold: successful probes that close a half-open breaker
             (at most ``half_open_max_calls``).
@@ -76,6 +89,9 @@ class CircuitBreakerConfig(_BreakerLimits):
             is still returned).
         call_timeout_s: a call still running after this is cancelled, raises
             ``TimeoutError`` and counts as a failure.
+        health_check_timeout_s: bound on one run of the breaker's health check (a
+            check still running after this has failed); used only by a breaker given a
+            ``health_check``.
         record: exception types that count as failures. An exception that matches
             neither ``record`` nor ``ignore`` means the dependency answered: it counts
             as a success.
@@ -103,6 +119,18 @@ class CircuitBreakerConfig(_BreakerLimits):
             problems.append(f"failure_threshold must be >= 1, got {self.failure_threshold}")
         if not self.timeout_seconds > 0:
             problems.append(f"timeout_seconds must be > 0, got {self.timeout_seconds}")
+        elif self.max_timeout_seconds is not None and not (
+            math.isfinite(self.max_timeout_seconds)
+            and self.max_timeout_seconds >= self.timeout_seconds
+        ):
+            problems.append(
+                f"max_timeout_seconds must be finite and >= timeout_seconds "
+                f"({self.timeout_seconds}), or None; got {self.max_timeout_seconds}"
+            )
+        if not (math.isfinite(self.timeout_multiplier) and self.timeout_multiplier >= 1):
+            problems.append(
+                f"timeout_multiplier must be finite and >= 1, got {self.timeout_multiplier}"
+            )
         if self.half_open_max_calls < 1:
             problems.append(f"half_open_max_calls must be >= 1, got {self.half_open_max_calls}")
         if self.success_threshold < 1:
@@ -132,6 +160,10 @@ class CircuitBreakerConfig(_BreakerLimits):
             value: float | None = getattr(self, field)
             if value is not None and not value > 0:
                 problems.append(f"{field} must be > 0 or None, got {value}")
+        if not self.health_check_timeout_s > 0:
+            problems.append(
+                f"health_check_timeout_s must be > 0, got {self.health_check_timeout_s}"
+            )
         if asyncio.CancelledError in self.record:
             problems.append("record must not contain asyncio.CancelledError")
         if problems:
@@ -146,9 +178,28 @@ class CircuitBreakerConfig(_BreakerLimits):
         return self.window_size or 1
 
     @property
+    def longest_open_s(self) -> float:
+        """The longest time the breaker stays open (``max_timeout_seconds`` or the base)."""
+        if self.max_timeout_seconds is None:
+            return self.timeout_seconds
+        return self.max_timeout_seconds
+
+    def open_seconds(self, streak: int) -> float:
+        """How long the ``streak``-th opening in a row stays open (the first is 1).
+
+        ``timeout_seconds * timeout_multiplier ** (streak - 1)``, at most
+        :attr:`longest_open_s`.
+        """
+        try:
+            grown = self.timeout_seconds * self.timeout_multiplier ** max(streak - 1, 0)
+        except OverflowError:
+            return self.longest_open_s
+        return min(grown, self.longest_open_s)
+
+    @property
     def probe_lease_s(self) -> float:
         """How long a half-open probe may hold its slot before it is presumed abandoned."""
-        return max(self.timeout_seconds, self.call_timeout_s or 0.0)
+        return max(self.longest_open_s, self.call_timeout_s or 0.0, self.health_check_timeout_s)
 
     def counts_as_failure(self, exc: BaseException) -> bool | None:
         """Classify an exception: True failure, False success, None not counted."""

@@ -1,7 +1,8 @@
 """The default guard: one ``RedisGuard`` (one breaker, one retry policy) per Redis client.
 
 A coordinator and a registry built on the same client share its breaker, so that both
-stop calling a Redis that is down, and both resume together.
+stop calling a Redis that is down, and both resume together. The breaker PINGs that
+client's Redis as its health check (:func:`~tta_agent_coordination.resilience.redis_health_check`).
 """
 
 from __future__ import annotations
@@ -21,5 +22,5 @@ def default_redis_guard(client: aioredis.Redis) -> RedisGuard:
     """The guard shared by every component that uses ``client`` without its own."""
     guard = _GUARDS.get(client)
     if guard is None:
-        guard = _GUARDS[client] = RedisGuard()
+        guard = _GUARDS[client] = RedisGuard(client=client)
     return guard

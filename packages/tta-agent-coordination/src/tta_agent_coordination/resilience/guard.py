@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar, overload
 
+import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 
 from tta_agent_coordination.resilience.breaker_store import BreakerStore
 from tta_agent_coordination.resilience.circuit_breaker import CircuitBreaker
-from tta_agent_coordination.resilience.config import CircuitBreakerConfig
+from tta_agent_coordination.resilience.config import DEFAULT_IGNORE, CircuitBreakerConfig
+from tta_agent_coordination.resilience.health_check import HealthCheckFn
+from tta_agent_coordination.resilience.redis_health import redis_health_check
 from tta_agent_coordination.resilience.retry import RetryPolicy
 
 __all__ = [
+    "REDIS_BREAKER_DEFAULTS",
     "REDIS_FAILURE_ERRORS",
+    "REDIS_IGNORED_ERRORS",
     "AgentCallGuard",
     "RedisGuard",
     "protect",
@@ -41,23 +47,57 @@ REDIS_FAILURE_ERRORS: tuple[type[BaseException], ...] = (
 """What the default Redis breaker counts as a failure: Redis is unreachable or slow.
 Any other error (a ``ResponseError``, a caller's bad argument) means Redis answered."""
 
+REDIS_IGNORED_ERRORS: tuple[type[BaseException], ...] = (
+    *DEFAULT_IGNORE,
+    redis_errors.MaxConnectionsError,
+)
+"""What the default Redis breaker never counts: caller errors, an inner breaker's refusal,
+and an exhausted connection pool (``MaxConnectionsError``, a ``ConnectionError``): that is
+back-pressure in this process, not a sign that Redis is down."""
+
+REDIS_BREAKER_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "timeout_seconds": 0.5,
+        "timeout_multiplier": 2.0,
+        "max_timeout_seconds": 5.0,
+        "health_check_timeout_s": 1.0,
+    }
+)
+"""Where the Redis breaker departs from :class:`CircuitBreakerConfig`'s defaults: open
+0.5 s, twice as long on each opening in a row, at most 5 s (so it recovers within about
+5 s of Redis answering again), and a 1 s bound on its PING health check. See
+``docs/resilience.md``, "The breaker around Redis", for the trade-off."""
+
 
 def redis_breaker_config(**overrides: Any) -> CircuitBreakerConfig:
     """The default config of a breaker around Redis.
 
-    TTA's default thresholds (``docs/resilience.md``, "Configuration and defaults"),
-    counting only :data:`REDIS_FAILURE_ERRORS` as failures; keyword arguments override
-    fields.
+    TTA's thresholds with the open times of :data:`REDIS_BREAKER_DEFAULTS`, counting only
+    :data:`REDIS_FAILURE_ERRORS` as failures and never :data:`REDIS_IGNORED_ERRORS`;
+    keyword arguments override fields.
     """
-    fields: dict[str, Any] = {"record": REDIS_FAILURE_ERRORS, **overrides}
+    fields: dict[str, Any] = {
+        **REDIS_BREAKER_DEFAULTS,
+        "record": REDIS_FAILURE_ERRORS,
+        "ignore": REDIS_IGNORED_ERRORS,
+        **overrides,
+    }
     return CircuitBreakerConfig(**fields)
 
 
 def redis_breaker(
-    name: str = "redis", *, store: BreakerStore | None = None, **overrides: Any
+    name: str = "redis",
+    *,
+    store: BreakerStore | None = None,
+    health_check: HealthCheckFn | None = None,
+    **overrides: Any,
 ) -> CircuitBreaker:
-    """A breaker for Redis calls with :func:`redis_breaker_config` (``overrides`` applied)."""
-    return CircuitBreaker(name, redis_breaker_config(**overrides), store)
+    """A breaker for Redis calls with :func:`redis_breaker_config` (``overrides`` applied).
+
+    Pass ``health_check=redis_health_check(client)`` (as :class:`RedisGuard` does when
+    given its client) so that probes PING first and failures are confirmed by a PING.
+    """
+    return CircuitBreaker(name, redis_breaker_config(**overrides), store, health_check=health_check)
 
 
 class AgentCallGuard:
@@ -119,21 +159,29 @@ class RedisGuard(AgentCallGuard):
 
     Args:
         breaker: defaults to :func:`redis_breaker` (a breaker named ``redis`` counting
-            only connection errors and timeouts, in-process state).
+            only connection errors and timeouts, in-process state), with
+            :func:`redis_health_check` of ``client`` when one is given.
         retry: defaults to ``RetryPolicy(name="redis")``: 3 attempts, 0.05 s first
-            backoff, 1 s max, 5 s deadline, transient Redis errors only.
+            backoff, 1 s max, 5 s deadline from the first attempt, transient Redis
+            errors only.
+        client: the Redis client the guarded calls use, for the default breaker's
+            health check (ignored when ``breaker`` is given).
 
     Retries happen only for operations run with ``retry=True`` (the coordinator passes
     it for sends, which ``message_id`` dedupe makes safe to repeat).
     """
 
     def __init__(
-        self, breaker: CircuitBreaker | None = None, retry: RetryPolicy | None = None
+        self,
+        breaker: CircuitBreaker | None = None,
+        retry: RetryPolicy | None = None,
+        *,
+        client: aioredis.Redis | None = None,
     ) -> None:
-        super().__init__(
-            breaker if breaker is not None else redis_breaker(),
-            retry if retry is not None else RetryPolicy(name="redis"),
-        )
+        if breaker is None:
+            check = redis_health_check(client) if client is not None else None
+            breaker = redis_breaker(health_check=check)
+        super().__init__(breaker, retry if retry is not None else RetryPolicy(name="redis"))
 
 
 @overload

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,7 +21,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_before_delay,
 )
 from tenacity.stop import stop_base
 
@@ -61,6 +61,24 @@ NEVER_RETRY_ERRORS: tuple[type[BaseException], ...] = (
 point is to stop calling) and bad credentials (subclasses of redis ``ConnectionError``)."""
 
 
+class _StopBeforeDeadline(stop_base):
+    """Stop when the next attempt could not start before ``deadline`` (monotonic seconds).
+
+    tenacity's ``stop_before_delay`` measures from when its loop began; the policy's fast
+    path runs the first attempt before that, so the deadline is fixed here, before the
+    first attempt: a first attempt that itself outlasted the deadline (a read that hung
+    for the whole socket timeout) is never followed by another.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        ended = retry_state.outcome_timestamp
+        now = ended if ended is not None else time.monotonic()
+        return now + retry_state.upcoming_sleep >= self.deadline
+
+
 def is_transient(exc: BaseException) -> bool:
     """True if ``exc`` is one of :data:`TRANSIENT_ERRORS` and not a never-retry error."""
     return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, NEVER_RETRY_ERRORS)
@@ -71,8 +89,9 @@ class RetryPolicy:
 
     The wait before retry *n* is ``min(initial_s * exp_base ** (n - 1) + U(0, jitter_s),
     max_s)``. Retrying stops after ``attempts`` attempts, or when the next attempt could
-    not start before ``deadline_s`` (measured from the first attempt; an attempt in
-    progress is never cut short). The last error is re-raised unchanged.
+    not start before ``deadline_s`` (measured from the start of the first attempt, so a
+    first attempt slower than the deadline is never repeated; an attempt in progress is
+    never cut short). The last error is re-raised unchanged.
 
     Args:
         attempts: total attempts including the first (None: no limit; then set a
@@ -147,12 +166,12 @@ class RetryPolicy:
             base = self.max_s
         return min(base + random.uniform(0, self.jitter_s), self.max_s)
 
-    def _stop(self) -> stop_base:
+    def _stop(self, started: float) -> stop_base:
         stops: list[stop_base] = []
         if self.attempts is not None:
             stops.append(stop_after_attempt(self.attempts))
         if self.deadline_s is not None:
-            stops.append(stop_before_delay(self.deadline_s))
+            stops.append(_StopBeforeDeadline(started + self.deadline_s))
         stop = stops[0]
         for extra in stops[1:]:
             stop = stop | extra
@@ -163,6 +182,7 @@ class RetryPolicy:
         # Fast path: the first attempt runs without tenacity, whose per-call set-up costs
         # more than a Redis round trip. Only a retryable failure enters the retry loop,
         # whose first "attempt" re-raises that failure, so attempt counts are unchanged.
+        started = time.monotonic()
         try:
             return await fn()
         except Exception as exc:
@@ -175,9 +195,9 @@ class RetryPolicy:
                 raise first_failure.pop()
             return await fn()
 
-        return await self._retry(attempt, operation)
+        return await self._retry(attempt, operation, started)
 
-    async def _retry(self, fn: Callable[[], Awaitable[T]], operation: str) -> T:
+    async def _retry(self, fn: Callable[[], Awaitable[T]], operation: str, started: float) -> T:
         def log_retry(state: RetryCallState) -> None:
             outcome = state.outcome
             error = outcome.exception() if outcome is not None else None
@@ -191,7 +211,7 @@ class RetryPolicy:
             )
 
         retrying = AsyncRetrying(
-            stop=self._stop(),
+            stop=self._stop(started),
             wait=self.backoff,
             retry=retry_if_exception(self.should_retry),
             before_sleep=log_retry,

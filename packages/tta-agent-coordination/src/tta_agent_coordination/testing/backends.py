@@ -10,6 +10,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from tta_agent_coordination.errors import CoordinationError
+from tta_agent_coordination.redis.pool import WaitingConnectionPool
 
 __all__ = [
     "DEFAULT_TEST_REDIS_URL",
@@ -45,13 +46,24 @@ def fake_redis(**kwargs: Any) -> aioredis.Redis:
 async def real_redis(url: str | None = None, **kwargs: Any) -> aioredis.Redis:
     """A client of the real Redis for tests, checked with PING.
 
+    Like the clients of ``CoordinationSettings.redis_client()``, its pool
+    (:class:`~tta_agent_coordination.redis.pool.WaitingConnectionPool`) makes a command
+    wait for a free connection when all are busy: up to 1,000 connections, a wait of up
+    to ``timeout`` (10 s) s. ``kwargs`` are pool and connection options, as
+    ``Redis.from_url`` takes them, plus ``single_connection_client``.
+
     Raises:
         RealRedisUnavailableError: the server does not answer.
     """
     url = url or os.environ.get("TTA_COORD_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
     # redis-py's async pool allows 100 connections by default; concurrency tests need more.
     kwargs.setdefault("max_connections", 1_000)
-    client: aioredis.Redis = aioredis.Redis.from_url(url, socket_connect_timeout=2, **kwargs)
+    kwargs.setdefault("timeout", 10.0)
+    kwargs.setdefault("socket_connect_timeout", 2)
+    single = bool(kwargs.pop("single_connection_client", False))
+    pool = WaitingConnectionPool.from_url(url, **kwargs)
+    client = aioredis.Redis(connection_pool=pool, single_connection_client=single)
+    client.auto_close_connection_pool = True  # closing the client closes its pool
     try:
         await client.ping()  # pyright: ignore[reportUnknownMemberType]
     except (OSError, aioredis.RedisError) as exc:

@@ -8,7 +8,9 @@ a directory of their own, a memory limit, or any other ``redis-server`` option.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -25,9 +27,11 @@ from tta_agent_coordination.errors import CoordinationError
 __all__ = [
     "RedisServerNotFoundError",
     "free_port",
+    "freeze_redis_server",
     "redis_server_path",
     "start_redis_server",
     "stop_redis_server",
+    "thaw_redis_server",
     "wait_until_up",
 ]
 
@@ -138,7 +142,26 @@ async def wait_until_up(port: int, limit_s: float = 5.0) -> None:
 
 
 def stop_redis_server(proc: subprocess.Popen[bytes] | None) -> None:
-    """Kill the server (as a crash would) and reap it; nothing if already gone."""
+    """Kill the server (as a crash would) and reap it; nothing if already gone.
+
+    A frozen server is resumed first, so that nothing waits on it.
+    """
     if proc is not None and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
         proc.kill()
         proc.wait(timeout=5)
+
+
+def freeze_redis_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGSTOP the server: it keeps its data and connections but answers nothing.
+
+    As a Redis behind a network partition, in a long fork or in a paused VM. Always
+    :func:`thaw_redis_server` it (or :func:`stop_redis_server`, which kills it anyway).
+    """
+    os.kill(proc.pid, signal.SIGSTOP)
+
+
+def thaw_redis_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGCONT a server stopped by :func:`freeze_redis_server` (nothing if it has exited)."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)

@@ -3,16 +3,15 @@
 -- (breaker_acquire, AcquireReply): {state, generation, failures, retry_after_ms,
 -- allowed 0|1, probe 0|1}. An open breaker whose deadline passed half-opens here (lazily,
 -- on the next call).
-local timeout_ms = tonumber(ARGV[1])
-local half_open_max_calls = tonumber(ARGV[2])
-local probe_lease_ms = tonumber(ARGV[3])
-local ttl_ms = tonumber(ARGV[4])
+local half_open_max_calls = tonumber(ARGV[1])
+local probe_lease_ms = tonumber(ARGV[2])
+local ttl_ms = tonumber(ARGV[3])
 
 local now = now_ms()
 local b = load_breaker()
 local dirty = false
 if b.s == 'open' and now >= b.u then
-  move(b, 'half_open', now, timeout_ms)
+  move(b, 'half_open', now, nil)
   dirty = true
 end
 local allowed, probe = 0, 0

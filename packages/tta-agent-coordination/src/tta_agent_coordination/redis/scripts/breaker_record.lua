@@ -3,15 +3,19 @@
 -- redis/breaker_scripts.py (breaker_record, BreakerReply): {state, generation, failures,
 -- retry_after_ms}. A stale generation changes nothing.
 local admitted_generation = ARGV[1] -- '' = whatever the current one is
-local outcome = ARGV[2] -- s|f|n
+local outcome = ARGV[2] -- s|f|n|t (t: known down, open now)
 local probe = ARGV[3] -- 0|1
 local failure_threshold = tonumber(ARGV[4])
 local window_size = tonumber(ARGV[5]) -- 0 = no window
 local failure_rate_threshold = tonumber(ARGV[6])
 local window_minimum_calls = tonumber(ARGV[7])
 local success_threshold = tonumber(ARGV[8])
-local timeout_ms = tonumber(ARGV[9])
-local ttl_ms = tonumber(ARGV[10])
+local open = {
+  base_ms = tonumber(ARGV[9]),
+  multiplier = tonumber(ARGV[10]),
+  max_ms = tonumber(ARGV[11]),
+}
+local ttl_ms = tonumber(ARGV[12])
 
 local now = now_ms()
 local b = load_breaker()
@@ -20,7 +24,10 @@ if admitted_generation ~= '' and tonumber(admitted_generation) ~= b.g then
 end
 local dirty = false
 if b.s == 'closed' then
-  if outcome ~= 'n' then
+  if outcome == 't' then
+    move(b, 'open', now, open)
+    dirty = true
+  elseif outcome ~= 'n' then
     local failed = outcome == 'f'
     local before_f, before_w = b.f, b.w
     if failed then b.f = b.f + 1 else b.f = 0 end
@@ -35,7 +42,7 @@ if b.s == 'closed' then
         trip = fails / #b.w >= failure_rate_threshold
       end
       if trip then
-        move(b, 'open', now, timeout_ms)
+        move(b, 'open', now, open)
       end
     end
   end
@@ -43,12 +50,12 @@ elseif b.s == 'half_open' then
   if probe == '1' and admitted_generation ~= '' then
     b.i = math.max(b.i - 1, 0)
   end
-  if outcome == 'f' then
-    move(b, 'open', now, timeout_ms)
+  if outcome == 'f' or outcome == 't' then
+    move(b, 'open', now, open)
   elseif outcome == 's' then
     b.k = b.k + 1
     if b.k >= success_threshold then
-      move(b, 'closed', now, timeout_ms)
+      move(b, 'closed', now, open)
     end
   end
   dirty = true
