@@ -22,6 +22,7 @@ from tta_agent_coordination import (
     WorkerError,
     WorkerState,
 )
+from tta_agent_coordination.errors import CircuitBreakerOpenError
 from tta_agent_coordination.runtime.supervision import RestartPolicy
 
 from .conftest import SERVER, eventually
@@ -217,6 +218,27 @@ async def test_outages_are_ridden_out_past_the_limit(faulty, registry, make_work
             assert worker.state is WorkerState.RUNNING
     assert len(events(logs, "receive_failed")) == 5
     assert events(logs, "worker_task_failed") == []
+
+
+async def test_an_open_breaker_paces_the_fetch_loop_without_extra_backoff(
+    faulty, registry, make_worker
+):
+    # Eight refusals that each say "retry in 0.05 s": the loop waits that, not its own
+    # growing backoff (which would be 0.1 + 0.2 + ... + 5 s, over 10 s in all).
+    faulty.inject("receive_batch", CircuitBreakerOpenError("redis", retry_after=0.05), times=8)
+    worker = make_worker(coordinator=faulty, restart_policy=FAST)
+    handled: list[int] = []
+
+    @worker.on_event()
+    async def handle(ctx: MessageContext[Any]) -> None:
+        handled.append(ctx.message.payload["n"])
+
+    await send(faulty, message(1))
+    with capture_logs() as logs:
+        async with worker:
+            await eventually(lambda: handled == [1], timeout=15)
+    waits = [e["retry_in"] for e in events(logs, "receive_failed")]
+    assert waits == [0.05] * 8
 
 
 @pytest.mark.parametrize("method", ["ack_many", "nack"])

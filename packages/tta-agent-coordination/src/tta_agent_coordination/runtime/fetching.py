@@ -118,7 +118,10 @@ class FetchLoop:
                 outages += 1
                 delay = min(_BACKOFF_MAX_S, 0.05 * 2 ** min(outages, 16))
                 if isinstance(exc, CircuitBreakerOpenError) and exc.retry_after:
-                    delay = min(_BACKOFF_MAX_S, max(delay, exc.retry_after))
+                    # The breaker already paces the retries (its open time grows while
+                    # Redis stays down): wait for it alone, not for a backoff of our own
+                    # on top, which would add seconds after Redis answers again.
+                    delay = min(_BACKOFF_MAX_S, exc.retry_after)
                 self._log.warning("receive_failed", error=str(exc), retry_in=round(delay, 3))
                 await wait_any(self._stop_requested, timeout=delay)
                 continue
