@@ -284,6 +284,7 @@ class StreamWaiter:
         self._readers: list[_Reader] = []
         self._reader_of: dict[str, _Reader] = {}
         self._waiters = 0
+        self._kicks: set[asyncio.Task[None]] = set()
         self._unblock = True
         self._closed = False
         self._log = get_logger(__name__)
@@ -339,7 +340,7 @@ class StreamWaiter:
             for reader in set(waiter.readers.values()):
                 reader.waiting += 1
             for reader in kick:
-                await self._kick(reader)
+                self._kick_soon(reader)
             try:
                 async with asyncio.timeout(timeout):
                     return await waiter.future
@@ -356,7 +357,7 @@ class StreamWaiter:
                     # The last waiter left: end the long read, so that the reader
                     # lingers only linger_s and then gives its connection back.
                     reader.kicked = True
-                    await self._kick(reader)
+                    self._kick_soon(reader)
 
     async def aclose(self) -> None:
         """Stop every reader (their connections go back to the pool); waits fail."""
@@ -368,8 +369,11 @@ class StreamWaiter:
             reader.fail(closed)
             if reader.task is not None:
                 reader.task.cancel()
+        kicks, self._kicks = self._kicks, set()
+        for task in kicks:
+            task.cancel()
         await asyncio.gather(
-            *(r.task for r in readers if r.task is not None), return_exceptions=True
+            *(r.task for r in readers if r.task is not None), *kicks, return_exceptions=True
         )
 
     # --- readers ------------------------------------------------------------------------
@@ -394,6 +398,14 @@ class StreamWaiter:
             reader.task = asyncio.get_running_loop().create_task(
                 self._read_loop(reader), name="stream-waiter-reader"
             )
+
+    def _kick_soon(self, reader: _Reader) -> None:
+        """Kick in a task of its own: a waiter never waits on (or is delayed by) a kick."""
+        if reader.client_id is None or not self._unblock or self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._kick(reader), name="stream-waiter-kick")
+        self._kicks.add(task)
+        task.add_done_callback(self._kicks.discard)
 
     async def _kick(self, reader: _Reader) -> None:
         """End the reader's blocked read so that it re-arms with the new streams."""
@@ -444,7 +456,8 @@ class StreamWaiter:
                     reader.fail(exc)
                     if conn is not None:
                         conn, dead = None, conn
-                        await dead.disconnect()
+                        with contextlib.suppress(Exception):
+                            await dead.disconnect()
                         await pool.release(dead)
                     await asyncio.sleep(min(_BACKOFF_MAX_S, _BACKOFF_MIN_S * 2 ** (failures - 1)))
                     continue
