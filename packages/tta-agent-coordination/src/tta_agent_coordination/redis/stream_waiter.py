@@ -33,11 +33,10 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
 from tta_agent_coordination.errors import (
@@ -46,58 +45,20 @@ from tta_agent_coordination.errors import (
     CoordinatorUnavailableError,
 )
 from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.redis.stream_reads import (
+    SharedRead,
+    Waiter,
+    parse_id,
+    slot_group,
+)
 
-__all__ = ["RunFn", "StreamWaiter", "WaiterStats", "slot_group"]
-
-T = TypeVar("T")
+__all__ = ["RunFn", "StreamWaiter", "WaiterStats", "parse_id", "slot_group"]
 
 RunFn = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 """Runs one Redis call under a guard, failures as ``CoordinationError`` (``core.call``)."""
 
-StreamId = tuple[int, int]
-
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 2.0
-
-
-def slot_group(redis: Any, key: str) -> int | None:
-    """The group of keys ``key`` may share one ``XREAD`` with.
-
-    Its hash slot on a Cluster client (a multi-key command must stay in one slot), None
-    (one group) on a standalone client.
-    """
-    return key_slot(key.encode()) if hasattr(redis, "nodes_manager") else None
-
-
-def parse_id(value: str) -> StreamId:
-    """``"<ms>-<seq>"`` or ``"<ms>"`` as a comparable tuple.
-
-    Raises:
-        ConfigurationError: not a concrete entry id (``$``, ``>`` or garbage).
-    """
-    ms, sep, seq = value.partition("-")
-    try:
-        parsed = (int(ms), int(seq) if sep else 0)
-    except ValueError:
-        parsed = (-1, -1)
-    if parsed[0] < 0 or parsed[1] < 0:
-        raise ConfigurationError(f"stream id must be '<ms>-<seq>' or '<ms>', got {value!r}")
-    return parsed
-
-
-def _pairs(reply: Any) -> Any:
-    if isinstance(reply, dict):
-        return cast("dict[Any, Any]", reply).items()
-    return reply or ()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _bulk(value: str) -> bytes:
-    raw = value.encode()
-    return b"$%d\r\n%s\r\n" % (len(raw), raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,129 +73,6 @@ class WaiterStats:
     """Streams in the shared reads (with a waiter, or lingering after the last one)."""
     unblock: bool
     """False once ``CLIENT UNBLOCK`` was refused: re-arming is then periodic."""
-
-
-class _Waiter:
-    __slots__ = ("future", "ids", "readers", "woken")
-
-    def __init__(self, future: asyncio.Future[set[str]], ids: dict[str, StreamId]) -> None:
-        self.future = future
-        self.ids = ids
-        self.woken: set[str] = set()
-        self.readers: dict[str, _Reader] = {}
-
-
-@dataclass(slots=True)
-class _Watch:
-    """One stream of a reader: its waiters and the id the read starts after."""
-
-    piece: bytes
-    cursor: StreamId
-    waiters: set[_Waiter] = field(default_factory=set[_Waiter])
-    armed: StreamId | None = None
-    """The id the in-flight read covers this stream from (None: not covered)."""
-    idle_since: float = 0.0
-
-
-class _Reader:
-    """One blocked ``XREAD`` over a group of streams, on one connection of the pool."""
-
-    def __init__(self, owner: StreamWaiter, group: int | None) -> None:
-        self.owner = owner
-        self.group = group
-        self.watches: dict[str, _Watch] = {}
-        self.client_id: int | None = None
-        self.waiting = 0
-        """Waits registered with this reader (each counted once)."""
-        self.blocked = False
-        self.kicked = False
-        self.task: asyncio.Task[None] | None = None
-
-    def needs_rearm(self, key: str, last: StreamId) -> bool:
-        watch = self.watches.get(key)
-        return watch is None or watch.armed is None or last < watch.armed
-
-    def add(self, waiter: _Waiter, key: str, last: StreamId) -> None:
-        watch = self.watches.get(key)
-        if watch is None:
-            watch = self.watches[key] = _Watch(piece=_bulk(key), cursor=last)
-        elif last < watch.cursor or (not watch.waiters and last > watch.cursor):
-            # Alone on a lingering stream, the waiter's own id is the right start.
-            watch.cursor = last
-        watch.waiters.add(waiter)
-
-    def remove(self, waiter: _Waiter, key: str, now: float) -> None:
-        watch = self.watches.get(key)
-        if watch is not None:
-            watch.waiters.discard(waiter)
-            if not watch.waiters:
-                watch.idle_since = now
-
-    def command(self, block_ms: int) -> bytes:
-        """The packed ``XREAD COUNT 1 BLOCK <ms> STREAMS k... id...`` (keys pre-encoded)."""
-        watches = list(self.watches.values())
-        head = b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n$1\r\n1\r\n$5\r\nBLOCK\r\n%s" % (
-            6 + 2 * len(watches),
-            _bulk(str(block_ms)),
-        )
-        parts = [head, b"$7\r\nSTREAMS\r\n"]
-        parts.extend(w.piece for w in watches)
-        for w in watches:
-            w.armed = w.cursor
-            parts.append(_bulk(f"{w.cursor[0]}-{w.cursor[1]}"))
-        return b"".join(parts)
-
-    def disarm(self) -> None:
-        for watch in self.watches.values():
-            watch.armed = None
-
-    def deliver(self, reply: Any) -> list[str]:
-        """Wake the waiters of every stream with an entry newer than their last id.
-
-        Returns the lingering streams (no waiter) that got an entry: they leave the read,
-        or a busy queue's backlog would be walked one entry per read.
-        """
-        # RESP2: [[key, entries], ...]; RESP3 (and FakeRedis): {key: entries}.
-        items: Any = _pairs(reply)
-        touched: set[_Waiter] = set()
-        dropped: list[str] = []
-        for key_raw, entries in items:
-            key = _text(key_raw)
-            watch = self.watches.get(key)
-            if watch is None or not entries:
-                continue
-            if not watch.waiters:
-                del self.watches[key]
-                dropped.append(key)
-                continue
-            entry = parse_id(_text(entries[-1][0]))
-            remaining: list[StreamId] = []
-            for waiter in watch.waiters:
-                if waiter.ids[key] < entry:
-                    waiter.woken.add(key)
-                    touched.add(waiter)
-                else:
-                    remaining.append(waiter.ids[key])
-            watch.cursor = min(remaining) if remaining else entry
-        for waiter in touched:
-            if not waiter.future.done():
-                waiter.future.set_result(set(waiter.woken))
-        return dropped
-
-    def fail(self, exc: BaseException) -> None:
-        for watch in self.watches.values():
-            for waiter in watch.waiters:
-                if not waiter.future.done():
-                    waiter.future.set_exception(exc)
-
-    def drop_lingering(self, now: float, linger_s: float) -> list[str]:
-        """Remove the streams without a waiter for ``linger_s``; their keys."""
-        stale = [
-            k for k, w in self.watches.items() if not w.waiters and now - w.idle_since >= linger_s
-        ]
-        for key in stale:
-            del self.watches[key]
-        return stale
 
 
 class StreamWaiter:
@@ -281,8 +119,8 @@ class StreamWaiter:
         self._linger_s = linger_s
         self._rearm_s = rearm_interval_s
         self._max_keys = int(max_keys_per_read)
-        self._readers: list[_Reader] = []
-        self._reader_of: dict[str, _Reader] = {}
+        self._readers: list[SharedRead] = []
+        self._reader_of: dict[str, SharedRead] = {}
         self._waiters = 0
         self._kicks: set[asyncio.Task[None]] = set()
         self._unblock = True
@@ -325,8 +163,8 @@ class StreamWaiter:
         if timeout == 0:
             return set()
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(loop.create_future(), ids)
-        kick: list[_Reader] = []
+        waiter = Waiter(loop.create_future(), ids)
+        kick: list[SharedRead] = []
         self._waiters += 1
         try:
             for key, last in ids.items():
@@ -378,7 +216,7 @@ class StreamWaiter:
 
     # --- readers ------------------------------------------------------------------------
 
-    def _reader_for(self, key: str) -> _Reader:
+    def _reader_for(self, key: str) -> SharedRead:
         reader = self._reader_of.get(key)
         if reader is not None:
             return reader
@@ -388,18 +226,18 @@ class StreamWaiter:
                 reader = candidate
                 break
         else:
-            reader = _Reader(self, group)
+            reader = SharedRead(group)
             self._readers.append(reader)
         self._reader_of[key] = reader
         return reader
 
-    def _start(self, reader: _Reader) -> None:
+    def _start(self, reader: SharedRead) -> None:
         if reader.task is None or reader.task.done():
             reader.task = asyncio.get_running_loop().create_task(
                 self._read_loop(reader), name="stream-waiter-reader"
             )
 
-    def _kick_soon(self, reader: _Reader) -> None:
+    def _kick_soon(self, reader: SharedRead) -> None:
         """Kick in a task of its own: a waiter never waits on (or is delayed by) a kick."""
         if reader.client_id is None or not self._unblock or self._closed:
             return
@@ -407,7 +245,7 @@ class StreamWaiter:
         self._kicks.add(task)
         task.add_done_callback(self._kicks.discard)
 
-    async def _kick(self, reader: _Reader) -> None:
+    async def _kick(self, reader: SharedRead) -> None:
         """End the reader's blocked read so that it re-arms with the new streams."""
         client_id = reader.client_id
         if client_id is None or not self._unblock:
@@ -421,7 +259,7 @@ class StreamWaiter:
         except (RedisError, OSError) as exc:
             self._log.debug("stream_waiter_unblock_failed", error=str(exc))
 
-    async def _read_loop(self, reader: _Reader) -> None:
+    async def _read_loop(self, reader: SharedRead) -> None:
         loop = asyncio.get_running_loop()
         pool = self._redis.connection_pool
         conn: Any = None
@@ -482,12 +320,12 @@ class StreamWaiter:
                         await conn.disconnect()
                 await pool.release(conn)
 
-    def _forget(self, reader: _Reader, keys: list[str]) -> None:
+    def _forget(self, reader: SharedRead, keys: list[str]) -> None:
         for key in keys:
             if self._reader_of.get(key) is reader:
                 del self._reader_of[key]
 
-    def _retire(self, reader: _Reader) -> None:
+    def _retire(self, reader: SharedRead) -> None:
         if reader in self._readers:
             self._readers.remove(reader)
         self._forget(reader, list(reader.watches))
