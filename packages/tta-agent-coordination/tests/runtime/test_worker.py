@@ -22,6 +22,7 @@ from tta_agent_coordination import (
     WorkerError,
     WorkerState,
 )
+from tta_agent_coordination.redis import stream_waiter
 
 from .conftest import CLIENT, SERVER, eventually
 
@@ -87,6 +88,18 @@ def record_commands(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[Span]:
             span.end = loop.time()
 
     monkeypatch.setattr(client, "execute_command", execute_command)
+    # Blocking receives wait in the coordinator's shared XREAD, sent on its own connection.
+    xread = stream_waiter._xread
+
+    async def shared_xread(*args: Any) -> Any:
+        span = Span("XREAD", asyncio.get_running_loop().time())
+        spans.append(span)
+        try:
+            return await xread(*args)
+        finally:
+            span.end = asyncio.get_running_loop().time()
+
+    monkeypatch.setattr(stream_waiter, "_xread", shared_xread)
     return spans
 
 

@@ -46,6 +46,7 @@ from tta_agent_coordination.redis.reply_router import Replier, ReplyRouter
 from tta_agent_coordination.redis.sending import QUEUE_FULL, Sender, check_address
 from tta_agent_coordination.redis.settling import Settler
 from tta_agent_coordination.redis.store_marker import StoreMarker
+from tta_agent_coordination.redis.stream_waiter import StreamWaiter
 from tta_agent_coordination.redis.subscriptions import Subscriptions
 from tta_agent_coordination.resilience.defaults import default_redis_guard
 from tta_agent_coordination.store import BatcherStats, Durability, MessageStore, PendingMessage
@@ -145,6 +146,15 @@ class RedisMessageCoordinator(MessageCoordinator):
     def keys(self) -> KeySpace:
         """The key space (prefix) this coordinator works in."""
         return self._core.keys
+
+    @property
+    def stream_waiter(self) -> StreamWaiter:
+        """The one waiter every blocking receive waits through (see ``docs/worker.md``).
+
+        Other modules may wait on their own streams with it too:
+        ``await coordinator.stream_waiter.wait({stream: last_id}, timeout)``.
+        """
+        return self._core.waiter
 
     @property
     def store(self) -> MessageStore | None:
@@ -342,7 +352,11 @@ class RedisMessageCoordinator(MessageCoordinator):
         return await self._replier.reply(sender, request, result, error=error, failure=failure)
 
     async def aclose(self) -> None:
-        """Finish background subscription writes and store writes (the client stays open)."""
+        """Finish background subscription writes and store writes (the client stays open).
+
+        Blocking receives still waiting fail with ``CoordinationError``.
+        """
+        await self._core.waiter.aclose()
         await self._replier.aclose()
         await self._subscriptions.aclose()
         await self._core.lifecycle.aclose()

@@ -23,6 +23,7 @@ from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.redis.lifecycle import LifecycleRecorder
 from tta_agent_coordination.redis.lua import ScriptCall, ScriptSet
+from tta_agent_coordination.redis.stream_waiter import StreamWaiter
 from tta_agent_coordination.resilience.cancellation import CancellationWatch
 
 __all__ = ["UNAVAILABLE_ERRORS", "CoordinatorCore"]
@@ -36,7 +37,7 @@ reports them in its results, a background subscription write logs them).
 
 
 class CoordinatorCore:
-    """The client, key space, settings, guard, metrics, scripts and lifecycle recorder.
+    """The client, key space, settings, guard, metrics, scripts, lifecycle recorder, waiter.
 
     Args:
         redis: the asyncio client (not owned: never closed here).
@@ -45,6 +46,9 @@ class CoordinatorCore:
         guard: wraps every Redis call (circuit breaker, retries of repeatable calls).
         metrics: receives counters and gauges.
         lifecycle: records every lifecycle change (a null recorder without a store).
+
+    ``waiter`` is the one :class:`StreamWaiter` every blocking receive of the coordinator
+    waits through (closed by the coordinator's ``aclose``).
     """
 
     __slots__ = (
@@ -57,6 +61,7 @@ class CoordinatorCore:
         "metrics",
         "redis",
         "scripts",
+        "waiter",
     )
 
     def __init__(
@@ -79,6 +84,7 @@ class CoordinatorCore:
         self.lifecycle = lifecycle
         self.scripts = ScriptSet(redis)
         self.log = get_logger("tta_agent_coordination.redis.coordinator", prefix=keys.prefix)
+        self.waiter = StreamWaiter(redis, run=self.call)
 
     async def call(
         self, operation: str, fn: Callable[[], Awaitable[T]], *, retry: bool = False

@@ -2,13 +2,14 @@
 
 A receive heals its queue first (expired leases back, due retries promoted, expired
 messages dead-lettered), then reserves. With ``block``, an empty queue is waited on with
-a plain ``XREAD BLOCK`` for entries newer than the ones the script saw, never by polling.
+the coordinator's shared ``StreamWaiter`` (one ``XREAD BLOCK`` for every waiting receive)
+for entries newer than the ones the script saw, never by polling.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 from tta_agent_coordination.errors import ConfigurationError, CoordinationError
 from tta_agent_coordination.models import AgentId, ReceivedMessage
@@ -22,8 +23,9 @@ __all__ = ["MAX_BATCH", "Receiver"]
 MAX_BATCH = 1_000
 """Most messages one ``receive_batch`` reserves."""
 
-# Longest single XREAD BLOCK of a blocking receive (it loops until its deadline).
-_MAX_BLOCK_SLICE_S = 5.0
+# Longest wait of a blocking receive before it runs the receive script again (healing
+# its queue); it loops until its deadline. The shared StreamWaiter slices its own reads.
+_MAX_BLOCK_SLICE_S = 30.0
 
 
 class Receiver:
@@ -97,17 +99,13 @@ class Receiver:
     async def _wait_for_entries(self, keys: QueueKeys, last_ids: list[str], seconds: float) -> None:
         """Block until an entry newer than ``last_ids`` arrives, or ``seconds`` pass.
 
-        A plain XREAD changes nothing; it only wakes the caller, which then reserves
-        through the receive script (another consumer may win the race; it loops).
+        Waits through the coordinator's shared :class:`StreamWaiter` (one blocked XREAD
+        for every waiting receive, not one connection each). It changes nothing; it only
+        wakes the caller, which then reserves through the receive script (another
+        consumer may win the race; it loops).
         """
-        core = self._core
         streams = dict(zip(keys.ready, last_ids, strict=True))
-        await core.call(
-            "receive",
-            lambda: core.redis.xread(
-                cast(Any, streams), count=1, block=max(1, int(seconds * 1000))
-            ),
-        )
+        await self._core.waiter.wait(streams, seconds)
 
     async def _decode(self, agent_id: AgentId, deliveries: list[Any]) -> list[ReceivedMessage]:
         """Decode the reserved deliveries; undecodable ones are dead-lettered at once.

@@ -1,0 +1,354 @@
+"""``StreamWaiter``: many tasks wait for new entries of many streams on one blocked read.
+
+A blocking receive used to run its own ``XREAD BLOCK``, so 1,000 idle workers held 1,000
+connections. Here every waiter of a process (of one coordinator and its client) registers
+the streams it waits on, with the id of the last entry it has seen; one reader task per
+group of streams runs a single ``XREAD BLOCK`` over all of them on one connection and
+wakes each waiter whose streams got a newer entry. A waiter also wakes at its deadline.
+
+How the shared read is re-armed when a waiter joins with a stream the in-flight read does
+not cover (or covers from a later id): the joiner sends ``CLIENT UNBLOCK <reader id>``,
+which ends the blocked read at once (one round trip, no key written, works under
+``maxmemory``), and the reader re-issues it with the new set. Waking costs one round trip
+more than a private ``XREAD``, and only for a stream not yet covered: a stream stays in
+the read ``linger_s`` after its last waiter left, so a worker that waits again finds it
+armed and wakes without any re-arm. Where ``CLIENT UNBLOCK`` is not allowed (an ACL user
+without ``@connection``/``@admin``), the reader falls back to re-issuing its read every
+``rearm_interval_s`` (a join then waits that long, at most, before it is covered). No
+wake-up is ever lost either way: a read from the waiter's last id returns at once if an
+entry arrived in between.
+
+Keys of one read share a Redis Cluster hash slot group (:func:`slot_group`); on a
+standalone server every key is in one group and a reader takes up to
+``max_keys_per_read`` keys (a read of N keys costs O(N) on both sides).
+
+A failing read wakes every waiter of its reader with the error (a
+``CoordinationError``), then the reader backs off (50 ms doubling to 2 s) before it
+reads again: never a hot loop. See ``docs/worker.md`` ("Waiting for messages").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from tta_agent_coordination.errors import (
+    ConfigurationError,
+    CoordinationError,
+    CoordinatorUnavailableError,
+)
+from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.redis.stream_reads import (
+    SharedRead,
+    Waiter,
+    parse_id,
+    slot_group,
+)
+
+__all__ = ["RunFn", "StreamWaiter", "WaiterStats", "parse_id", "slot_group"]
+
+RunFn = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+"""Runs one Redis call under a guard, failures as ``CoordinationError`` (``core.call``)."""
+
+_BACKOFF_MIN_S = 0.05
+_BACKOFF_MAX_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class WaiterStats:
+    """What a ``StreamWaiter`` holds now (for tests, metrics and benchmarks)."""
+
+    waiters: int
+    """Waits in progress."""
+    readers: int
+    """Reader tasks running (each holds one connection while it runs)."""
+    streams: int
+    """Streams in the shared reads (with a waiter, or lingering after the last one)."""
+    unblock: bool
+    """False once ``CLIENT UNBLOCK`` was refused: re-arming is then periodic."""
+
+
+class StreamWaiter:
+    """Waits for new entries on many streams with one blocked ``XREAD`` per reader.
+
+    Args:
+        redis: the asyncio client (not owned: never closed here); readers take their
+            connection from its pool and give it back when they stop.
+        run: runs each shared read under a guard and turns failures into
+            ``CoordinationError`` (the coordinator passes its ``core.call``).
+        max_block_s: longest single blocked read (kept under the socket timeout).
+        linger_s: how long a stream stays in the shared read after its last waiter
+            left (a waiter that comes back within it wakes without a re-arm), and how
+            long a reader with no waiter keeps its connection.
+        rearm_interval_s: longest read when ``CLIENT UNBLOCK`` is refused (the most a
+            new waiter can wait before its streams are covered).
+        max_keys_per_read: most streams one read covers; more open another reader.
+
+    Raises:
+        ConfigurationError: a setting is out of range.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        run: RunFn | None = None,
+        max_block_s: float = 5.0,
+        linger_s: float = 2.0,
+        rearm_interval_s: float = 0.1,
+        max_keys_per_read: int = 1024,
+    ) -> None:
+        for name, value in (
+            ("max_block_s", max_block_s),
+            ("linger_s", linger_s),
+            ("rearm_interval_s", rearm_interval_s),
+            ("max_keys_per_read", max_keys_per_read),
+        ):
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be > 0, got {value}")
+        self._redis = redis
+        self._run: RunFn = run or _plain_run
+        self._max_block_s = max_block_s
+        self._linger_s = linger_s
+        self._rearm_s = rearm_interval_s
+        self._max_keys = int(max_keys_per_read)
+        self._readers: list[SharedRead] = []
+        self._reader_of: dict[str, SharedRead] = {}
+        self._waiters = 0
+        self._kicks: set[asyncio.Task[None]] = set()
+        self._unblock = True
+        self._closed = False
+        self._log = get_logger(__name__)
+
+    @property
+    def stats(self) -> WaiterStats:
+        """Waits, readers and streams now."""
+        return WaiterStats(
+            waiters=self._waiters,
+            readers=sum(1 for r in self._readers if r.task is not None and not r.task.done()),
+            streams=sum(len(r.watches) for r in self._readers),
+            unblock=self._unblock,
+        )
+
+    async def wait(self, streams: Mapping[str, str], timeout: float) -> set[str]:  # noqa: ASYNC109
+        """Wait until one of ``streams`` has an entry newer than its given id.
+
+        Args:
+            streams: stream key → id of the last entry the caller has seen
+                (``"<ms>-<seq>"``; ``"0-0"`` for an empty stream).
+            timeout: seconds to wait at most.
+
+        Returns:
+            The keys that got a newer entry; empty when the deadline passed first.
+
+        Raises:
+            ConfigurationError: no stream, a bad id, or a negative timeout.
+            CoordinationError: the waiter is closed, or the shared read failed (Redis
+                down, breaker open); the caller backs off as for any Redis failure.
+        """
+        if not streams:
+            raise ConfigurationError("wait needs at least one stream")
+        if timeout < 0:
+            raise ConfigurationError(f"timeout must be >= 0 seconds, got {timeout}")
+        if self._closed:
+            raise CoordinationError("the stream waiter is closed")
+        ids = {key: parse_id(value) for key, value in streams.items()}
+        if timeout == 0:
+            return set()
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(loop.create_future(), ids)
+        kick: list[SharedRead] = []
+        self._waiters += 1
+        try:
+            for key, last in ids.items():
+                reader = self._reader_for(key)
+                if reader.needs_rearm(key, last) and reader.blocked and not reader.kicked:
+                    reader.kicked = True
+                    kick.append(reader)
+                reader.add(waiter, key, last)
+                waiter.readers[key] = reader
+                self._start(reader)
+            for reader in set(waiter.readers.values()):
+                reader.waiting += 1
+            for reader in kick:
+                self._kick_soon(reader)
+            try:
+                async with asyncio.timeout(timeout):
+                    return await waiter.future
+            except TimeoutError:
+                return set()
+        finally:
+            self._waiters -= 1
+            now = loop.time()
+            for key, reader in waiter.readers.items():
+                reader.remove(waiter, key, now)
+            for reader in set(waiter.readers.values()):
+                reader.waiting -= 1
+                if not reader.waiting and reader.blocked and not reader.kicked:
+                    # The last waiter left: end the long read, so that the reader
+                    # lingers only linger_s and then gives its connection back.
+                    reader.kicked = True
+                    self._kick_soon(reader)
+
+    async def aclose(self) -> None:
+        """Stop every reader (their connections go back to the pool); waits fail."""
+        self._closed = True
+        readers, self._readers = self._readers, []
+        self._reader_of.clear()
+        closed = CoordinationError("the stream waiter was closed")
+        for reader in readers:
+            reader.fail(closed)
+            if reader.task is not None:
+                reader.task.cancel()
+        kicks, self._kicks = self._kicks, set()
+        for task in kicks:
+            task.cancel()
+        await asyncio.gather(
+            *(r.task for r in readers if r.task is not None), *kicks, return_exceptions=True
+        )
+
+    # --- readers ------------------------------------------------------------------------
+
+    def _reader_for(self, key: str) -> SharedRead:
+        reader = self._reader_of.get(key)
+        if reader is not None:
+            return reader
+        group = slot_group(self._redis, key)
+        for candidate in self._readers:
+            if candidate.group == group and len(candidate.watches) < self._max_keys:
+                reader = candidate
+                break
+        else:
+            reader = SharedRead(group)
+            self._readers.append(reader)
+        self._reader_of[key] = reader
+        return reader
+
+    def _start(self, reader: SharedRead) -> None:
+        if reader.task is None or reader.task.done():
+            reader.task = asyncio.get_running_loop().create_task(
+                self._read_loop(reader), name="stream-waiter-reader"
+            )
+
+    def _kick_soon(self, reader: SharedRead) -> None:
+        """Kick in a task of its own: a waiter never waits on (or is delayed by) a kick."""
+        if reader.client_id is None or not self._unblock or self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._kick(reader), name="stream-waiter-kick")
+        self._kicks.add(task)
+        task.add_done_callback(self._kicks.discard)
+
+    async def _kick(self, reader: SharedRead) -> None:
+        """End the reader's blocked read so that it re-arms with the new streams."""
+        client_id = reader.client_id
+        if client_id is None or not self._unblock:
+            return
+        try:
+            await self._redis.execute_command("CLIENT", "UNBLOCK", client_id)  # pyright: ignore[reportUnknownMemberType]
+        except ResponseError as exc:
+            # NOPERM or an unknown command: re-arm periodically from now on.
+            self._unblock = False
+            self._log.warning("stream_waiter_unblock_refused", error=str(exc))
+        except (RedisError, OSError) as exc:
+            self._log.debug("stream_waiter_unblock_failed", error=str(exc))
+
+    async def _read_loop(self, reader: SharedRead) -> None:
+        loop = asyncio.get_running_loop()
+        pool = self._redis.connection_pool
+        conn: Any = None
+        in_flight = False
+        failures = 0
+        try:
+            while True:
+                self._forget(reader, reader.drop_lingering(loop.time(), self._linger_s))
+                if not reader.watches:
+                    return
+                block_s = self._max_block_s if self._unblock else self._rearm_s
+                if not reader.waiting:
+                    block_s = min(block_s, self._linger_s)
+                try:
+                    if conn is None:
+                        conn = await self._run("receive", pool.get_connection)
+                        reader.client_id = None
+                        if self._unblock:
+                            reader.client_id = await self._run(
+                                "receive", functools.partial(self._client_id, conn)
+                            )
+                    data = reader.command(max(1, int(block_s * 1000)))
+                    reader.kicked = False
+                    reader.blocked = in_flight = True
+                    read = functools.partial(_xread, conn, data, block_s)
+                    reply = await self._run("receive", read)
+                    reader.blocked = in_flight = False
+                except CoordinationError as exc:
+                    reader.blocked = in_flight = False
+                    reader.disarm()
+                    failures += 1
+                    reader.fail(exc)
+                    if conn is not None:
+                        conn, dead = None, conn
+                        with contextlib.suppress(Exception):
+                            await dead.disconnect()
+                        await pool.release(dead)
+                    await asyncio.sleep(min(_BACKOFF_MAX_S, _BACKOFF_MIN_S * 2 ** (failures - 1)))
+                    continue
+                failures = 0
+                reader.disarm()
+                self._forget(reader, reader.deliver(reply))
+        except Exception as exc:  # a bug must not leave waiters hanging until their deadline
+            self._log.exception("stream_waiter_reader_failed")
+            reader.fail(CoordinationError(f"stream waiter reader failed: {exc!r}"))
+            raise
+        finally:
+            # Synchronous part first: a waiter joining meanwhile starts a new reader.
+            reader.blocked = False
+            if reader.task is asyncio.current_task():
+                reader.task = None
+            if not reader.waiting:
+                self._retire(reader)
+            if conn is not None:
+                if in_flight:
+                    # Cancelled mid-read: the reply would arrive on a reused connection.
+                    with contextlib.suppress(Exception):
+                        await conn.disconnect()
+                await pool.release(conn)
+
+    def _forget(self, reader: SharedRead, keys: list[str]) -> None:
+        for key in keys:
+            if self._reader_of.get(key) is reader:
+                del self._reader_of[key]
+
+    def _retire(self, reader: SharedRead) -> None:
+        if reader in self._readers:
+            self._readers.remove(reader)
+        self._forget(reader, list(reader.watches))
+        reader.watches.clear()
+
+    async def _client_id(self, conn: Any) -> int | None:
+        await conn.send_command("CLIENT", "ID")
+        try:
+            return int(await conn.read_response())
+        except ResponseError as exc:
+            self._unblock = False
+            self._log.warning("stream_waiter_unblock_refused", error=str(exc))
+            return None
+
+
+async def _xread(conn: Any, data: bytes, block_s: float) -> Any:
+    await conn.send_packed_command(data, check_health=False)
+    timeout = conn.socket_timeout
+    return await conn.read_response(timeout=block_s + (timeout if timeout else 5.0))
+
+
+async def _plain_run(operation: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return await fn()
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise CoordinatorUnavailableError(f"{operation} failed: Redis error: {exc}") from exc
