@@ -26,16 +26,14 @@ from tta_agent_coordination import (
     AgentId,
     AgentMessage,
     AgentWorker,
-    CircuitBreaker,
-    CircuitBreakerConfig,
-    DeadLetter,
     MessageContext,
     MessageType,
     PermanentError,
     RedisMessageCoordinator,
-    protect,
 )
+from tta_agent_coordination.models import DeadLetter
 from tta_agent_coordination.observability.logging import configure_logging
+from tta_agent_coordination.resilience import CircuitBreaker, CircuitBreakerConfig, protect
 
 SUMMARISER = AgentId("summariser")
 EDITOR = AgentId("editor")

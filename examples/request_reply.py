@@ -25,13 +25,12 @@ from pydantic import BaseModel
 from tta_agent_coordination import (
     AgentId,
     AgentWorker,
-    DeadLetter,
     MessageContext,
     PermanentError,
     RedisMessageCoordinator,
-    RemoteHandlerError,
-    RequestTimeoutError,
 )
+from tta_agent_coordination.errors import RemoteHandlerError, RequestTimeoutError
+from tta_agent_coordination.models import DeadLetter
 from tta_agent_coordination.observability.logging import configure_logging
 
 CALCULATOR = AgentId("calculator")

@@ -17,14 +17,9 @@ from typing import Any
 
 import pytest
 
-from tta_agent_coordination import (
-    AgentId,
-    AgentWorker,
-    MessageContext,
-    PassthroughGuard,
-    RedisMessageCoordinator,
-    WorkerState,
-)
+from tta_agent_coordination import AgentId, AgentWorker, MessageContext, RedisMessageCoordinator
+from tta_agent_coordination.resilience import PassthroughGuard
+from tta_agent_coordination.runtime.worker import WorkerState
 from tta_agent_coordination.settings import CoordinationSettings
 from tta_agent_coordination.testing import unique_prefix
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tta_agent_coordination import AgentId, PassthroughGuard, RedisMessageCoordinator
+from tta_agent_coordination import AgentId, RedisMessageCoordinator
+from tta_agent_coordination.resilience import PassthroughGuard
 from tta_agent_coordination.settings import CoordinationSettings
 from tta_agent_coordination.store import MessageStatus
 from tta_agent_coordination.testing import unique_prefix

@@ -6,7 +6,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from tta_agent_coordination import AgentId, QueueStats, RedisMessageCoordinator
+from tta_agent_coordination import AgentId, RedisMessageCoordinator
+from tta_agent_coordination.models import QueueStats
 
 
 async def wait_until(

@@ -29,13 +29,8 @@ from typing import Any
 
 import structlog
 
-from tta_agent_coordination import (
-    AgentAlreadyRegisteredError,
-    AgentId,
-    AgentWorker,
-    MessageContext,
-    PermanentError,
-)
+from tta_agent_coordination import AgentId, AgentWorker, MessageContext, PermanentError
+from tta_agent_coordination.errors import AgentAlreadyRegisteredError
 from tta_agent_coordination.settings import CoordinationSettings
 
 structlog.configure(

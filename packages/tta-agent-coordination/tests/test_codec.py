@@ -24,7 +24,6 @@ from tta_agent_coordination import (
     MessagePriority,
     MessageResult,
     MessageType,
-    QueueMessage,
     ReceivedMessage,
     SendStatus,
 )
@@ -36,6 +35,7 @@ from tta_agent_coordination.errors import (
 from tta_agent_coordination.models import (
     DeadLetter,
     FailureType,
+    QueueMessage,
     RoutingKey,
     UndecodableDeadLetter,
 )

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from tta_agent_coordination import Feature, features
-from tta_agent_coordination.features import FEATURE_NAMES
+from tta_agent_coordination import features
+from tta_agent_coordination.features import FEATURE_NAMES, Feature
 
 # The package's `features` attribute is the function; the module is reached this way.
 features_module = importlib.import_module("tta_agent_coordination.features")

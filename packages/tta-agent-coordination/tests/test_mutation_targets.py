@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tta_agent_coordination import AgentId, ConfigurationError, MessagePriority, MessageType
+from tta_agent_coordination import AgentId, MessagePriority, MessageType
+from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.redis.keys import CONSUMER_GROUP, CONSUMER_NAME, KeySpace
 
 A = AgentId("planner", "p1")

@@ -13,26 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from tta_agent_coordination import (
-    InMemoryMessageMetrics,
-    MessageStore,
-    NoOpMessageMetrics,
-    PluginError,
-    load_metrics,
-    load_store,
-)
+from tta_agent_coordination.observability.metrics import InMemoryMessageMetrics, NoOpMessageMetrics
 from tta_agent_coordination.plugins import (
     CLI_GROUP,
     METRICS_GROUP,
     STORES_GROUP,
     Plugin,
+    PluginError,
     discover,
+    load_metrics,
+    load_store,
 )
+from tta_agent_coordination.store import MessageStore
 
 EXAMPLE_PLUGIN = '''
 """An example plugin: a message store kept in memory and a metrics exporter that counts."""
 
-from tta_agent_coordination import InMemoryMessageMetrics, MessageStore
+from tta_agent_coordination.observability.metrics import InMemoryMessageMetrics
+from tta_agent_coordination.store import MessageStore
 
 
 class MemoryStore(MessageStore):

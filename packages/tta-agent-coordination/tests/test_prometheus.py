@@ -18,16 +18,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from tta_agent_coordination import (
     AgentId,
     AgentMessage,
-    CircuitBreaker,
-    CircuitBreakerConfig,
-    CircuitBreakerRegistry,
     FailureType,
-    MessageMetrics,
     MessageType,
     RedisMessageCoordinator,
 )
+from tta_agent_coordination.observability.metrics import MessageMetrics
 from tta_agent_coordination.observability.prometheus import PrometheusMetrics, serve_metrics
 from tta_agent_coordination.observability.sources import WORKER_STAT_FIELDS, WorkerStatsSource
+from tta_agent_coordination.resilience import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitBreakerRegistry,
+)
 from tta_agent_coordination.runtime.worker import WorkerStats
 from tta_agent_coordination.store import StoreMetrics
 

@@ -11,8 +11,8 @@ from tta_agent_coordination import (
     MessageType,
     RedisAgentRegistry,
     RedisMessageCoordinator,
-    WorkerState,
 )
+from tta_agent_coordination.runtime.worker import WorkerState
 
 SENDER = AgentId("app", "tests")
 

@@ -11,10 +11,10 @@ from tta_agent_coordination import (
     AgentMessage,
     FailureType,
     MessageType,
-    QueueStats,
     RedisAgentRegistry,
     RedisMessageCoordinator,
 )
+from tta_agent_coordination.models import QueueStats
 from tta_agent_coordination.testing import real_redis
 
 T = TypeVar("T")

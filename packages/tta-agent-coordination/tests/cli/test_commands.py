@@ -9,14 +9,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tta_agent_coordination import (
-    AgentId,
-    CircuitBreaker,
-    CircuitBreakerConfig,
-    MessagePriority,
-    RedisBreakerStore,
-)
+from tta_agent_coordination import AgentId, MessagePriority
 from tta_agent_coordination.cli import app as real_app
+from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
+from tta_agent_coordination.resilience import CircuitBreaker, CircuitBreakerConfig
 from tta_agent_coordination.testing import real_redis
 
 from .helpers import dead_letter, register, send, stats, with_coordinator

@@ -14,10 +14,11 @@ import redis.exceptions as redis_errors
 import typer
 from typer.testing import CliRunner
 
-from tta_agent_coordination import AgentId, CircuitBreakerOpenError, CoordinatorUnavailableError
+from tta_agent_coordination import AgentId
 from tta_agent_coordination.cli import CliUsageError, build_app, plugins
 from tta_agent_coordination.cli.app import DEMO_MODULE
 from tta_agent_coordination.cli.errors import handle_errors
+from tta_agent_coordination.errors import CircuitBreakerOpenError, CoordinatorUnavailableError
 from tta_agent_coordination.testing import free_port
 
 from .helpers import send, stats

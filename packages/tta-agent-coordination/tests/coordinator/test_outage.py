@@ -16,14 +16,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tta_agent_coordination import (
-    CircuitBreakerOpenError,
-    CircuitState,
-    RedisGuard,
-    RedisMessageCoordinator,
-    RetryPolicy,
-)
-from tta_agent_coordination.resilience import redis_breaker
+from tta_agent_coordination import RedisMessageCoordinator
+from tta_agent_coordination.errors import CircuitBreakerOpenError
+from tta_agent_coordination.resilience import CircuitState, RedisGuard, RetryPolicy, redis_breaker
 from tta_agent_coordination.testing.server import (
     RedisServerNotFoundError,
     free_port,

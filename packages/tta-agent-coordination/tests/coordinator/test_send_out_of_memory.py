@@ -16,11 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError
 
-from tta_agent_coordination import PassthroughGuard, RedisMessageCoordinator
+from tta_agent_coordination import RedisMessageCoordinator
 from tta_agent_coordination.errors import CoordinatorUnavailableError
 from tta_agent_coordination.models import AgentId, SendStatus
 from tta_agent_coordination.redis.codec import envelope_json
 from tta_agent_coordination.redis.sending import OUT_OF_MEMORY
+from tta_agent_coordination.resilience import PassthroughGuard
 from tta_agent_coordination.store import PendingMessage
 from tta_agent_coordination.testing import unique_prefix
 from tta_agent_coordination.testing.server import (

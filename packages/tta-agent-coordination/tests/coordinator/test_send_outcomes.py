@@ -20,13 +20,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tta_agent_coordination import RedisGuard, RedisMessageCoordinator, RetryPolicy
+from tta_agent_coordination import RedisMessageCoordinator
 from tta_agent_coordination.errors import RequestNotDeliveredError
 from tta_agent_coordination.models import AgentId, MessageResult, SendStatus
 from tta_agent_coordination.redis.lua import script_source
 from tta_agent_coordination.redis.scripts import queue_send
 from tta_agent_coordination.redis.sending import OUT_OF_MEMORY, outcome_unknown
-from tta_agent_coordination.resilience import redis_breaker
+from tta_agent_coordination.resilience import RedisGuard, RetryPolicy, redis_breaker
 from tta_agent_coordination.testing.server import free_port
 
 from .conftest import RECIPIENT, SENDER, make_message

@@ -20,24 +20,26 @@ import pytest
 from tta_agent_coordination import (
     AgentId,
     AgentMessage,
-    AgentRecord,
-    AgentRegistry,
     AgentWorker,
-    ConfigurationError,
     FailureType,
     MessageContext,
-    MessageCoordinator,
     MessageResult,
-    MessageSubscription,
     MessageType,
     PermanentError,
-    QueueMessage,
     ReceivedMessage,
     RedisAgentRegistry,
     RedisMessageCoordinator,
-    WorkerState,
 )
-from tta_agent_coordination.interfaces import CoordinatorLimits, Ownership
+from tta_agent_coordination.agents import AgentRecord
+from tta_agent_coordination.errors import ConfigurationError
+from tta_agent_coordination.interfaces import (
+    AgentRegistry,
+    CoordinatorLimits,
+    MessageCoordinator,
+    Ownership,
+)
+from tta_agent_coordination.models import MessageSubscription, QueueMessage
+from tta_agent_coordination.runtime.worker import WorkerState
 from tta_agent_coordination.testing import fake_redis
 
 from .conftest import CLIENT, SERVER, eventually

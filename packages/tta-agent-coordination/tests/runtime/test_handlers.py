@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from tta_agent_coordination import AgentId, AgentMessage, ConfigurationError, MessageType
+from tta_agent_coordination import AgentId, AgentMessage, MessageType
+from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.runtime.handlers import HandlerSpec, HandlerTable
 
 A = AgentId("a")

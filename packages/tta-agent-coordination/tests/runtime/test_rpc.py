@@ -24,15 +24,17 @@ from structlog.testing import capture_logs
 from tta_agent_coordination import (
     AgentId,
     AgentMessage,
-    ConfigurationError,
     CoordinationError,
     MessageContext,
     MessagePriority,
     MessageResult,
     MessageType,
-    MessageValidationError,
     PermanentError,
     RedisMessageCoordinator,
+)
+from tta_agent_coordination.errors import (
+    ConfigurationError,
+    MessageValidationError,
     RemoteHandlerError,
     RequestNotDeliveredError,
     RequestTimeoutError,

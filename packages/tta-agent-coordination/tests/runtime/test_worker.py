@@ -8,21 +8,23 @@ import pytest
 from pydantic import BaseModel
 
 from tta_agent_coordination import (
-    AgentAlreadyRegisteredError,
     AgentId,
     AgentMessage,
     AgentWorker,
-    ConfigurationError,
     FailureType,
     MessageContext,
     MessageType,
     PermanentError,
     RedisAgentRegistry,
     RedisMessageCoordinator,
+)
+from tta_agent_coordination.errors import (
+    AgentAlreadyRegisteredError,
+    ConfigurationError,
     WorkerError,
-    WorkerState,
 )
 from tta_agent_coordination.redis import stream_waiter
+from tta_agent_coordination.runtime.worker import WorkerState
 
 from .conftest import CLIENT, SERVER, eventually
 
@@ -544,7 +546,11 @@ async def test_redis_errors_while_receiving_do_not_kill_the_worker(
 
 
 async def test_handler_guard_trips_its_breaker(coordinator, make_worker):
-    from tta_agent_coordination import AgentCallGuard, CircuitBreaker, CircuitBreakerConfig
+    from tta_agent_coordination.resilience import (
+        AgentCallGuard,
+        CircuitBreaker,
+        CircuitBreakerConfig,
+    )
 
     breaker = CircuitBreaker("llm", CircuitBreakerConfig(failure_threshold=2, timeout_seconds=60))
     # Nine failures, each logged with its traceback by structlog's unconfigured default

@@ -12,13 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tta_agent_coordination import (
-    AgentMessage,
-    MessageContext,
-    MessageType,
-    RedisAgentRegistry,
-    WorkerState,
-)
+from tta_agent_coordination import AgentMessage, MessageContext, MessageType, RedisAgentRegistry
+from tta_agent_coordination.runtime.worker import WorkerState
 
 from .conftest import CLIENT, SERVER, eventually
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from tta_agent_coordination import (
-    AgentAlreadyRegisteredError,
     AgentMessage,
     AgentWorker,
     MessageContext,
@@ -20,6 +19,7 @@ from tta_agent_coordination import (
     RedisAgentRegistry,
     RedisMessageCoordinator,
 )
+from tta_agent_coordination.errors import AgentAlreadyRegisteredError
 from tta_agent_coordination.testing import (
     DEFAULT_TEST_REDIS_URL,
     RealRedisUnavailableError,

@@ -14,16 +14,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from tta_agent_coordination import (
+from tta_agent_coordination import MessageContext, RedisMessageCoordinator
+from tta_agent_coordination.errors import (
+    CircuitBreakerOpenError,
     ConfigurationError,
     CoordinatorUnavailableError,
-    MessageContext,
-    RedisMessageCoordinator,
     WorkerError,
-    WorkerState,
 )
-from tta_agent_coordination.errors import CircuitBreakerOpenError
 from tta_agent_coordination.runtime.supervision import RestartPolicy
+from tta_agent_coordination.runtime.worker import WorkerState
 
 from .conftest import SERVER, eventually
 from .test_worker import message, send, settled
