@@ -35,7 +35,7 @@ HEARTBEAT_TTL_S = 2.0
 RECOVERY_BOUND_S = 10.0
 """Redis answering again -> the replacement handles its first message: the AOF loads,
 the dead worker's restored registration expires (``HEARTBEAT_TTL_S``), a Python process
-starts and registers. Measured: see docs/failure-modes.md."""
+starts and registers. Measured: see docs/operations.md (Failure modes)."""
 DRAIN_LIMIT_S = 45.0
 
 

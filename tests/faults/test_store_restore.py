@@ -35,7 +35,7 @@ AGENT = AgentId("frestore", "w1")
 TOTAL = 400
 RESTORE_BOUND_S = 10.0
 """Redis answering again (empty) -> ``restore`` returned and the replacement handled its
-first restored message. Measured: see docs/failure-modes.md."""
+first restored message. Measured: see docs/operations.md (Failure modes)."""
 DRAIN_LIMIT_S = 45.0
 
 

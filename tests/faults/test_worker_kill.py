@@ -32,7 +32,7 @@ HEARTBEAT_TTL_S = 2.0
 RECOVERY_BOUND_S = 10.0
 """Kill -> the replacement handles its first message: the dead owner's registration
 expires (``HEARTBEAT_TTL_S``), then a Python process starts and registers (~1-3 s on a
-loaded 2-core machine). Measured: see docs/failure-modes.md."""
+loaded 2-core machine). Measured: see docs/operations.md (Failure modes)."""
 DRAIN_LIMIT_S = 45.0
 
 

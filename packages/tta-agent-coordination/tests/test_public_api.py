@@ -42,6 +42,7 @@ EVERYDAY = {
     "MessageType",
     "PermanentError",
     "ReceivedMessage",
+    "SendStatus",
     "RedisAgentRegistry",
     "RedisMessageCoordinator",
     "__version__",

@@ -34,6 +34,7 @@ from tta_agent_coordination.models import (
     MessageResult,
     MessageType,
     ReceivedMessage,
+    SendStatus,
 )
 
 if TYPE_CHECKING:  # resolved lazily at run time (see _LAZY and _MOVED)
@@ -274,6 +275,7 @@ __all__ = [
     "ReceivedMessage",
     "RedisAgentRegistry",
     "RedisMessageCoordinator",
+    "SendStatus",
     "__version__",
     "features",
 ]
