@@ -8,6 +8,7 @@ from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.models import FailureType, MessagePriority
 from tta_agent_coordination.observability.metrics import MessageMetrics
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.redis.core import CoordinatorCore
 
 from .conftest import RECIPIENT, SENDER, make_message
 
@@ -83,6 +84,21 @@ async def test_block_times_out_with_none(coordinator):
     started = time.monotonic()
     assert await coordinator.receive(RECIPIENT, block=0.3) is None
     assert time.monotonic() - started >= 0.3
+
+
+async def test_an_idle_blocking_receive_runs_its_script_once(coordinator, monkeypatch):
+    # Nothing arrives and nothing falls due: the script that opened the wait is the only
+    # one (an idle worker, which receives again at once, costs one script per poll).
+    run = CoordinatorCore.run
+    calls: list[str] = []
+
+    def counting(self, operation, call, **kwargs):
+        calls.append(operation)
+        return run(self, operation, call, **kwargs)
+
+    monkeypatch.setattr(CoordinatorCore, "run", counting)
+    assert await coordinator.receive_batch(RECIPIENT, 10, block=0.3) == []
+    assert calls == ["receive"]
 
 
 async def test_block_wakes_for_a_due_retry(coordinator):

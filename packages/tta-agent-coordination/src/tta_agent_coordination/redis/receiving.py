@@ -94,10 +94,19 @@ class Receiver:
             wait = min(remaining, _MAX_BLOCK_SLICE_S)
             if outcome.wake_at_ms >= 0:
                 wait = min(wait, max(0.001, (outcome.wake_at_ms - outcome.server_now_ms) / 1000))
-            await self._wait_for_entries(keys, [text(i) for i in outcome.last_ids], wait)
+            woken = await self._wait_for_entries(keys, [text(i) for i in outcome.last_ids], wait)
+            if not woken and wait >= remaining:
+                # The whole block passed with no new entry and no retry falling due: the
+                # queue is as the script left it, so return without running it again (an
+                # idle worker then costs one script per poll, not two).
+                return []
 
-    async def _wait_for_entries(self, keys: QueueKeys, last_ids: list[str], seconds: float) -> None:
+    async def _wait_for_entries(
+        self, keys: QueueKeys, last_ids: list[str], seconds: float
+    ) -> set[str]:
         """Block until an entry newer than ``last_ids`` arrives, or ``seconds`` pass.
+
+        Returns the streams that got a new entry (empty when the time ran out).
 
         Waits through the coordinator's shared :class:`StreamWaiter` (one blocked XREAD
         for every waiting receive, not one connection each). It changes nothing; it only
@@ -105,7 +114,7 @@ class Receiver:
         consumer may win the race; it loops).
         """
         streams = dict(zip(keys.ready, last_ids, strict=True))
-        await self._core.waiter.wait(streams, seconds)
+        return await self._core.waiter.wait(streams, seconds)
 
     async def _decode(self, agent_id: AgentId, deliveries: list[Any]) -> list[ReceivedMessage]:
         """Decode the reserved deliveries; undecodable ones are dead-lettered at once.
