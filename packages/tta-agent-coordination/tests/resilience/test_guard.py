@@ -11,7 +11,7 @@ import time
 import pytest
 import redis.exceptions as redis_errors
 
-from tta_agent_coordination.errors import CircuitBreakerOpenError
+from tta_agent_coordination.errors import CircuitBreakerOpenError, ConfigurationError
 from tta_agent_coordination.interfaces import CallGuard
 from tta_agent_coordination.resilience import (
     AgentCallGuard,
@@ -117,3 +117,12 @@ async def test_protect_an_agent_call() -> None:
     assert await plain() == "x"
     guard = AgentCallGuard(CircuitBreaker("db"))
     assert await guard.run("q", lambda: asyncio.sleep(0, 1), retry=True) == 1
+
+
+def test_a_long_fixed_open_time_raises_the_cap_instead_of_being_refused():
+    from tta_agent_coordination.resilience.guard import redis_breaker_config
+
+    assert redis_breaker_config(timeout_seconds=60).max_timeout_seconds == 60
+    assert redis_breaker_config().max_timeout_seconds == 5
+    with pytest.raises(ConfigurationError, match="max_timeout_seconds"):
+        redis_breaker_config(timeout_seconds=60, max_timeout_seconds=5)

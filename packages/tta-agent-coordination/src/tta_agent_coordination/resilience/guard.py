@@ -74,7 +74,9 @@ def redis_breaker_config(**overrides: Any) -> CircuitBreakerConfig:
 
     TTA's thresholds with the open times of :data:`REDIS_BREAKER_DEFAULTS`, counting only
     :data:`REDIS_FAILURE_ERRORS` as failures and never :data:`REDIS_IGNORED_ERRORS`;
-    keyword arguments override fields.
+    keyword arguments override fields. A ``timeout_seconds`` above the default cap, given
+    without ``max_timeout_seconds``, raises the cap to it (a fixed open time, as before
+    the growing one), rather than being refused as inconsistent.
     """
     fields: dict[str, Any] = {
         **REDIS_BREAKER_DEFAULTS,
@@ -82,6 +84,11 @@ def redis_breaker_config(**overrides: Any) -> CircuitBreakerConfig:
         "ignore": REDIS_IGNORED_ERRORS,
         **overrides,
     }
+    opened = fields["timeout_seconds"]
+    cap = fields["max_timeout_seconds"]
+    default_cap = "max_timeout_seconds" not in overrides
+    if default_cap and isinstance(opened, int | float) and isinstance(cap, int | float):
+        fields["max_timeout_seconds"] = float(max(cap, opened))
     return CircuitBreakerConfig(**fields)
 
 
