@@ -72,6 +72,9 @@ async def test_redis_freeze_then_worker_and_senders_resume_within_bound(
             name="w1",
             handler_s=0.02,
             concurrency=8,
+            # A lease whose ack was lost in the freeze returns when it expires; 10 s keeps
+            # that inside DRAIN_BOUND_S even for a batch leased just as Redis thawed.
+            visibility_s=10.0,
         )
     )
     await worker.wait_ready()
