@@ -53,6 +53,12 @@ def read_ledger(directory: Path) -> list[Handling]:
     return records
 
 
+def handled_all(ids: Iterable[str], directory: Path) -> bool:
+    """Whether every id in ``ids`` has been handled at least once (per the ledgers)."""
+    handled = {h.message_id for h in read_ledger(directory)}
+    return all(message_id in handled for message_id in ids)
+
+
 @dataclass
 class Accounting:
     """The outcome of :func:`account`."""

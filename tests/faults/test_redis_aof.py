@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 
 import pytest
 
@@ -21,7 +22,7 @@ from tta_agent_coordination.resilience import PassthroughGuard
 from tta_agent_coordination.settings import CoordinationSettings
 from tta_agent_coordination.testing import unique_prefix
 
-from .ledger import account, read_ledger
+from .ledger import account, handled_all, read_ledger
 from .processes import WorkerConfig, WorkerProcesses
 from .producer import Producer
 from .servers import RedisServers
@@ -90,8 +91,7 @@ async def test_redis_kill9_with_aof_keeps_every_acknowledged_send(
     restarted_at = time.time() - (time.monotonic() - up_at)
     replacement = worker_processes.start(config("replacement", register_wait_s=20.0))
 
-    def all_handled() -> bool:
-        return acknowledged <= {h.message_id for h in read_ledger(worker_processes.ledger_dir)}
+    all_handled = partial(handled_all, acknowledged, worker_processes.ledger_dir)
 
     drained = await wait_until(all_handled, limit_s=DRAIN_LIMIT_S, interval_s=0.2)
     records = read_ledger(worker_processes.ledger_dir)

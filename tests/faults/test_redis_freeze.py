@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 
 import pytest
 
@@ -28,7 +29,7 @@ from tta_agent_coordination.resilience import PassthroughGuard
 from tta_agent_coordination.settings import CoordinationSettings
 from tta_agent_coordination.testing import unique_prefix
 
-from .ledger import account, read_ledger
+from .ledger import account, handled_all, read_ledger
 from .processes import WorkerConfig, WorkerProcesses
 from .producer import Producer
 from .servers import RedisServers
@@ -104,10 +105,7 @@ async def test_redis_freeze_then_worker_and_senders_resume_within_bound(
         await asyncio.wait_for(asyncio.gather(*senders, return_exceptions=True), 30)
         await client.aclose()
 
-    def all_handled() -> bool:
-        return producer.delivered.keys() <= {
-            h.message_id for h in read_ledger(worker_processes.ledger_dir)
-        }
+    all_handled = partial(handled_all, producer.delivered, worker_processes.ledger_dir)
 
     await wait_until(all_handled, limit_s=DRAIN_BOUND_S, interval_s=0.1)
     records = read_ledger(worker_processes.ledger_dir)

@@ -13,6 +13,7 @@ had leased before it froze.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import pytest
 
@@ -20,7 +21,7 @@ from tta_agent_coordination import AgentId, RedisMessageCoordinator
 from tta_agent_coordination.resilience import PassthroughGuard
 from tta_agent_coordination.testing import unique_prefix
 
-from .ledger import account, read_ledger
+from .ledger import account, handled_all, read_ledger
 from .processes import WorkerConfig, WorkerProcesses
 from .producer import Producer
 from .servers import RedisServers
@@ -88,10 +89,7 @@ async def test_frozen_owner_replaced_stops_leasing_within_one_heartbeat(
         stop.set()
         await asyncio.wait_for(producing, 30)
 
-    def all_handled() -> bool:
-        return producer.delivered.keys() <= {
-            h.message_id for h in read_ledger(worker_processes.ledger_dir)
-        }
+    all_handled = partial(handled_all, producer.delivered, worker_processes.ledger_dir)
 
     drained = await wait_until(all_handled, limit_s=30, interval_s=0.2)
     records = read_ledger(worker_processes.ledger_dir)

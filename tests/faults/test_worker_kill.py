@@ -10,6 +10,7 @@ returns the dead owner's leased messages to the queue at once.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import pytest
 
@@ -17,7 +18,7 @@ from tta_agent_coordination import AgentId
 from tta_agent_coordination.settings import CoordinationSettings
 from tta_agent_coordination.testing import unique_prefix
 
-from .ledger import account, read_ledger
+from .ledger import account, handled_all, read_ledger
 from .processes import WorkerConfig, WorkerProcesses
 from .producer import Producer
 from .servers import RedisServers
@@ -86,9 +87,7 @@ async def test_worker_sigkill_under_load_loses_nothing(
             if not sending.done():
                 sending.cancel()
 
-        def all_handled() -> bool:
-            handled = {h.message_id for h in read_ledger(worker_processes.ledger_dir)}
-            return producer.delivered.keys() <= handled
+        all_handled = partial(handled_all, producer.delivered, worker_processes.ledger_dir)
 
         drained = await wait_until(all_handled, limit_s=DRAIN_LIMIT_S, interval_s=0.2)
         records = read_ledger(worker_processes.ledger_dir)
