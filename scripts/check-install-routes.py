@@ -124,9 +124,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
-) -> str:
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> str:
     log(f"({cwd.name}) $ {shlex.join(args)}")
     try:
         done = subprocess.run(
@@ -260,7 +258,8 @@ def route_workspace(ctx: Context) -> None:
         shutil.copytree(package.path, tree / package.path.relative_to(REPO), ignore=skip)
     shutil.copytree(HOST_WORKSPACE, example, ignore=shutil.ignore_patterns(".venv", "uv.lock"))
     run(["uv", "sync", "--quiet"], example, ctx.env())
-    out = run(["uv", "run", "--quiet", "pytest", "-q", "-p", "no:cacheprovider"], example, ctx.env())
+    pytest = ["uv", "run", "--quiet", "pytest", "-q", "-p", "no:cacheprovider"]
+    out = run(pytest, example, ctx.env())
     if " passed" not in out or " skipped" in out:
         raise RouteError(f"the example's tests did not all pass:\n{out}")
     ctx.smoke(example / ".venv" / "bin" / "python", example)
@@ -361,9 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(work, args.python, packages, redis_url=args.redis_url)
     log(f"work directory {work}; packages: {', '.join(p.name for p in packages)}")
     if args.index_url:
-        checks = {
-            "index": lambda: check_index(ctx, args.index_url, args.version, args.attempts, args.wait)
-        }
+        index = (args.index_url, args.version, args.attempts, args.wait)
+        checks = {"index": lambda: check_index(ctx, *index)}
     else:
         chosen = args.routes or list(ROUTES)
         checks = {name: (lambda fn=ROUTES[name]: fn(ctx)) for name in chosen}
