@@ -12,12 +12,14 @@ cd "$REPO_ROOT"
 
 package="${1:?usage: scripts/validate-package.sh <package> [--keep]}"
 keep="${2:-}"
-case "$package" in
-  tta-agent-coordination) module=tta_agent_coordination ;;
-  tta-agent-coordination-postgres) module=tta_agent_coordination_postgres ;;
-  *) log "unknown package $package"; exit 2 ;;
-esac
 ensure_uv
+# Any member of the workspace (the root pyproject.toml), so a new package needs no edit here.
+members="$(bash "$REPO_ROOT/scripts/check-install-routes" --list-packages)"
+if ! grep -qx -- "$package" <<<"$members"; then
+  log "unknown package $package (the workspace has: $(echo $members))"
+  exit 2
+fi
+module="${package//-/_}"
 
 work="$(mktemp -d)"
 if [[ "$keep" != "--keep" ]]; then trap 'rm -rf "$work"' EXIT; else log "keeping $work"; fi
@@ -25,8 +27,9 @@ if [[ "$keep" != "--keep" ]]; then trap 'rm -rf "$work"' EXIT; else log "keeping
 log "build $package"
 uv build --quiet --package "$package" --out-dir "$work/dist"
 if [[ "$package" != tta-agent-coordination ]]; then
-  # The adapter depends on the core, which is installed from its own wheel (not PyPI).
-  uv build --quiet --wheel --package tta-agent-coordination --out-dir "$work/core"
+  # A package built on the core depends on it (and maybe on other members), which are
+  # installed from their own wheels (not PyPI).
+  uv build --quiet --wheel --all-packages --out-dir "$work/siblings"
 fi
 wheel="$(ls "$work"/dist/*.whl)"
 sdist="$(ls "$work"/dist/*.tar.gz)"
@@ -97,8 +100,8 @@ py="$work/venv/bin/python"
 if [[ "$package" == tta-agent-coordination ]]; then
   uv pip install --quiet --python "$py" "${wheel}[testing]"
 else
-  core_wheel="$(ls "$work"/core/*.whl)"
-  uv pip install --quiet --python "$py" "${core_wheel}[testing]" "$wheel"
+  uv pip install --quiet --python "$py" --find-links "$work/siblings" \
+    "tta-agent-coordination[testing]" "$wheel"
 fi
 
 log "smoke test"
@@ -121,7 +124,9 @@ features = core.features()
 assert features["fakeredis"].usable, features["fakeredis"]
 if sys.argv[1] == "tta_agent_coordination_postgres":
     assert features["postgres"].usable, features["postgres"]
-    assert type(core.load_store("postgres", dsn="postgresql://x@127.0.0.1:1/x")).__name__ == "PostgresMessageStore"
+    from tta_agent_coordination.plugins import load_store
+
+    assert type(load_store("postgres", dsn="postgresql://x@127.0.0.1:1/x")).__name__ == "PostgresMessageStore"
 
 
 async def main() -> None:

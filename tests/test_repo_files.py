@@ -108,23 +108,7 @@ def test_ci_workflow_runs_the_test_script_on_every_python_with_services() -> Non
     assert "scripts/test" in runs
 
 
-def test_release_workflow_builds_validates_and_publishes_with_trusted_publishing() -> None:
-    workflow = _load(GITHUB / "workflows" / "release.yml")
-    assert _triggers(workflow)["push"]["tags"] == ["v*"]
-    jobs = workflow["jobs"]
-    build = _runs(jobs["build"])
-    for package in ("tta-agent-coordination", "tta-agent-coordination-postgres"):
-        assert f"uv build --package {package} " in build
-        assert f"scripts/validate-package.sh {package}" in build
-    publish = jobs["publish"]
-    assert publish["needs"] == "build"
-    assert publish["permissions"] == {"id-token": "write"}
-    assert publish["environment"]["name"] == "pypi"
-    assert any(u.startswith("pypa/gh-action-pypi-publish@") for u in _uses(publish))
-    # Trusted publishing: no token anywhere.
-    text = (GITHUB / "workflows" / "release.yml").read_text(encoding="utf-8")
-    assert "password" not in text
-    assert "PYPI_API_TOKEN" not in text
+# The release workflow has its own tests: tests/test_release_workflow.py.
 
 
 def test_docs_workflow_builds_strict_and_deploys_pages_from_main() -> None:
