@@ -137,7 +137,7 @@ def build_app(*, plugins: bool = True) -> typer.Typer:
         no_args_is_help=True,
         # Locals may hold the Redis URL with its password; never print them.
         pretty_exceptions_show_locals=False,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion
     )
     app.callback()(_root)
     inspect.register(app)
