@@ -11,6 +11,7 @@ import sys
 from typing import Annotated, Any, cast
 
 import typer
+from pydantic import ValidationError
 
 from tta_agent_coordination.errors import RequestError
 from tta_agent_coordination.models import AgentId, AgentMessage, MessagePriority, MessageType
@@ -125,7 +126,13 @@ def send(
             if not message_id.strip():
                 raise CliUsageError("--message-id needs a value")
             fields["message_id"] = message_id.strip()
-        message = AgentMessage(**fields)
+        try:
+            message = AgentMessage(**fields)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise CliUsageError(f"invalid message: {problems}") from None
 
     async def work(settings: CoordinationSettings) -> dict[str, Any]:
         async with open_redis(settings) as client:
