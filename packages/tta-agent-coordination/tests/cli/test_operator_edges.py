@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import re
 import socketserver
 import threading
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import typer
@@ -460,3 +464,42 @@ def test_queues_watch_refreshes(runner, cli, redis_url, prefix) -> None:
 def test_queues_watch_needs_a_sane_interval(runner, cli, redis_url, prefix) -> None:
     result = invoke(runner, cli, redis_url, prefix, "queues", "--watch", "--interval", "0")
     assert result.exit_code == 2
+
+
+# --- doctor's recommendations -----------------------------------------------------------------
+
+
+PIP_INSTALL = re.compile(r"pip install '?([A-Za-z0-9_.-]+)(?:\[([a-z,]+)\])?")
+
+
+def _known_distributions() -> dict[str, set[str]]:
+    """Every distribution the workspace locks (its members included), with its extras."""
+    root = Path(__file__).parents[4]
+    lock = tomllib.loads((root / "uv.lock").read_text())
+    return {
+        package["name"]: set(package.get("optional-dependencies", {}))
+        for package in lock["package"]
+    }
+
+
+def test_doctor_recommends_only_packages_that_exist() -> None:
+    # It recommended "pip install tta-agents", a package that does not exist.
+    known = _known_distributions()
+    module = importlib.import_module("tta_agent_coordination.features")
+    named = 0
+    for spec in module._SPECS:
+        for name, extras in PIP_INSTALL.findall(spec.install):
+            named += 1
+            canonical = re.sub(r"[-_.]+", "-", name).lower()
+            assert canonical in known, f"{spec.name}: {spec.install!r} names no known package"
+            for extra in filter(None, extras.split(",")):
+                assert extra in known[canonical], f"{spec.name}: no extra {extra!r}"
+    assert named >= 4  # postgres, prometheus, hiredis, fakeredis: the check checked them
+
+
+def test_doctor_shows_the_honest_hint_for_the_tta_extension(runner, cli, redis_url, prefix):
+    result = invoke(runner, cli, redis_url, prefix, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["tta_agents"]["status"] == "skip"
+    assert "not published yet" in checks["tta_agents"]["detail"]
+    assert "pip install tta-agents" not in result.stdout
