@@ -94,7 +94,7 @@ def migrate(dsn: Dsn, schema: Schema = DEFAULT_SCHEMA) -> None:
 
 @app.command()
 def history(
-    agent: Annotated[str, typer.Argument(help="Agent id: type or type:instance.")],
+    agent: Annotated[str, typer.Argument(metavar="AGENT", help="Agent id: type or type:instance.")],
     dsn: Dsn,
     schema: Schema = DEFAULT_SCHEMA,
     limit: Annotated[int, typer.Option(min=1, help="Most messages to show.")] = 50,

@@ -25,6 +25,7 @@ from tta_agent_coordination import (
     RedisAgentRegistry,
     RedisMessageCoordinator,
 )
+from tta_agent_coordination.cli import build_app
 from tta_agent_coordination.runtime.worker import AgentWorker
 from tta_agent_coordination.testing import real_redis
 
@@ -280,11 +281,26 @@ def test_doctor_on_an_http_port_says_what_it_is(runner: CliRunner, cli, http_por
 # --- shell completion -------------------------------------------------------------------------
 
 
-def test_show_completion_prints_a_script_for_tta_coord(runner: CliRunner, cli) -> None:
-    result = runner.invoke(cli, ["--show-completion", "bash"], prog_name="tta-coord")
+@pytest.mark.parametrize(
+    ("shell", "fragment"),
+    [
+        ("bash", "complete -o default -F _tta_coord_completion tta-coord"),
+        ("zsh", "compdef _tta_coord_completion tta-coord"),
+    ],
+)
+def test_show_completion_prints_a_script_for_tta_coord(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, shell: str, fragment: str
+) -> None:
+    # typer detects the shell from the process tree; its switch makes the option take the
+    # shell's name instead, so the test does not depend on what runs pytest. It is read
+    # when the command is built, so the app is built after it is set.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
+    result = runner.invoke(
+        build_app(plugins=False), ["--show-completion", shell], prog_name="tta-coord"
+    )
     assert result.exit_code == 0, result.output
-    assert "_TTA_COORD_COMPLETE=complete_bash" in result.stdout
-    assert "complete -o default -F _tta_coord_completion tta-coord" in result.stdout
+    assert f"_TTA_COORD_COMPLETE=complete_{shell}" in result.stdout
+    assert fragment in result.stdout
 
 
 @pytest.mark.parametrize(

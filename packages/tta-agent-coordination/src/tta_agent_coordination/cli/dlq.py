@@ -53,7 +53,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-AGENT_ARG: Any = typer.Argument(help="The queue's agent id: type or type:instance.")
+AGENT_ARG: Any = typer.Argument(
+    metavar="AGENT", help="The queue's agent id: type or type:instance."
+)
 
 _SHOWN_MATCHES = 5
 """Ids listed when a --id prefix matches several dead letters."""

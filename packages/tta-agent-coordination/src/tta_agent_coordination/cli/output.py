@@ -30,8 +30,8 @@ __all__ = [
 NARROW_COLUMN = 6
 """Width a column other than an id column needs to stay readable (``table_fits``)."""
 
-JSON_OPTION: Any = typer.Option("--json", help="Print JSON instead of a table.")
-"""The ``--json`` option of listing commands."""
+JSON_OPTION: Any = typer.Option("--json", help="Print the result as JSON (for scripts).")
+"""The ``--json`` option of the commands that print a result."""
 
 
 def out_console() -> Console:

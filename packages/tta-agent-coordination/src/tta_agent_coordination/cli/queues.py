@@ -133,7 +133,10 @@ def queues(
     ctx: typer.Context,
     agent: Annotated[
         list[str] | None,
-        typer.Argument(help="Queues to show (type or type:instance); all known queues if none."),
+        typer.Argument(
+            metavar="AGENT",
+            help="Queues to show (type or type:instance); all known queues if none.",
+        ),
     ] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
     watch: Annotated[

@@ -24,7 +24,9 @@ def recover(
     ctx: typer.Context,
     agent: Annotated[
         str | None,
-        typer.Argument(help="One queue (type or type:instance); every queue if omitted."),
+        typer.Argument(
+            metavar="AGENT", help="One queue (type or type:instance); every queue if omitted."
+        ),
     ] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:

@@ -27,9 +27,12 @@ __all__ = ["DEFAULT_SENDER", "parse_payload", "parse_priority", "register", "req
 DEFAULT_SENDER = "tta-coord:cli"
 """The sender of messages sent by hand unless ``--sender`` says otherwise."""
 
-RECIPIENT_ARG: Any = typer.Argument(help="The recipient's agent id: type or type:instance.")
+RECIPIENT_ARG: Any = typer.Argument(
+    metavar="RECIPIENT", help="The recipient's agent id: type or type:instance."
+)
 PAYLOAD_ARG: Any = typer.Argument(
-    help='The payload, a JSON object (e.g. \'{"kind": "add", "a": 1}\'); - reads it from stdin.'
+    metavar="PAYLOAD",
+    help='The payload, a JSON object (e.g. \'{"kind": "add", "a": 1}\'); - reads it from stdin.',
 )
 SENDER_OPTION: Any = typer.Option("--sender", help="The sender's agent id.")
 PRIORITY_OPTION: Any = typer.Option("--priority", "-p", help="low, normal or high.")
