@@ -519,3 +519,13 @@ def test_doctor_shows_the_honest_hint_for_the_tta_extension(runner, cli, redis_u
     assert checks["tta_agents"]["status"] == "skip"
     assert "not published yet" in checks["tta_agents"]["detail"]
     assert "pip install tta-agents" not in result.stdout
+
+
+def test_queues_watch_redraws_in_place_on_a_terminal(runner, cli, redis_url, prefix) -> None:
+    send(redis_url, prefix, A, 1)
+    args = ("queues", "--watch", "--iterations", "2", "--interval", "0.1")
+    # TTY_COMPATIBLE makes rich treat the runner's output as a terminal.
+    result = invoke(runner, cli, redis_url, prefix, *args, env={"TTY_COMPATIBLE": "1"})
+    assert result.exit_code == 0, result.output
+    assert "\x1b[1A\x1b[2K" in result.stdout  # the first frame erased, not followed
+    assert str(A) in result.stdout
