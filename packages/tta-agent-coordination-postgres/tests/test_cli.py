@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -62,6 +63,13 @@ async def test_history_lists_messages(store, coordination_redis, key_prefix, pg_
     )
     assert r.exit_code == 0, r.output
     assert "a:default -> b:default  queued" in r.output
+    r = await asyncio.to_thread(
+        runner.invoke, app, ["history", "b", "--dsn", pg_dsn, "--schema", store.schema, "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(r.stdout)
+    assert (row["sender"], row["recipient"], row["status"]) == ("a:default", "b:default", "queued")
+    assert row["message"]["message_type"] == "event"
 
 
 REAL_REDIS = "redis://127.0.0.1:6379/15"
@@ -169,26 +177,47 @@ def store_schema_migrated(pg_dsn, schema):
         )
 
 
+def assert_one_line_error(r, code: int, fragment: str) -> None:
+    """The core CLI's style: exactly one ``Error: ...`` line on stderr, no traceback."""
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, r.stderr
+    assert fragment in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["migrate", "--dsn", "postgresql://postgres@127.0.0.1:1/test"], "cannot connect"),
+        (["prune", "--older-than", "1d", "--dsn", "postgresql://x@127.0.0.1:1/test"], "cannot"),
+        (["history", "a", "--dsn", "postgresql://x@127.0.0.1:1/test"], "cannot connect"),
+    ],
+)
+def test_an_unreachable_database_is_a_runtime_error_exit_1(args, message):
+    assert_one_line_error(runner.invoke(app, args), 1, message)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["migrate", "--dsn", "not a dsn"], "invalid Postgres DSN"),
-        (["migrate", "--dsn", "postgresql://postgres@127.0.0.1:1/test"], "cannot connect"),
         (["history", "bad agent!", "--dsn", "postgresql://x@127.0.0.1:1/test"], "invalid agent"),
-        (["prune", "--older-than", "1d", "--dsn", "postgresql://x@127.0.0.1:1/test"], "cannot"),
     ],
 )
-def test_user_mistakes_give_one_line_and_exit_1(args, message):
-    r = runner.invoke(app, args)
-    assert r.exit_code == 1
-    assert message in r.output
-    assert "Traceback" not in r.output
+def test_usage_errors_exit_2_as_in_the_core_cli(args, message):
+    # docs/cli.md: usage errors exit 2; the plugin used to exit 1 with "error: ...".
+    assert_one_line_error(runner.invoke(app, args), 2, message)
+
+
+def test_a_bad_age_is_a_usage_error():
+    r = runner.invoke(app, ["prune", "--older-than", "soon", "--dsn", "postgresql://x@h/db"])
+    assert r.exit_code == 2
+    assert "is not an age like" in r.output
 
 
 def test_restore_with_unreachable_redis_is_one_line(monkeypatch):
     monkeypatch.setenv("TTA_COORD_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("TTA_COORD_KEY_PREFIX", "p")
     r = runner.invoke(app, ["restore", "--dsn", "postgresql://x@127.0.0.1:1/test"])
-    assert r.exit_code == 1
-    assert "error:" in r.output
-    assert "Traceback" not in r.output
+    assert_one_line_error(r, 1, "cannot reach Redis at redis://127.0.0.1:1/0")

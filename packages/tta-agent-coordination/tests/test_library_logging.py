@@ -6,9 +6,12 @@ test session itself configures it (the workspace ``conftest.py``).
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 from tta_agent_coordination.observability.logging import LibraryLogger, get_logger
 
@@ -94,3 +97,58 @@ def test_bound_context_is_kept_and_can_be_dropped() -> None:
     assert repr(log) == "LibraryLogger('tta_agent_coordination.x', {'a': 1, 'b': 2})"
     assert repr(log.unbind("a")) == "LibraryLogger('tta_agent_coordination.x', {'b': 2})"
     assert repr(log.new(c=3)) == "LibraryLogger('tta_agent_coordination.x', {'c': 3})"
+
+
+RESILIENCE_SCENARIO = textwrap.dedent(
+    """
+    import asyncio
+    from tta_agent_coordination.resilience import CircuitBreaker, CircuitBreakerConfig
+    from tta_agent_coordination.resilience.retry import RetryPolicy
+
+    async def main():
+        breaker = CircuitBreaker("llm", CircuitBreakerConfig(failure_threshold=1))
+
+        async def down():
+            raise ConnectionError("down")
+
+        try:
+            await breaker.call(down)
+        except ConnectionError:
+            pass
+        policy = RetryPolicy(attempts=2, initial_s=0.001, jitter_s=0)
+        try:
+            await policy.call(down, operation="ping")
+        except ConnectionError:
+            pass
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_breakers_and_retries_log_to_stderr_when_the_host_configured_nothing() -> None:
+    # They called structlog.get_logger directly, whose default prints on standard output.
+    out = subprocess.run(
+        [sys.executable, "-c", RESILIENCE_SCENARIO],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout == ""
+    assert "circuit_breaker_state_changed breaker='llm'" in out.stderr
+    assert "retrying policy=" in out.stderr
+    assert "retry_gave_up policy=" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "tta_agent_coordination.resilience.circuit_breaker",
+        "tta_agent_coordination.resilience.retry",
+        "tta_agent_coordination.resilience.health_check",
+        "tta_agent_coordination.redis.breaker_store",
+    ],
+)
+def test_resilience_modules_use_the_library_logger(module: str) -> None:
+    assert isinstance(importlib.import_module(module)._log, LibraryLogger)

@@ -1,8 +1,10 @@
 """``tta-coord store …``: migrations, history, restore and retention from a shell.
 
 The core CLI discovers this Typer app through the ``tta_agent_coordination.cli`` entry
-point named ``store``. User mistakes (a bad DSN, an unreachable database) print one line
-and exit with status 1, never a traceback.
+point named ``store``. Errors are reported as the core commands report them
+(``tta_agent_coordination.cli.errors.handle_errors``): one ``Error: ...`` line on stderr,
+never a traceback; exit 2 for a usage error (a malformed DSN, agent id or age), 1 for a
+runtime failure (an unreachable database or Redis).
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Annotated, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
 
 import typer
-from redis.exceptions import RedisError
 
-from tta_agent_coordination.cli.connect import get_state
+from tta_agent_coordination.cli.connect import get_state, parse_agent
 from tta_agent_coordination.cli.errors import CliUsageError, handle_errors
-from tta_agent_coordination.errors import CoordinationError
-from tta_agent_coordination.models import AgentId
+from tta_agent_coordination.cli.output import JSON_OPTION, print_json
 from tta_agent_coordination.settings import ENV_PREFIX
+from tta_agent_coordination_postgres.models import StoredMessage
 from tta_agent_coordination_postgres.store import DEFAULT_SCHEMA, PostgresMessageStore
 
 __all__ = ["app", "parse_age"]
@@ -61,13 +62,15 @@ def parse_age(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work``; a library or Redis error becomes a one-line message and exit 1."""
-    try:
+def _run(work: Callable[[], Awaitable[T]], server: str | None = None) -> T:
+    """Run ``work``, reporting errors as the core CLI does (one line; exit 2 or 1).
+
+    Args:
+        work: the command's coroutine function.
+        server: the (redacted) Redis URL, named in Redis connection errors.
+    """
+    with handle_errors(server):
         return asyncio.run(_call(work))
-    except (CoordinationError, RedisError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 async def _call(work: Callable[[], Awaitable[T]]) -> T:
@@ -91,40 +94,45 @@ def migrate(dsn: Dsn, schema: Schema = DEFAULT_SCHEMA) -> None:
 
 @app.command()
 def history(
-    agent: Annotated[str, typer.Argument(help="Agent id: type or type:instance.")],
+    agent: Annotated[str, typer.Argument(metavar="AGENT", help="Agent id: type or type:instance.")],
     dsn: Dsn,
     schema: Schema = DEFAULT_SCHEMA,
     limit: Annotated[int, typer.Option(min=1, help="Most messages to show.")] = 50,
     since: Annotated[
         str | None, typer.Option(help="Only messages newer than this age (e.g. 1h, 7d).")
     ] = None,
+    as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Messages an agent sent or received, newest first."""
-    try:
-        agent_id = AgentId.parse(agent)
-    except CoordinationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    with handle_errors():
+        agent_id = parse_agent(agent)
     age = parse_age(since) if since is not None else None
 
-    async def work() -> list[str]:
+    async def work() -> list[StoredMessage]:
         async with PostgresMessageStore(dsn, schema=schema) as store:
-            from datetime import UTC, datetime
-
             start = datetime.now(UTC) - age if age is not None else None
-            rows = await store.history(agent_id, since=start, limit=limit)
-        return [
+            return await store.history(agent_id, since=start, limit=limit)
+
+    rows = _run(work)
+    if as_json:
+        print_json([_message_json(m) for m in rows])
+        return
+    if not rows:
+        typer.echo(f"no messages for {agent_id}")
+    for m in rows:
+        typer.echo(
             f"{m.created_at.isoformat(timespec='seconds')}  {m.message_id}  "
             f"{m.sender or '?'} -> {m.recipient}  {m.status.value}  attempts={m.attempts}"
             + (f"  error={m.last_error}" if m.last_error else "")
-            for m in rows
-        ]
+        )
 
-    lines = _run(work)
-    if not lines:
-        typer.echo(f"no messages for {agent_id}")
-    for line in lines:
-        typer.echo(line)
+
+def _message_json(message: StoredMessage) -> dict[str, Any]:
+    """One stored message for ``--json``; agent ids as ``type:instance``, as elsewhere."""
+    data = message.model_dump(mode="json")
+    data["recipient"] = str(message.recipient)
+    data["sender"] = None if message.sender is None else str(message.sender)
+    return data
 
 
 @app.command()
@@ -155,7 +163,7 @@ def restore(ctx: typer.Context, dsn: Dsn, schema: Schema = DEFAULT_SCHEMA) -> No
         finally:
             await client.aclose()
 
-    count = _run(work)
+    count = _run(work, state.server)
     typer.echo(
         f"restored {count} messages into {settings.redacted_url} under prefix "
         f"{settings.key_prefix!r}"

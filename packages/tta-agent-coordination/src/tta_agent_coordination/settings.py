@@ -90,13 +90,17 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts)
 
 
+def _named(field: str) -> str:
+    """``field (TTA_COORD_FIELD)``: a setting as messages name it, with its variable."""
+    return f"{field} ({ENV_PREFIX}{field.upper()})"
+
+
 def _describe(exc: ValidationError) -> str:
     parts: list[str] = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        name = f"{ENV_PREFIX}{loc.upper()}" if loc else ""
-        parts.append(f"{loc} ({name}): {msg}" if loc else msg)
+        parts.append(f"{_named(loc)}: {msg}" if loc else msg)
     return "invalid settings: " + "; ".join(parts)
 
 
@@ -264,6 +268,8 @@ class CoordinationSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        # Checked here rather than per field so that every problem is reported at once;
+        # each names its field and environment variable, as field errors do (_describe).
         problems: list[str] = []
         positive = {
             "connect_timeout_s": self.connect_timeout_s,
@@ -275,17 +281,20 @@ class CoordinationSettings(BaseSettings):
             positive["socket_timeout_s"] = self.socket_timeout_s
         if self.pool_timeout_s is not None:
             positive["pool_timeout_s"] = self.pool_timeout_s
-        problems.extend(f"{name} must be > 0, got {v}" for name, v in positive.items() if v <= 0)
-        if self.health_check_interval_s < 0:
-            problems.append(
-                f"health_check_interval_s must be >= 0, got {self.health_check_interval_s}"
-            )
-        if self.grace_period_s < 0:
-            problems.append(f"grace_period_s must be >= 0, got {self.grace_period_s}")
-        if self.concurrency < 1:
-            problems.append(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.max_connections < 1:
-            problems.append(f"max_connections must be >= 1, got {self.max_connections}")
+        problems.extend(
+            f"{_named(name)}: must be > 0, got {v}" for name, v in positive.items() if v <= 0
+        )
+        at_least = {
+            "health_check_interval_s": (self.health_check_interval_s, 0),
+            "grace_period_s": (self.grace_period_s, 0),
+            "concurrency": (self.concurrency, 1),
+            "max_connections": (self.max_connections, 1),
+        }
+        problems.extend(
+            f"{_named(name)}: must be >= {low}, got {v}"
+            for name, (v, low) in at_least.items()
+            if v < low
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -103,7 +103,7 @@ def test_dlq_list_replay_and_purge(runner, cli, redis_url, prefix) -> None:
     dead_letter(redis_url, prefix, B, 2)
     refused = invoke(runner, cli, redis_url, prefix, "dlq", "purge", str(B), input="n\n")
     assert refused.exit_code == 1
-    assert "Delete 2 dead letters" in refused.stdout
+    assert "Delete 2 dead letters" in refused.stderr  # the prompt is not a result
     assert stats(redis_url, prefix, B).dead == 2
     confirmed = invoke(runner, cli, redis_url, prefix, "dlq", "purge", str(B), input="y\n")
     assert confirmed.exit_code == 0, confirmed.output

@@ -75,7 +75,7 @@ def test_missing_url_says_how_to_give_one(runner: CliRunner, cli: typer.Typer) -
 
 def test_invalid_environment_is_a_usage_error(runner: CliRunner, cli: typer.Typer) -> None:
     result = runner.invoke(cli, ["agents"], env={"TTA_COORD_CONCURRENCY": "0"})
-    assert_one_line_error(result, 2, "concurrency must be >= 1")
+    assert_one_line_error(result, 2, "concurrency (TTA_COORD_CONCURRENCY): must be >= 1")
     help_still_works = runner.invoke(cli, ["--help"], env={"TTA_COORD_CONCURRENCY": "0"})
     assert help_still_works.exit_code == 0
 

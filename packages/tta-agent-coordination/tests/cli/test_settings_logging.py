@@ -65,8 +65,11 @@ def test_reads_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         ({"redis_url": "redis://localhost:6379/abc"}, "is not a number"),
         ({"key_prefix": "has space"}, "invalid key prefix"),
         ({"log_level": "loud"}, "log level must be one of"),
-        ({"concurrency": 0}, "concurrency must be >= 1"),
-        ({"visibility_timeout_s": 0}, "visibility_timeout_s must be > 0"),
+        ({"concurrency": 0}, "concurrency (TTA_COORD_CONCURRENCY): must be >= 1"),
+        (
+            {"visibility_timeout_s": 0},
+            "visibility_timeout_s (TTA_COORD_VISIBILITY_TIMEOUT_S): must be > 0",
+        ),
         ({"max_connections": "many"}, "max_connections (TTA_COORD_MAX_CONNECTIONS)"),
     ],
 )
@@ -82,6 +85,26 @@ def test_every_problem_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         CoordinationSettings(log_level="loud")
     assert "TTA_COORD_CONCURRENCY" in str(info.value)
     assert "TTA_COORD_LOG_LEVEL" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("TTA_COORD_SOCKET_TIMEOUT_S", "-1", "must be > 0, got -1.0"),
+        ("TTA_COORD_POOL_TIMEOUT_S", "0", "must be > 0, got 0.0"),
+        ("TTA_COORD_GRACE_PERIOD_S", "-2", "must be >= 0, got -2.0"),
+        ("TTA_COORD_HEALTH_CHECK_INTERVAL_S", "-1", "must be >= 0, got -1.0"),
+        ("TTA_COORD_MAX_CONNECTIONS", "0", "must be >= 1, got 0"),
+    ],
+)
+def test_a_value_out_of_range_names_its_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    # Issue 21 item 6: TTA_COORD_SOCKET_TIMEOUT_S=-1 was reported without the variable.
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as info:
+        CoordinationSettings()
+    assert f"({variable}): {fragment}" in str(info.value)
 
 
 def test_password_is_never_shown() -> None:

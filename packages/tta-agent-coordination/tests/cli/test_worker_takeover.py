@@ -219,16 +219,3 @@ def test_factory_options_refused_for_a_factory_without_settings(
         sys.modules.pop("two_args", None)
     assert result.exit_code == 2, result.output
     assert f"{option[0]} cannot reach the workers of two_args:factory" in result.output
-
-
-def test_every_worker_and_doctor_option_is_in_the_cli_doc(cli) -> None:
-    import typer.main
-
-    doc = (Path(__file__).parents[4] / "docs" / "cli.md").read_text()
-    group = typer.main.get_command(cli)
-    for name in ("worker", "doctor"):
-        command = group.commands[name]  # type: ignore[attr-defined]
-        for param in command.params:
-            for opt in [*param.opts, *param.secondary_opts]:
-                if opt.startswith("--") and opt != "--help":
-                    assert f"`{opt}" in doc or f"{opt}`" in doc or f"{opt} " in doc, opt

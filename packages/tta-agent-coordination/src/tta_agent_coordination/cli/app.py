@@ -12,7 +12,7 @@ import typer
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.observability.logging import configure_logging
 
-from . import dlq, doctor, inspect, recover, worker
+from . import dlq, doctor, inspect, queues, recover, send, worker
 from .connect import CliState
 from .errors import EXIT_USAGE, fail, warn
 from .global_options import GlobalOptionsGroup
@@ -24,7 +24,18 @@ DEMO_MODULE = "tta_agent_coordination.cli.demo"
 """The optional package that adds ``tta-coord demo`` (``register(app)``)."""
 
 BUILTIN_COMMANDS = frozenset(
-    {"agents", "queues", "breakers", "dlq", "recover", "doctor", "worker", "demo"}
+    {
+        "agents",
+        "queues",
+        "breakers",
+        "dlq",
+        "recover",
+        "doctor",
+        "worker",
+        "demo",
+        "send",
+        "request",
+    }
 )
 """Command names plugins cannot take."""
 
@@ -137,10 +148,12 @@ def build_app(*, plugins: bool = True) -> typer.Typer:
         no_args_is_help=True,
         # Locals may hold the Redis URL with its password; never print them.
         pretty_exceptions_show_locals=False,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion
     )
     app.callback()(_root)
     inspect.register(app)
+    queues.register(app)
+    send.register(app)
     app.add_typer(dlq.app, name="dlq")
     recover.register(app)
     doctor.register(app)

@@ -19,7 +19,7 @@ from tta_agent_coordination.redis.store_marker import read_store_marker
 from tta_agent_coordination.settings import CoordinationSettings, redact_url
 
 from .connect import connect_store, get_state, run_async
-from .errors import EXIT_FAILURE
+from .errors import EXIT_FAILURE, not_redis
 from .output import JSON_OPTION, out_console, print_json
 
 __all__ = ["Check", "doctor", "optional_parts", "register", "server_checks", "store_checks"]
@@ -68,19 +68,25 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def _not_checked() -> list[Check]:
+    return [
+        Check(name, "skip", "not checked: no connection")
+        for name in ("server version", "lua", "streams")
+    ]
+
+
 async def server_checks(client: aioredis.Redis, server: str) -> list[Check]:
     """Connectivity, version, Lua and Streams support of the server behind ``client``."""
     checks: list[Check] = []
     started = time.perf_counter()
     try:
         await client.ping()  # pyright: ignore[reportUnknownMemberType]
+    except redis_errors.InvalidResponse as exc:
+        checks.append(Check("connect", "fail", not_redis(server, exc)))
+        return checks + _not_checked()
     except (redis_errors.RedisError, OSError) as exc:
         checks.append(Check("connect", "fail", f"{server}: {type(exc).__name__}: {exc}"))
-        checks.extend(
-            Check(name, "skip", "not checked: no connection")
-            for name in ("server version", "lua", "streams")
-        )
-        return checks
+        return checks + _not_checked()
     elapsed_ms = (time.perf_counter() - started) * 1000
     checks.append(Check("connect", "ok", f"{server} answered PING in {elapsed_ms:.1f} ms"))
 

@@ -24,6 +24,7 @@ from tta_agent_coordination.errors import (
     InvalidAgentIdError,
     RegistryUnavailableError,
 )
+from tta_agent_coordination.store import StoreError
 
 __all__ = [
     "EXIT_FAILURE",
@@ -33,6 +34,7 @@ __all__ = [
     "CliUsageError",
     "fail",
     "handle_errors",
+    "not_redis",
     "warn",
 ]
 
@@ -78,7 +80,32 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def not_redis(server: str | None, exc: BaseException) -> str:
+    """The message for a server that answered, but not in the Redis protocol (an HTTP port)."""
+    where = f"the server at {server}" if server else "the server"
+    return (
+        f"{where} does not speak the Redis protocol ({exc}): is --redis-url "
+        "(TTA_COORD_REDIS_URL) pointing at an HTTP or other non-Redis port? Redis listens "
+        "on 6379 unless configured otherwise"
+    )
+
+
+def _protocol_error(exc: BaseException) -> redis_errors.InvalidResponse | None:
+    """The ``InvalidResponse`` behind ``exc`` (itself, or a cause a guard wrapped), if any."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # a short chain: guard -> retry -> redis-py
+        if seen is None:
+            return None
+        if isinstance(seen, redis_errors.InvalidResponse):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _unreachable(server: str | None, exc: BaseException) -> str:
+    protocol = _protocol_error(exc)
+    if protocol is not None:
+        return not_redis(server, protocol)
     where = f"Redis at {server}" if server else "Redis"
     detail = (str(exc) or type(exc).__name__).rstrip(".")
     return (
@@ -110,6 +137,8 @@ def handle_errors(server: str | None = None) -> Generator[None]:
             "in --redis-url",
             EXIT_FAILURE,
         ) from None
+    except redis_errors.InvalidResponse as exc:
+        raise fail(not_redis(server, exc), EXIT_FAILURE) from None
     except (redis_errors.ConnectionError, ConnectionError) as exc:
         raise fail(_unreachable(server, exc), EXIT_FAILURE) from None
     except (redis_errors.TimeoutError, TimeoutError) as exc:
@@ -122,6 +151,8 @@ def handle_errors(server: str | None = None) -> Generator[None]:
     except redis_errors.ResponseError as exc:
         # e.g. NOPERM from an ACL, or a server too old for a command.
         raise fail(f"Redis refused a command: {exc}", EXIT_FAILURE) from None
+    except StoreError as exc:  # its message names the store and what to check
+        raise fail(str(exc), EXIT_FAILURE) from None
     except (CoordinationError, AgentRegistryError, redis_errors.RedisError, OSError) as exc:
         raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE) from None
     except (KeyboardInterrupt, asyncio.CancelledError):

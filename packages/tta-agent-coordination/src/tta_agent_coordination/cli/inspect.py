@@ -1,4 +1,4 @@
-"""Read-only views: ``tta-coord agents``, ``queues`` and ``breakers``."""
+"""Read-only views: ``tta-coord agents`` and ``breakers`` (``queues``: ``queues.py``)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from tta_agent_coordination.agents import AgentRecord
-from tta_agent_coordination.models import MessagePriority
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.settings import CoordinationSettings
 
-from .connect import get_state, open_redis, parse_agent, run_async
-from .errors import handle_errors
-from .output import JSON_OPTION, format_time, out_console, print_json
+from .connect import get_state, open_redis, run_async
+from .output import JSON_OPTION, format_time, id_column, out_console, print_json
 
-__all__ = ["agents", "breakers", "queues", "register"]
+__all__ = ["agents", "breakers", "register"]
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``agents``, ``queues`` and ``breakers`` to ``app``."""
+    """Add ``agents`` and ``breakers`` to ``app``."""
     app.command("agents")(agents)
-    app.command("queues")(queues)
     app.command("breakers")(breakers)
 
 
@@ -58,8 +55,9 @@ def agents(
         console.print(f"No agents registered under prefix {state.settings.key_prefix!r}.")
         return
     table = Table(title=f"Agents ({state.settings.key_prefix})")
-    for column in ("agent", "name", "alive", "status", "capabilities", "last heartbeat"):
-        table.add_column(column)
+    id_column(table, "agent", (str(r.agent_id) for r in records))
+    for column in ("name", "alive", "status", "capabilities", "last heartbeat"):
+        table.add_column(column, overflow="fold")
     for r in records:
         table.add_row(
             str(r.agent_id),
@@ -76,67 +74,6 @@ def _record_json(record: AgentRecord) -> dict[str, Any]:
     data = record.model_dump(mode="json")
     data["agent_id"] = str(record.agent_id)
     return data
-
-
-# --- queues --------------------------------------------------------------------------------
-
-
-def queues(
-    ctx: typer.Context,
-    agent: Annotated[
-        list[str] | None,
-        typer.Argument(help="Queues to show (type or type:instance); all known queues if none."),
-    ] = None,
-    as_json: Annotated[bool, JSON_OPTION] = False,
-) -> None:
-    """Show ready (per priority), leased, delayed and dead counts of each queue."""
-    state = get_state(ctx)
-    with handle_errors():
-        wanted = [parse_agent(a) for a in agent] if agent else None
-
-    async def work(settings: CoordinationSettings) -> list[dict[str, Any]]:
-        async with open_redis(settings) as client:
-            coord = settings.build_coordinator(client)
-            try:
-                ids = wanted if wanted is not None else await coord.known_queues()
-                rows: list[dict[str, Any]] = []
-                for agent_id in ids:
-                    stats = await coord.queue_stats(agent_id)
-                    rows.append(
-                        {
-                            "queue": str(agent_id),
-                            "high": stats.ready[MessagePriority.HIGH],
-                            "normal": stats.ready[MessagePriority.NORMAL],
-                            "low": stats.ready[MessagePriority.LOW],
-                            "leased": stats.leased,
-                            "delayed": stats.delayed,
-                            "dead": stats.dead,
-                        }
-                    )
-                return rows
-            finally:
-                await coord.aclose()
-
-    rows = run_async(state, work)
-    if as_json:
-        print_json(rows)
-        return
-    console = out_console()
-    if not rows:
-        console.print(f"No queues under prefix {state.settings.key_prefix!r}.")
-        return
-    table = Table(title=f"Queues ({state.settings.key_prefix})")
-    table.add_column("queue")
-    for column in ("high", "normal", "low", "leased", "delayed", "dead"):
-        table.add_column(column, justify="right")
-    for row in rows:
-        dead = str(row["dead"])
-        table.add_row(
-            row["queue"],
-            *(str(row[c]) for c in ("high", "normal", "low", "leased", "delayed")),
-            f"[red]{dead}[/red]" if row["dead"] else dead,
-        )
-    console.print(table)
 
 
 # --- breakers ------------------------------------------------------------------------------

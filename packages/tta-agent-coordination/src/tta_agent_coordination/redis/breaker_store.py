@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-import structlog
 
 from tta_agent_coordination.errors import ConfigurationError
+from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.redis.breaker_scripts import (
     AcquireReply,
     BreakerReply,
@@ -44,7 +44,7 @@ from tta_agent_coordination.resilience.config import CircuitBreakerConfig
 __all__ = ["RedisBreakerStore"]
 
 # The breaker's own logger, so store and breaker events read as one stream.
-_log = structlog.get_logger("tta_agent_coordination.resilience")
+_log = get_logger("tta_agent_coordination.resilience")
 
 
 def _ms(seconds: float) -> int:

@@ -22,9 +22,8 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar
 
-import structlog
-
 from tta_agent_coordination.errors import CircuitBreakerOpenError
+from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.resilience.breaker_metrics import (
     BreakerListener,
     BreakerRecorder,
@@ -54,7 +53,7 @@ __all__ = [
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_log = structlog.get_logger("tta_agent_coordination.resilience")
+_log = get_logger("tta_agent_coordination.resilience")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import structlog
-
+from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.resilience.breaker_state import Outcome, outcome_of
 from tta_agent_coordination.resilience.config import CircuitBreakerConfig
 
@@ -30,7 +29,7 @@ HealthCheckFn = Callable[[], Awaitable[object]]
 """A health check: returns (anything but ``False``) when the dependency answers, raises or
 returns ``False`` when it does not."""
 
-_log = structlog.get_logger("tta_agent_coordination.resilience")
+_log = get_logger("tta_agent_coordination.resilience")
 
 
 class HealthCheck:

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import redis.exceptions as redis_errors
-import structlog
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -25,6 +24,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from tta_agent_coordination.errors import CircuitBreakerOpenError, ConfigurationError
+from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.resilience.cancellation import being_cancelled
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_log = structlog.get_logger("tta_agent_coordination.resilience")
+_log = get_logger("tta_agent_coordination.resilience")
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
