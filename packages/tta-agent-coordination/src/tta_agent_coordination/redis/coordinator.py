@@ -12,6 +12,7 @@ See ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -393,18 +394,31 @@ class RedisMessageCoordinator(MessageCoordinator):
         *,
         visibility_timeout: float = 5,
         block: float | None = None,
+        also: Sequence[AgentId] = (),
+        interrupt: asyncio.Event | None = None,
     ) -> list[ReceivedMessage]:
-        """Reserve up to ``count`` messages in one round trip, in delivery order.
+        """Reserve up to ``count`` messages in one round trip per queue, in delivery order.
 
-        Also returns expired leases of this queue to it and promotes due retries first,
-        so a queue with consumers heals itself. See :meth:`receive`.
+        ``agent_id``'s queue first, then each queue in ``also`` (a worker passes its
+        type queue, ``[agent_id.type_queue]``) while fewer than ``count`` are reserved;
+        priorities are respected within each queue. Each ``ReceivedMessage.queue``
+        says where to settle it. A blocking wait covers every queue in one shared read
+        and ends at once, returning nothing, when ``interrupt`` is set (a stopping
+        worker); a reservation is never cut short. Also returns expired leases of
+        these queues to them and promotes due retries first, so queues with consumers
+        heal themselves. See :meth:`receive`.
 
         Raises:
             ConfigurationError: ``count`` is not between 1 and 1000, or a time is out
                 of range.
         """
         batch = await self._receiver.receive_batch(
-            agent_id, count, visibility_timeout=visibility_timeout, block=block
+            agent_id,
+            count,
+            visibility_timeout=visibility_timeout,
+            block=block,
+            also=also,
+            interrupt=interrupt,
         )
         if batch and self.store_marker.pending:
             await self.store_marker.observe()
