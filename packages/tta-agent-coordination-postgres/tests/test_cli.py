@@ -61,7 +61,7 @@ async def test_history_lists_messages(store, coordination_redis, key_prefix, pg_
         runner.invoke, app, ["history", "b", "--dsn", pg_dsn, "--schema", store.schema]
     )
     assert r.exit_code == 0, r.output
-    assert "a:default -> b:default  queued" in r.output
+    assert "a -> b  queued" in r.output
 
 
 REAL_REDIS = "redis://127.0.0.1:6379/15"

@@ -34,7 +34,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-AGENT_ARG: Any = typer.Argument(help="The queue's agent id: type or type:instance.")
+AGENT_ARG: Any = typer.Argument(
+    help="The queue: type:instance (one agent's), or type (the type queue, any instance)."
+)
 
 
 @app.command("list")

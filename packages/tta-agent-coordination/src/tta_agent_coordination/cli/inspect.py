@@ -85,7 +85,10 @@ def queues(
     ctx: typer.Context,
     agent: Annotated[
         list[str] | None,
-        typer.Argument(help="Queues to show (type or type:instance); all known queues if none."),
+        typer.Argument(
+            help="Queues to show: type:instance, or type (the type queue, any instance); "
+            "all known queues if none."
+        ),
     ] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
@@ -105,6 +108,7 @@ def queues(
                     rows.append(
                         {
                             "queue": str(agent_id),
+                            "type_wide": agent_id.is_type_wide,
                             "high": stats.ready[MessagePriority.HIGH],
                             "normal": stats.ready[MessagePriority.NORMAL],
                             "low": stats.ready[MessagePriority.LOW],
@@ -132,7 +136,7 @@ def queues(
     for row in rows:
         dead = str(row["dead"])
         table.add_row(
-            row["queue"],
+            f"{row['queue']} [dim](any instance)[/dim]" if row["type_wide"] else row["queue"],
             *(str(row[c]) for c in ("high", "normal", "low", "leased", "delayed")),
             f"[red]{dead}[/red]" if row["dead"] else dead,
         )
