@@ -12,7 +12,11 @@ from tta_agent_coordination import (
     PermanentError,
     RedisMessageCoordinator,
 )
+from tta_agent_coordination.interfaces import Ownership
 from tta_agent_coordination.models import DeadLetter
+from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.runtime.fetching import FetchLoop, FetchSettings
+from tta_agent_coordination.runtime.presence import AgentPresence
 
 from .conftest import CLIENT, eventually
 
@@ -201,3 +205,55 @@ async def test_a_type_with_no_live_worker_keeps_its_messages_until_one_starts(
     async with worker:
         await eventually(lambda: len(seen) == 3)
     assert sorted(seen) == [0, 1, 2]
+
+
+class _Stalled(AgentPresence):
+    """A registration held for the first read, unverified once it returned (a stall)."""
+
+    def __init__(self, coordinator: RedisMessageCoordinator) -> None:
+        super().__init__(
+            coordinator,
+            None,
+            W1,
+            name="calc",
+            capabilities=[],
+            metadata={},
+            takeover=False,
+            subscriptions=[],
+            log=get_logger(__name__),
+        )
+        self.checks = 0
+
+    def ownership(self) -> Ownership:
+        self.checks += 1
+        return Ownership.HELD if self.checks == 1 else Ownership.UNVERIFIED
+
+
+async def test_a_fenced_batch_from_the_type_queue_is_given_back_to_the_type_queue(coordinator):
+    await send(coordinator, to(CALC, 1))
+    stop = asyncio.Event()
+    spawned: list[Any] = []
+    presence = _Stalled(coordinator)
+    fetch = FetchLoop(
+        coordinator,
+        W1,
+        presence,
+        FetchSettings(concurrency=1, batch_size=1, visibility_s=60.0, poll_s=0.05),
+        deliveries={},
+        spawn=spawned.append,
+        stop_requested=stop,
+        slot_free=asyncio.Event(),
+        on_lost=stop.set,
+        log=get_logger(__name__),
+    )
+    task = asyncio.create_task(fetch.run(lambda: None))
+    try:
+        # Checked before the read, after it (stalled: given back), then before the next.
+        await eventually(lambda: presence.checks >= 3)
+        # Leased for 60 s, but given back at once: another instance gets it now.
+        again = await coordinator.receive_batch(W2, 1, also=[CALC], block=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert spawned == []
+    assert [(r.queue, r.attempts) for r in again] == [(CALC, 2)]
