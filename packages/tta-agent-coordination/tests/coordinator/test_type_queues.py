@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from tta_agent_coordination.models import AgentId, FailureType, MessagePriority
+from tta_agent_coordination.models import AgentId, AgentMessage, FailureType, MessagePriority
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.redis.keys import KeySpace
 
@@ -19,7 +19,7 @@ W1 = AgentId("calc", "w1")
 W2 = AgentId("calc", "w2")
 
 
-def to_type(n: int, **extra) -> object:
+def to_type(n: int, **extra) -> AgentMessage:
     return make_message(n, recipient=TYPE, **extra)
 
 
