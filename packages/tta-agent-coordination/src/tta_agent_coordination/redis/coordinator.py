@@ -429,8 +429,10 @@ class RedisMessageCoordinator(MessageCoordinator):
     async def ack(self, agent_id: AgentId, token: str) -> bool:
         """Settle a delivery as done; it leaves no trace but its dedupe entry.
 
-        Returns False, changing nothing, for an unknown token or one already settled
-        (or recovered after its lease expired).
+        ``agent_id`` is the queue the delivery came from (``received.queue``: the type
+        queue for a message received with ``also=``). Returns False, changing nothing,
+        for an unknown token or one already settled (or recovered after its lease
+        expired).
         """
         return (await self._settler.ack_many(agent_id, [token]))[0]
 
@@ -484,7 +486,9 @@ class RedisMessageCoordinator(MessageCoordinator):
         """Return every leased message of ``agent_id``'s queue at once (its consumer died).
 
         Each release counts as a delivery, as an expired lease does. Returns how many
-        messages were moved.
+        messages were moved. An instance's release leaves its type queue alone (other
+        instances hold leases there); a type-wide id releases every lease of the type
+        queue, for when no instance of the type is running.
         """
         return await self._recovery.recover(agent_id, force=True)
 

@@ -1,9 +1,11 @@
 """Receiving: reserve messages with the ``queue_receive`` script, wait for them, decode them.
 
 A receive heals its queue first (expired leases back, due retries promoted, expired
-messages dead-lettered), then reserves. With ``block``, an empty queue is waited on with
-the coordinator's shared ``StreamWaiter`` (one ``XREAD BLOCK`` for every waiting receive)
-for entries newer than the ones the script saw, never by polling.
+messages dead-lettered), then reserves. A worker's receive covers two queues, its own and
+its type queue (``also=``), one script each, in that order. With ``block``, empty queues
+are waited on with the coordinator's shared ``StreamWaiter`` (one ``XREAD BLOCK`` for
+every waiting receive) for entries newer than the ones the scripts saw, never by
+polling; an ``interrupt`` event ends that wait (never a script call) at once.
 """
 
 from __future__ import annotations
