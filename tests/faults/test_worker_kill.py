@@ -54,7 +54,7 @@ async def test_worker_sigkill_under_load_loses_nothing(
             register_wait_s=register_wait_s,
         )
 
-    workers = [worker_processes.start(config(a, a.instance)) for a in AGENTS]
+    workers = [worker_processes.start(config(a, str(a.instance))) for a in AGENTS]
     for w in workers:
         await w.wait_ready()
 

@@ -32,7 +32,7 @@ NORMAL_PRIORITY_SUFFIX = "5"
 
 def ready_stream(prefix: str, agent: AgentId, suffix: str = NORMAL_PRIORITY_SUFFIX) -> str:
     """The key of ``agent``'s ready stream (NORMAL priority by default) under ``prefix``."""
-    return f"{prefix}:{{{agent.type}:{agent.instance}}}:ready:{suffix}"
+    return f"{prefix}:{{{agent}}}:ready:{suffix}"
 
 
 def well_formed_fields(message: AgentMessage) -> dict[str, str]:

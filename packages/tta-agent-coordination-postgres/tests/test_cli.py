@@ -62,13 +62,13 @@ async def test_history_lists_messages(store, coordination_redis, key_prefix, pg_
         runner.invoke, app, ["history", "b", "--dsn", pg_dsn, "--schema", store.schema]
     )
     assert r.exit_code == 0, r.output
-    assert "a:default -> b:default  queued" in r.output
+    assert "a -> b  queued" in r.output
     r = await asyncio.to_thread(
         runner.invoke, app, ["history", "b", "--dsn", pg_dsn, "--schema", store.schema, "--json"]
     )
     assert r.exit_code == 0, r.output
     [row] = json.loads(r.stdout)
-    assert (row["sender"], row["recipient"], row["status"]) == ("a:default", "b:default", "queued")
+    assert (row["sender"], row["recipient"], row["status"]) == ("a", "b", "queued")
     assert row["message"]["message_type"] == "event"
 
 

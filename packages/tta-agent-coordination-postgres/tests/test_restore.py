@@ -104,3 +104,38 @@ async def test_restore_skips_messages_redis_still_holds(coordination_redis, key_
     assert await store.restore(c) == 5
     assert len(await drain(c)) == 20
     await c.aclose()
+
+
+async def test_a_type_queue_is_recorded_type_wide_and_restored_into_the_type_queue(
+    coordination_redis, key_prefix, store
+):
+    calc = AgentId("calc")  # any instance of calc: the type queue
+    c = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix, store=store)
+    sent = [
+        AgentMessage(
+            message_id=f"t-{i:04d}",
+            sender=A,
+            recipient=calc,
+            message_type=MessageType.EVENT,
+            payload={"i": i},
+        )
+        for i in range(6)
+    ]
+    assert all(r.delivered for r in await c.send_many(sent))
+    [leased] = await c.receive_batch(AgentId("calc", "w1"), 1, also=[calc], visibility_timeout=60)
+    assert leased.queue == calc
+    await c.flush_store()
+    [record] = await store.get("t-0000")
+    assert record.recipient == calc  # stored as "calc", parsed back type-wide
+    assert record.sender == A  # a type-wide sender stays type-wide
+    assert "t-0000" in {m.message_id for m in await store.history(calc)}
+
+    await delete_prefix(coordination_redis, key_prefix)
+    assert await store.restore(c) == 6
+    stats = await c.queue_stats(calc)
+    assert stats.ready[MessagePriority.NORMAL] == 6
+    assert (await c.queue_stats(AgentId("calc", "default"))).unsettled == 0
+    again = await c.receive_batch(AgentId("calc", "w2"), 10, also=[calc])
+    assert sorted(r.message.message_id for r in again) == [m.message_id for m in sent]
+    assert {r.queue for r in again} == {calc}
+    await c.aclose()

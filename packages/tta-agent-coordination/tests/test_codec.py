@@ -10,6 +10,7 @@ release that changes a model's internals fails here.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import pickle
 from datetime import UTC, datetime, timedelta, timezone
@@ -309,7 +310,7 @@ def test_finite_floats_and_ordinary_payloads_pass_the_check() -> None:
 # --- assemble_model: the fast models equal model_construct's -------------------
 
 
-def reference(item: list[object]) -> ReceivedMessage:
+def reference(item: list[object], queue: AgentId | None = None) -> ReceivedMessage:
     message = AgentMessage.model_validate_json(item[1])  # type: ignore[arg-type]
     return ReceivedMessage.model_construct(
         token=item[0],
@@ -321,6 +322,7 @@ def reference(item: list[object]) -> ReceivedMessage:
             last_error=item[3] or None,
         ),
         visibility_deadline=ms_to_iso(item[5]),
+        queue=queue,
     )
 
 
@@ -331,8 +333,9 @@ ITEMS: list[list[object]] = [
 
 
 def test_assembled_models_hold_exactly_what_model_construct_gives() -> None:
-    for item in ITEMS:
-        fast, slow = decode_delivery(item), reference(item)
+    for item, queue in itertools.product(ITEMS, (None, AgentId("narrator"))):
+        fast, slow = decode_delivery(item, queue), reference(item, queue)
+        assert fast.queue == queue
         assert fast == slow
         assert fast.__getstate__() == slow.__getstate__()
         assert fast.queue_message.__getstate__() == slow.queue_message.__getstate__()

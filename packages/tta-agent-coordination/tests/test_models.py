@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from tta_agent_coordination.errors import InvalidAgentIdError
 from tta_agent_coordination.models import (
+    DEFAULT_INSTANCE,
     AgentId,
     AgentMessage,
     MessagePriority,
@@ -22,12 +23,49 @@ class AgentType(StrEnum):
     IPA = "input_processor"
 
 
-def test_agent_id_defaults_instance_and_formats():
+def test_agent_id_without_instance_is_type_wide_and_formats():
     agent = AgentId("world_builder")
-    assert agent.instance == "default"
-    assert str(agent) == "world_builder:default"
+    assert agent.instance is None
+    assert agent.is_type_wide
+    assert str(agent) == "world_builder"
     assert AgentId(type="world_builder", instance=None) == agent
     assert AgentId("world_builder", "w1") == AgentId(type="world_builder", instance="w1")
+    assert not AgentId("world_builder", "w1").is_type_wide
+    assert str(AgentId("world_builder", "w1")) == "world_builder:w1"
+
+
+def test_type_wide_and_default_instance_are_different_addresses():
+    assert AgentId("calc") != AgentId("calc", "default")
+    assert len({AgentId("calc"), AgentId("calc", "default")}) == 2
+
+
+def test_concrete_gives_the_default_instance_of_a_type_wide_id():
+    assert AgentId("calc").concrete() == AgentId("calc", DEFAULT_INSTANCE)
+    assert AgentId("calc", "w1").concrete() == AgentId("calc", "w1")
+
+
+def test_type_queue_is_the_type_wide_id_of_the_type():
+    assert AgentId("calc", "w1").type_queue == AgentId("calc")
+    assert AgentId("calc").type_queue == AgentId("calc")
+
+
+def test_parse_of_a_bare_type_round_trips_to_the_type_wide_id():
+    agent = AgentId.parse("world_builder")
+    assert agent == AgentId("world_builder")
+    assert agent.is_type_wide
+    assert AgentId.parse(str(agent)) == agent
+
+
+def test_type_wide_id_round_trips_through_json_inside_a_message():
+    message = AgentMessage(
+        sender=AgentId("a", "1"), recipient=AgentId("calc"), message_type=MessageType.EVENT
+    )
+    back = AgentMessage.model_validate_json(message.model_dump_json(exclude_none=True))
+    assert back.recipient == AgentId("calc")
+    assert back.sender == AgentId("a", "1")
+    # What older versions stored (instance always written) stays a concrete address.
+    old = AgentId.model_validate({"type": "calc", "instance": "default"})
+    assert old == AgentId("calc", "default")
 
 
 def test_agent_id_accepts_string_enum_members_as_plain_strings():
@@ -35,6 +73,7 @@ def test_agent_id_accepts_string_enum_members_as_plain_strings():
     assert agent.type == "input_processor"
     assert type(agent.type) is str
     assert agent == AgentId("input_processor")
+    assert AgentId(AgentType.IPA, AgentType.IPA).instance == "input_processor"
 
 
 def test_agent_id_is_frozen_and_hashable():

@@ -52,15 +52,16 @@ _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _UNSETTLED = ("queued", "leased", "retrying")
 
-# Envelopes leave out fields at their defaults (AgentId.instance "default", priority
-# NORMAL = 5), so the columns derived from them fall back to those defaults.
+# Envelopes leave out fields at their defaults (priority NORMAL = 5), so the columns
+# derived from them fall back to those defaults. An id without an instance is type-wide
+# and is written as its type alone, as str(AgentId) does ("type", else "type:instance").
 _UPSERT_MESSAGES = (
     sql.SQL("""
 INSERT INTO messages AS m (
     message_id, recipient, sender, correlation_id, message_type, priority, envelope,
     status, attempts, last_error, failure, incarnation, rank, settled_at)
 SELECT u.mid, u.rcp,
-    (x.j -> 'sender' ->> 'type') || ':' || COALESCE(x.j -> 'sender' ->> 'instance', 'default'),
+    (x.j -> 'sender' ->> 'type') || COALESCE(':' || (x.j -> 'sender' ->> 'instance'), ''),
     x.j ->> 'correlation_id', x.j ->> 'message_type',
     COALESCE((x.j ->> 'priority')::smallint, 5), x.j,
     u.status, u.attempts, u.err, u.failure, u.inc, u.rank,

@@ -182,30 +182,39 @@ class MessageCoordinator(ABC):
         *,
         visibility_timeout: float = 5,
         block: float | None = None,
+        also: Sequence[AgentId] = (),
+        interrupt: asyncio.Event | None = None,
     ) -> list[ReceivedMessage]:
         """Reserve up to ``count`` messages, in delivery order.
 
-        With ``block`` seconds, waits that long for a first message instead of returning
-        an empty list at once. This default calls :meth:`receive` once per message and,
-        while it waits, asks again every 50 ms: a back-end with a blocking read
-        overrides it.
+        ``agent_id``'s queue first, then each queue of ``also`` (a worker passes its
+        type queue) while fewer than ``count`` are reserved; each message's ``queue``
+        says which queue to settle it on. With ``block`` seconds, waits that long for a
+        first message instead of returning an empty list at once; a set ``interrupt``
+        ends the wait at once (with nothing). This default calls :meth:`receive` once
+        per message and, while it waits, asks again every 50 ms: a back-end with a
+        blocking read overrides it.
 
         Raises:
             ConfigurationError: ``count`` is below 1.
         """
         if count < 1:
             raise ConfigurationError(f"count must be at least 1, got {count}")
+        queues = list(dict.fromkeys((agent_id, *also)))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (block or 0.0)
         while True:
             batch: list[ReceivedMessage] = []
-            while len(batch) < count:
-                received = await self.receive(agent_id, visibility_timeout)
-                if received is None:
-                    break
-                batch.append(received)
+            for queue in queues:
+                while len(batch) < count:
+                    received = await self.receive(queue, visibility_timeout)
+                    if received is None:
+                        break
+                    if received.queue is None:
+                        received = received.model_copy(update={"queue": queue})
+                    batch.append(received)
             remaining = deadline - loop.time()
-            if batch or remaining <= 0:
+            if batch or remaining <= 0 or (interrupt is not None and interrupt.is_set()):
                 return batch
             await asyncio.sleep(min(_POLL_STEP_S, remaining))
 

@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_INSTANCE = "default"
-"""The instance name used when an ``AgentId`` is created without one."""
+"""The instance a type-wide ``AgentId`` stands for where one concrete agent is needed
+(a worker's identity, a registration): see :meth:`AgentId.concrete`."""
 
 # Names end up inside Redis keys and hash tags: no ':' (our separator), no braces (hash
 # tags), no glob characters or whitespace (SCAN patterns), and a leading letter or digit.
@@ -89,24 +90,28 @@ class RoutingKey(BaseModel):
 
 
 class AgentId(BaseModel):
-    """The address of one agent: its ``type`` and ``instance``.
+    """The address of an agent: its ``type`` and, for one agent, its ``instance``.
 
-    ``AgentId("world_builder")`` and ``AgentId(type="world_builder", instance="w1")`` both
-    work; a missing instance means ``"default"``. Values are validated so that they are
-    safe inside Redis keys; a string enum member (such as TTA's ``AgentType``) is accepted
-    and stored as its value. Frozen and hashable; ``str(agent_id) == "type:instance"`` and
-    :meth:`parse` is the reverse.
+    ``AgentId("world_builder", "w1")`` is one agent (an instance). ``AgentId("world_builder")``
+    (``instance=None``) is **type-wide**: as a recipient it means "any live instance of
+    that type", whose workers compete for its messages (see ``docs/concepts.md``,
+    "Instance vs type addressing"). Where one concrete agent is needed (a worker's
+    identity, a registration) a type-wide id stands for its :data:`DEFAULT_INSTANCE`
+    (:meth:`concrete`). Values are validated so that they are safe inside Redis keys; a
+    string enum member (such as TTA's ``AgentType``) is accepted and stored as its value.
+    Frozen and hashable; ``str(agent_id)`` is ``"type:instance"``, or ``"type"`` for a
+    type-wide id, and :meth:`parse` is the reverse.
     """
 
     model_config = ConfigDict(frozen=True)
 
     type: str
-    instance: str = DEFAULT_INSTANCE
+    instance: str | None = None
 
     def __init__(self, type: str | None = None, instance: str | None = None, **data: Any) -> None:
         if type is not None:
             data["type"] = type
-        data["instance"] = DEFAULT_INSTANCE if instance is None else instance
+        data["instance"] = instance
         super().__init__(**data)
 
     @field_validator("type", mode="before")
@@ -121,8 +126,6 @@ class AgentId(BaseModel):
     @field_validator("instance", mode="before")
     @classmethod
     def _check_instance(cls, value: Any) -> Any:
-        if value is None:
-            return DEFAULT_INSTANCE
         if isinstance(value, Enum):
             value = value.value
         if isinstance(value, str):
@@ -130,14 +133,39 @@ class AgentId(BaseModel):
         return value
 
     def __str__(self) -> str:
+        if self.instance is None:
+            return self.type
         return f"{self.type}:{self.instance}"
 
     def __hash__(self) -> int:
         return hash((self.type, self.instance))
 
+    @property
+    def is_type_wide(self) -> bool:
+        """Whether this id names any instance of its type (``instance`` is None)."""
+        return self.instance is None
+
+    @property
+    def type_queue(self) -> AgentId:
+        """The type-wide id of this id's type: the queue every instance competes on."""
+        if self.instance is None:
+            return self
+        return AgentId(self.type)
+
+    def concrete(self) -> AgentId:
+        """This id when it names one instance, else its :data:`DEFAULT_INSTANCE`.
+
+        A worker's identity and a registration need one concrete agent:
+        ``AgentWorker(..., AgentId("calc"), ...)`` runs as ``calc:default`` and consumes
+        both its own queue and the type queue of ``calc``.
+        """
+        if self.instance is not None:
+            return self
+        return AgentId(self.type, DEFAULT_INSTANCE)
+
     @classmethod
     def parse(cls, text: str) -> AgentId:
-        """Parse ``"type"`` or ``"type:instance"`` back into an ``AgentId``.
+        """Parse ``"type"`` (a type-wide id) or ``"type:instance"`` back into an ``AgentId``.
 
         Raises:
             InvalidAgentIdError: the text is not of that form or holds unsafe characters.
@@ -156,7 +184,7 @@ class AgentId(BaseModel):
 
 # Validation (of a nested id in a decoded message, of ``model_validate``) need not run the
 # positional ``__init__`` above: the field validators alone give the same id (a missing or
-# None instance is "default"; enums become their values; unsafe names raise). Skipping it
+# None instance is type-wide; enums become their values; unsafe names raise). Skipping it
 # makes decoding a message ~40% cheaper; ``AgentId(...)`` calls still use ``__init__``.
 AgentId.__pydantic_custom_init__ = False
 AgentId.model_rebuild(force=True)
@@ -305,12 +333,16 @@ class QueueMessage(BaseModel):
 class ReceivedMessage(BaseModel):
     """A reserved message: settle it with ``ack``/``nack`` using ``token`` before the deadline.
 
-    ``queue_message.delivery_attempts`` counts this delivery (1 on the first).
+    ``queue_message.delivery_attempts`` counts this delivery (1 on the first). ``queue``
+    is the queue it was leased from: the receiving agent's own, or its type queue (a
+    type-wide ``AgentId``) when it was received with ``also=``; settle it there
+    (``ack(received.queue, received.token)``). None from a back-end that does not say.
     """
 
     token: str
     queue_message: QueueMessage
     visibility_deadline: str | None = None
+    queue: AgentId | None = None
 
     @property
     def message(self) -> AgentMessage:

@@ -46,7 +46,7 @@ def test_agents_lists_registrations(runner, cli, redis_url, prefix) -> None:
     result = invoke(runner, cli, redis_url, prefix, "agents", "--json")
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
-    assert [r["agent_id"] for r in records] == [str(A), str(B)]
+    assert [r["agent_id"] for r in records] == [str(A), str(B.concrete())]
     assert all(r["alive"] for r in records)
 
     table = invoke(runner, cli, redis_url, prefix, "agents")
@@ -63,6 +63,8 @@ def test_queues_shows_counts(runner, cli, redis_url, prefix) -> None:
     assert rows[str(A)]["normal"] == 3
     assert rows[str(A)]["dead"] == 0
     assert rows[str(B)]["dead"] == 1
+    # B has no instance: its queue is the type queue, "any instance of writer"
+    assert (rows[str(A)]["type_wide"], rows[str(B)]["type_wide"]) == (False, True)
 
     one = invoke(runner, cli, redis_url, prefix, "queues", str(B), "--json")
     assert [row["queue"] for row in json.loads(one.stdout)] == [str(B)]
@@ -70,6 +72,7 @@ def test_queues_shows_counts(runner, cli, redis_url, prefix) -> None:
     table = invoke(runner, cli, redis_url, prefix, "queues")
     assert table.exit_code == 0
     assert str(A) in table.stdout
+    assert "(any instance)" in table.stdout
 
 
 def test_dlq_list_replay_and_purge(runner, cli, redis_url, prefix) -> None:

@@ -92,9 +92,9 @@ def test_dlq_replay_and_purge_print_json(runner, cli, redis_url, prefix) -> None
     dead_letter(redis_url, prefix, AgentId("writer"), 2)
     purged = invoke(runner, cli, redis_url, prefix, "dlq", "purge", "writer", "--yes", "--json")
     assert purged.exit_code == 0, purged.output
-    assert json.loads(purged.stdout) == {"queue": "writer:default", "purged": 2}
+    assert json.loads(purged.stdout) == {"queue": "writer", "purged": 2}
     nothing = invoke(runner, cli, redis_url, prefix, "dlq", "purge", "writer", "--json")
-    assert json.loads(nothing.stdout) == {"queue": "writer:default", "purged": 0}
+    assert json.loads(nothing.stdout) == {"queue": "writer", "purged": 0}
 
 
 def test_purge_asks_on_stderr_so_json_stays_clean(runner, cli, redis_url, prefix) -> None:
@@ -171,7 +171,7 @@ def test_a_queue_that_never_existed_is_an_error(runner, cli, redis_url, prefix, 
     send(redis_url, prefix, A, 1)  # the prefix has queues, just not that one
     result = invoke(runner, cli, redis_url, prefix, *command)
     message = one_error(result, 1)
-    assert f"no such queue under prefix {prefix!r}: nosuchagent:default" in message
+    assert f"no such queue under prefix {prefix!r}: nosuchagent" in message
     assert result.stdout == ""
 
 
@@ -179,7 +179,7 @@ def test_several_missing_queues_are_named_together(runner, cli, redis_url, prefi
     send(redis_url, prefix, A, 1)
     result = invoke(runner, cli, redis_url, prefix, "queues", str(A), "ghost", "spectre:s1")
     assert "no such queues under prefix" in (message := one_error(result, 1))
-    assert "ghost:default, spectre:s1" in message
+    assert "ghost, spectre:s1" in message
 
 
 def test_a_registered_agent_without_messages_has_a_queue(runner, cli, redis_url, prefix) -> None:
@@ -191,6 +191,18 @@ def test_a_registered_agent_without_messages_has_a_queue(runner, cli, redis_url,
     purge = invoke(runner, cli, redis_url, prefix, "dlq", "purge", str(idle))
     assert purge.exit_code == 0, purge.output
     assert "No dead letters" in purge.stdout
+
+
+def test_a_type_queue_exists_while_any_instance_is_registered(
+    runner, cli, redis_url, prefix
+) -> None:
+    register(redis_url, prefix, [AgentId("scout", "s7")])
+    result = invoke(runner, cli, redis_url, prefix, "queues", "scout", "--json")
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert (row["queue"], row["type_wide"]) == ("scout", True)
+    other = invoke(runner, cli, redis_url, prefix, "queues", "ranger")
+    assert "no such queue" in one_error(other, 1)
 
 
 def test_a_queue_with_only_dead_letters_exists(runner, cli, redis_url, prefix) -> None:
@@ -358,7 +370,7 @@ def test_send_reads_stdin_and_warns_about_an_unknown_recipient(
     result = invoke(runner, cli, redis_url, prefix, "send", "ghost", "-", input='{"a": 1}')
     assert result.exit_code == 0, result.output
     assert "Sent " in result.stdout
-    assert "no agent ghost:default is registered" in result.stderr
+    assert "no agent ghost is registered" in result.stderr
     assert stats(redis_url, prefix, AgentId("ghost")).ready[MessagePriority.NORMAL] == 1
 
 
@@ -376,7 +388,7 @@ def test_send_to_a_full_queue_exits_1(runner, cli, redis_url, prefix) -> None:
 
     with_coordinator(redis_url, prefix, fill)
     result = invoke(runner, cli, redis_url, prefix, "send", str(full), "{}")
-    assert "was not enqueued for full:default: queue full" in one_error(result, 1)
+    assert "was not enqueued for full: queue full" in one_error(result, 1)
     assert result.stdout == ""
 
 

@@ -62,10 +62,12 @@ def test_worker_serves_metrics(runner, cli, redis_url, prefix, metrics_module, m
     result = runner.invoke(cli, [*args, "--metrics-port", str(port), "--metrics-addr", "127.0.0.1"])
     assert result.exit_code == 0, result.output
     (text,) = sys.modules[metrics_module].scrapes
-    queue = 'agent_type="climetrics",queue="climetrics:default"'
+    # sent to the type: received from the type queue by the worker climetrics:default
+    queue = 'agent_type="climetrics",queue="climetrics"'
+    worker = 'agent_type="climetrics",queue="climetrics:default"'
     assert f"tta_coord_messages_received_total{{{queue}}} 2.0" in text
-    assert f'tta_coord_workers{{{queue},state="running"}} 1.0' in text
-    assert f"tta_coord_worker_received_total{{{queue}}} 2.0" in text
+    assert f'tta_coord_workers{{{worker},state="running"}} 1.0' in text
+    assert f"tta_coord_worker_received_total{{{worker}}} 2.0" in text
 
 
 def test_metrics_port_in_use_is_a_usage_error(runner, cli, redis_url, metrics_module) -> None:

@@ -4,6 +4,7 @@ against a model and under chaos, on both backends.
 
 import asyncio
 import random
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tta_agent_coordination.errors import CoordinatorUnavailableError
-from tta_agent_coordination.models import FailureType, MessagePriority
+from tta_agent_coordination.models import AgentId, FailureType, MessagePriority
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.testing import (
     RealRedisUnavailableError,
@@ -28,6 +29,9 @@ from .conftest import RECIPIENT, SENDER, make_message
 QUEUE_SIZE = 6
 RETRIES = 2
 PRIORITIES = [MessagePriority.HIGH, MessagePriority.NORMAL, MessagePriority.LOW]
+TYPE = RECIPIENT.type_queue
+INSTANCES = [RECIPIENT, AgentId(RECIPIENT.type, "w2")]
+QUEUES = [*INSTANCES, TYPE]
 
 
 def _deadline_ms(iso: str | None) -> int:
@@ -35,8 +39,36 @@ def _deadline_ms(iso: str | None) -> int:
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
+Key = tuple[AgentId, str]
+"""A lease: the queue it was taken from and its token (tokens are unique per queue only)."""
+
+
+@dataclass
+class _Queue:
+    """The model of one queue: an instance queue or the type queue."""
+
+    ready: dict[MessagePriority, list[str]] = field(
+        default_factory=lambda: {p: [] for p in PRIORITIES}
+    )
+    priority: dict[str, MessagePriority] = field(default_factory=dict[str, MessagePriority])
+    deliveries: dict[str, int] = field(default_factory=dict[str, int])
+    acked: set[str] = field(default_factory=set[str])
+    dead: set[str] = field(default_factory=set[str])
+
+    def ready_count(self) -> int:
+        return sum(len(v) for v in self.ready.values())
+
+
 class QueueModel(RuleBasedStateMachine):
-    """Random send/receive/ack/nack/expire/recover sequences against a simple model."""
+    """Random send/receive/ack/nack/expire/recover sequences against a simple model.
+
+    Two instances of one type (``W1``, ``W2``) compete: each receives from its own queue
+    first, then from the type queue ``TYPE`` (``receive_batch(..., also=[TYPE])``), and
+    settles on the queue each delivery came from. Sends go to any of the three queues.
+    DESIGN §6: no loss, exclusive leases, order, retry into the DLQ, exact
+    backpressure, idempotent settles (a token settled on a queue it was not leased
+    from changes nothing).
+    """
 
     backend = "fake"
 
@@ -56,14 +88,9 @@ class QueueModel(RuleBasedStateMachine):
             maintenance_batch=2,
         )
         self.seq = 0
-        self.priority: dict[str, MessagePriority] = {}
-        self.ready: dict[MessagePriority, list[str]] = {p: [] for p in PRIORITIES}
-        self.leased: dict[str, tuple[str, int]] = {}  # token -> (message id, deadline ms)
-        self.deliveries: dict[str, int] = {}
-        self.accepted: set[str] = set()
-        self.acked: set[str] = set()
-        self.dead: set[str] = set()
-        self.settled_tokens: list[str] = []
+        self.queues: dict[AgentId, _Queue] = {q: _Queue() for q in QUEUES}
+        self.leased: dict[Key, tuple[str, int]] = {}  # (queue, token) -> (id, deadline ms)
+        self.settled: list[Key] = []
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -73,109 +100,136 @@ class QueueModel(RuleBasedStateMachine):
         self.run(self.redis.aclose())
         self.loop.close()
 
-    def _unsettled(self) -> int:
-        return sum(len(v) for v in self.ready.values()) + len(self.leased)
+    def _unsettled(self, queue: AgentId) -> int:
+        return self.queues[queue].ready_count() + sum(1 for q, _ in self.leased if q == queue)
 
-    def _return(self, mid: str) -> None:
-        if self.deliveries[mid] > RETRIES:
-            self.dead.add(mid)
+    def _return(self, queue: AgentId, mid: str) -> None:
+        model = self.queues[queue]
+        if model.deliveries[mid] > RETRIES:
+            model.dead.add(mid)
         else:
-            self.ready[self.priority[mid]].append(mid)
+            model.ready[model.priority[mid]].append(mid)
 
-    @rule(priority=st.sampled_from(PRIORITIES), data=st.data())
-    def send(self, priority, data) -> None:
-        if self.priority and data.draw(st.booleans()):
-            mid = data.draw(st.sampled_from(sorted(self.priority)))
+    def _keys(self) -> list[Key]:
+        return sorted(self.leased, key=str) + self.settled
+
+    @rule(queue=st.sampled_from(QUEUES), priority=st.sampled_from(PRIORITIES), data=st.data())
+    def send(self, queue, priority, data) -> None:
+        model = self.queues[queue]
+        if model.priority and data.draw(st.booleans()):
+            mid = data.draw(st.sampled_from(sorted(model.priority)))
         else:
             self.seq += 1
             mid = f"msg-{self.seq:06d}"
-        message = make_message(self.seq, priority=priority, message_id=mid)
-        result = self.run(self.coord.send_message(SENDER, RECIPIENT, message))
-        if mid in self.accepted:
+        message = make_message(self.seq, priority=priority, message_id=mid, recipient=queue)
+        result = self.run(self.coord.send_message(SENDER, queue, message))
+        if mid in model.priority:
             assert result.delivered
             assert result.duplicate
-        elif self._unsettled() >= QUEUE_SIZE:
+        elif self._unsettled(queue) >= QUEUE_SIZE:
             assert not result.delivered
             assert result.error == "queue full"
         else:
             assert result.delivered
             assert not result.duplicate
-            self.accepted.add(mid)
-            self.priority[mid] = priority
-            self.deliveries[mid] = 0
-            self.ready[priority].append(mid)
+            model.priority[mid] = priority
+            model.deliveries[mid] = 0
+            model.ready[priority].append(mid)
 
-    @rule(count=st.integers(1, 3))
-    def receive(self, count) -> None:
-        got = self.run(self.coord.receive_batch(RECIPIENT, count, visibility_timeout=60))
-        expected = []
-        for p in PRIORITIES:
-            while self.ready[p] and len(expected) < count:
-                expected.append(self.ready[p].pop(0))
-        assert [g.message.message_id for g in got] == expected
-        for g, mid in zip(got, expected, strict=True):
-            self.deliveries[mid] += 1
-            assert g.attempts == self.deliveries[mid]
-            assert g.token not in self.leased
-            self.leased[g.token] = (mid, _deadline_ms(g.visibility_deadline))
+    @rule(consumer=st.sampled_from(INSTANCES), count=st.integers(1, 3))
+    def receive(self, consumer, count) -> None:
+        got = self.run(
+            self.coord.receive_batch(consumer, count, visibility_timeout=60, also=[TYPE])
+        )
+        expected: list[tuple[AgentId, str]] = []
+        for queue in (consumer, TYPE):  # own queue first, priorities within each
+            for p in PRIORITIES:
+                ready = self.queues[queue].ready[p]
+                while ready and len(expected) < count:
+                    expected.append((queue, ready.pop(0)))
+        assert [(g.queue, g.message.message_id) for g in got] == expected
+        for g, (queue, mid) in zip(got, expected, strict=True):
+            model = self.queues[queue]
+            model.deliveries[mid] += 1
+            assert g.attempts == model.deliveries[mid]
+            assert (queue, g.token) not in self.leased
+            # exclusive lease: the message is held by no one else
+            assert (queue, mid) not in {(q, m) for (q, _), (m, _) in self.leased.items()}
+            self.leased[(queue, g.token)] = (mid, _deadline_ms(g.visibility_deadline))
 
-    @precondition(lambda self: self.leased or self.settled_tokens)
+    def _settle_on(self, data) -> tuple[Key, AgentId]:
+        """A lease (or a settled one) and the queue to settle it on: usually its own."""
+        key = data.draw(st.sampled_from(self._keys()))
+        queue = data.draw(st.sampled_from([key[0], key[0], *QUEUES]))
+        return key, queue
+
+    @precondition(lambda self: self.leased or self.settled)
     @rule(data=st.data())
     def ack(self, data) -> None:
-        token = data.draw(st.sampled_from(sorted(self.leased) + self.settled_tokens))
-        done = self.run(self.coord.ack(RECIPIENT, token))
-        assert done == (token in self.leased)
+        (_, token), queue = self._settle_on(data)
+        done = self.run(self.coord.ack(queue, token))
+        assert done == ((queue, token) in self.leased)
         if done:
-            self.acked.add(self.leased.pop(token)[0])
-            self.settled_tokens.append(token)
+            self.queues[queue].acked.add(self.leased.pop((queue, token))[0])
+            self.settled.append((queue, token))
 
-    @precondition(lambda self: self.leased or self.settled_tokens)
+    @precondition(lambda self: self.leased or self.settled)
     @rule(data=st.data(), permanent=st.booleans())
     def nack(self, data, permanent) -> None:
-        token = data.draw(st.sampled_from(sorted(self.leased) + self.settled_tokens))
+        (_, token), queue = self._settle_on(data)
         failure = FailureType.PERMANENT if permanent else FailureType.TRANSIENT
-        done = self.run(self.coord.nack(RECIPIENT, token, failure, "boom"))
-        assert done == (token in self.leased)
+        done = self.run(self.coord.nack(queue, token, failure, "boom"))
+        assert done == ((queue, token) in self.leased)
         if done:
-            mid, _ = self.leased.pop(token)
-            self.settled_tokens.append(token)
+            mid, _ = self.leased.pop((queue, token))
+            self.settled.append((queue, token))
             if permanent:
-                self.dead.add(mid)
+                self.queues[queue].dead.add(mid)
             else:
-                self._return(mid)
+                self._return(queue, mid)
 
     @precondition(lambda self: self.leased)
     @rule(data=st.data())
     def expire_one(self, data) -> None:
         """A consumer crashed: its lease runs out, then recovery runs."""
-        token = data.draw(st.sampled_from(sorted(self.leased)))
-        leases = self.coord.keys.queue(RECIPIENT).leases
+        queue, token = data.draw(st.sampled_from(sorted(self.leased, key=str)))
+        leases = self.coord.keys.queue(queue).leases
         self.run(self.redis.zadd(leases, {token: 0}, xx=True))
-        moved = self.run(self.coord.recover_pending(RECIPIENT))
+        moved = self.run(self.coord.recover_pending(queue))
         assert moved == 1
-        mid, _ = self.leased.pop(token)
-        self.settled_tokens.append(token)
-        self._return(mid)
+        mid, _ = self.leased.pop((queue, token))
+        self.settled.append((queue, token))
+        self._return(queue, mid)
 
-    @rule()
-    def release_all(self) -> None:
-        """The agent was declared dead: every lease returns at once, in lease order."""
-        order = sorted(self.leased.items(), key=lambda item: (item[1][1], item[0]))
-        assert self.run(self.coord.release_leases(RECIPIENT)) == len(order)
+    @rule(queue=st.sampled_from(QUEUES))
+    def release_all(self, queue) -> None:
+        """An agent was declared dead: its queue's leases return at once, in lease order.
+
+        An instance's release leaves the type queue alone: the other instance's leases
+        there stay leased.
+        """
+        order = sorted(
+            ((t, v) for (q, t), v in self.leased.items() if q == queue),
+            key=lambda item: (item[1][1], item[0]),
+        )
+        assert self.run(self.coord.release_leases(queue)) == len(order)
         for token, (mid, _) in order:
-            del self.leased[token]
-            self.settled_tokens.append(token)
-            self._return(mid)
+            del self.leased[(queue, token)]
+            self.settled.append((queue, token))
+            self._return(queue, mid)
 
     @invariant()
     def matches_the_model(self) -> None:
-        stats = self.run(self.coord.queue_stats(RECIPIENT))
-        assert stats.ready == {p: len(self.ready[p]) for p in PRIORITIES}
-        assert stats.leased == len(self.leased)
-        assert stats.delayed == 0
-        assert stats.dead == len(self.dead)
-        # no loss: every accepted message is acked, dead, or still queued/leased
-        assert len(self.accepted) == len(self.acked) + len(self.dead) + self._unsettled()
+        for queue, model in self.queues.items():
+            stats = self.run(self.coord.queue_stats(queue))
+            assert stats.ready == {p: len(model.ready[p]) for p in PRIORITIES}
+            assert stats.leased == sum(1 for q, _ in self.leased if q == queue)
+            assert stats.delayed == 0
+            assert stats.dead == len(model.dead)
+            # no loss: every accepted message is acked, dead, or still queued/leased
+            assert len(model.priority) == len(model.acked) + len(model.dead) + self._unsettled(
+                queue
+            )
 
 
 def _run_machine(backend: str, examples: int) -> None:

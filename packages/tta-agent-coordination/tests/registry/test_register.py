@@ -52,7 +52,8 @@ async def test_list_and_discover(registry: RedisAgentRegistry):
     await registry.register(FakeAgent(WB2, capabilities=[ANA]))
     await registry.register_id(NG, capabilities=[GEN, ANA], metadata={"k": 1})
     listed = await registry.list_registered()
-    assert [str(r.agent_id) for r in listed] == [str(NG), str(WB1), str(WB2)]
+    # a type-wide id registers its default instance
+    assert [str(r.agent_id) for r in listed] == [str(NG.concrete()), str(WB1), str(WB2)]
     assert all(r.alive for r in listed)
     ng = await registry.get(NG)
     assert ng is not None
@@ -62,11 +63,14 @@ async def test_list_and_discover(registry: RedisAgentRegistry):
         return {r.agent_id for r in records}
 
     assert ids(await registry.discover(type="world_builder")) == {WB1, WB2}
-    assert ids(await registry.discover(capability="story")) == {WB1, NG}
+    assert ids(await registry.discover(capability="story")) == {WB1, NG.concrete()}
     assert ids(await registry.discover(type="world_builder", capability="story")) == {WB1}
-    assert ids(await registry.discover()) == {WB1, WB2, NG}
+    assert ids(await registry.discover()) == {WB1, WB2, NG.concrete()}
     assert ids(await registry.discover(capability="nothing")) == set()
-    assert ids(await registry.discover(capability_type=CapabilityType.ANALYSIS)) == {WB2, NG}
+    assert ids(await registry.discover(capability_type=CapabilityType.ANALYSIS)) == {
+        WB2,
+        NG.concrete(),
+    }
     assert ids(await registry.discover(capability="story", capability_type="analysis")) == set()
     with pytest.raises(ConfigurationError):
         await registry.discover(capability="bad name{x}")

@@ -29,6 +29,7 @@ RUNTIME_MODULES = tuple(
         ".fetching",
         ".handlers",
         ".leases",
+        ".maintenance",
         ".presence",
         ".stats",
         ".stopping",

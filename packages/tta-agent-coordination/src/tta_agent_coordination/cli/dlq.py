@@ -54,7 +54,8 @@ app = typer.Typer(
 )
 
 AGENT_ARG: Any = typer.Argument(
-    metavar="AGENT", help="The queue's agent id: type or type:instance."
+    metavar="AGENT",
+    help="The queue: type:instance (one agent's), or type (the type queue, any instance).",
 )
 
 _SHOWN_MATCHES = 5

@@ -61,7 +61,7 @@ async def missing_queues(
 
     A queue exists when it is in the queue index, when any of its keys exists (a message
     ready, leased, delayed or dead), or when an agent of that id is registered (a worker
-    waiting for its first message).
+    waiting for its first message; for a type queue, any instance of the type).
     """
     known = set(await coord.known_queues())
     unknown = [agent_id for agent_id in ids if agent_id not in known]
@@ -74,7 +74,11 @@ async def missing_queues(
             # One queue's keys share a hash slot, so one EXISTS answers for all of them.
             if await client.exists(*coord.keys.queue(agent_id).all_keys):
                 continue
-            if await registry.get(agent_id) is not None:
+            if agent_id.is_type_wide:
+                # A type queue is served by any instance of the type.
+                if await registry.discover(agent_id.type, alive_only=False):
+                    continue
+            elif await registry.get(agent_id) is not None:
                 continue
             missing.append(agent_id)
     finally:
@@ -102,6 +106,7 @@ async def queue_rows(
         rows.append(
             {
                 "queue": str(agent_id),
+                "type_wide": agent_id.is_type_wide,
                 "high": stats.ready[MessagePriority.HIGH],
                 "normal": stats.ready[MessagePriority.NORMAL],
                 "low": stats.ready[MessagePriority.LOW],
@@ -122,7 +127,7 @@ def _table(rows: list[dict[str, Any]], prefix: str, at: datetime | None = None) 
     for row in rows:
         dead = str(row["dead"])
         table.add_row(
-            row["queue"],
+            f"{row['queue']} [dim](any instance)[/dim]" if row["type_wide"] else row["queue"],
             *(str(row[c]) for c in ("high", "normal", "low", "leased", "delayed")),
             f"[red]{dead}[/red]" if row["dead"] else dead,
         )
@@ -135,7 +140,8 @@ def queues(
         list[str] | None,
         typer.Argument(
             metavar="AGENT",
-            help="Queues to show (type or type:instance); all known queues if none.",
+            help="Queues to show: type:instance, or type (the type queue, any instance); "
+            "all known queues if none.",
         ),
     ] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from tta_agent_coordination.errors import NonFiniteNumberError, PayloadTooDeepError
 from tta_agent_coordination.models import (
+    AgentId,
     AgentMessage,
     DeadLetter,
     FailureType,
@@ -212,21 +213,23 @@ def assemble_model(cls: type[_M], values: dict[str, Any]) -> _M:
 _DECODE_ERRORS = (ValueError, TypeError, IndexError, KeyError, OverflowError, OSError)
 
 
-def decode_delivery(item: Sequence[Any]) -> ReceivedMessage:
+def decode_delivery(item: Sequence[Any], queue: AgentId | None = None) -> ReceivedMessage:
     """Decode one delivery of the receive script (the layout of ``queue_receive.Delivery``).
+
+    ``queue`` is the queue it was reserved from (``ReceivedMessage.queue``).
 
     Raises:
         DecodeError: anything in it cannot be decoded (the envelope is not a valid
             ``AgentMessage``, a count or time is not a number, a field is missing).
     """
     try:
-        return _decode_delivery(item)
+        return _decode_delivery(item, queue)
     except _DECODE_ERRORS as exc:
         token = text(item[0]) if len(item) > 0 else ""
         raise DecodeError(token, f"undecodable message envelope: {exc}") from None
 
 
-def _decode_delivery(item: Sequence[Any]) -> ReceivedMessage:
+def _decode_delivery(item: Sequence[Any], queue: AgentId | None) -> ReceivedMessage:
     raw_token, envelope, deliveries, raw_error, first_enqueued_ms, lease_deadline_ms = item
     token = text(raw_token)
     message = AgentMessage.model_validate_json(envelope)
@@ -249,6 +252,7 @@ def _decode_delivery(item: Sequence[Any]) -> ReceivedMessage:
             "token": token,
             "queue_message": queue_message,
             "visibility_deadline": ms_to_iso(lease_deadline_ms),
+            "queue": queue,
         },
     )
 

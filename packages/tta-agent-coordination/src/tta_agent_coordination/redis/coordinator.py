@@ -12,6 +12,7 @@ See ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -393,18 +394,31 @@ class RedisMessageCoordinator(MessageCoordinator):
         *,
         visibility_timeout: float = 5,
         block: float | None = None,
+        also: Sequence[AgentId] = (),
+        interrupt: asyncio.Event | None = None,
     ) -> list[ReceivedMessage]:
-        """Reserve up to ``count`` messages in one round trip, in delivery order.
+        """Reserve up to ``count`` messages in one round trip per queue, in delivery order.
 
-        Also returns expired leases of this queue to it and promotes due retries first,
-        so a queue with consumers heals itself. See :meth:`receive`.
+        ``agent_id``'s queue first, then each queue in ``also`` (a worker passes its
+        type queue, ``[agent_id.type_queue]``) while fewer than ``count`` are reserved;
+        priorities are respected within each queue. Each ``ReceivedMessage.queue``
+        says where to settle it. A blocking wait covers every queue in one shared read
+        and ends at once, returning nothing, when ``interrupt`` is set (a stopping
+        worker); a reservation is never cut short. Also returns expired leases of
+        these queues to them and promotes due retries first, so queues with consumers
+        heal themselves. See :meth:`receive`.
 
         Raises:
             ConfigurationError: ``count`` is not between 1 and 1000, or a time is out
                 of range.
         """
         batch = await self._receiver.receive_batch(
-            agent_id, count, visibility_timeout=visibility_timeout, block=block
+            agent_id,
+            count,
+            visibility_timeout=visibility_timeout,
+            block=block,
+            also=also,
+            interrupt=interrupt,
         )
         if batch and self.store_marker.pending:
             await self.store_marker.observe()
@@ -415,8 +429,10 @@ class RedisMessageCoordinator(MessageCoordinator):
     async def ack(self, agent_id: AgentId, token: str) -> bool:
         """Settle a delivery as done; it leaves no trace but its dedupe entry.
 
-        Returns False, changing nothing, for an unknown token or one already settled
-        (or recovered after its lease expired).
+        ``agent_id`` is the queue the delivery came from (``received.queue``: the type
+        queue for a message received with ``also=``). Returns False, changing nothing,
+        for an unknown token or one already settled (or recovered after its lease
+        expired).
         """
         return (await self._settler.ack_many(agent_id, [token]))[0]
 
@@ -470,7 +486,9 @@ class RedisMessageCoordinator(MessageCoordinator):
         """Return every leased message of ``agent_id``'s queue at once (its consumer died).
 
         Each release counts as a delivery, as an expired lease does. Returns how many
-        messages were moved.
+        messages were moved. An instance's release leaves its type queue alone (other
+        instances hold leases there); a type-wide id releases every lease of the type
+        queue, for when no instance of the type is running.
         """
         return await self._recovery.recover(agent_id, force=True)
 

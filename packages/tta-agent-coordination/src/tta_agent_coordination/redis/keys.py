@@ -1,7 +1,9 @@
 """Every Redis key name the library uses, in one place.
 
-All keys of one agent's queue share the Redis Cluster hash tag ``{type:instance}``, so a
-Lua script that changes a queue only ever touches one slot::
+All keys of one agent's queue share the Redis Cluster hash tag ``{type:instance}`` (a
+type-wide queue, "any instance of the type", the tag ``{type}``: the same keys under
+it, used by the same scripts), so a Lua script that changes a queue only ever touches
+one slot::
 
     <prefix>:{<type>:<instance>}:ready:<9|5|1>   stream of ready + leased messages, per priority
     <prefix>:{<type>:<instance>}:leases          zset  token -> lease deadline (ms, server clock)
@@ -13,7 +15,7 @@ Lua script that changes a queue only ever touches one slot::
 Keys outside any queue carry tags that cannot clash with a queue's (agent names never
 start with ``_``)::
 
-    <prefix>:queues                               set   every queue seen ("type:instance")
+    <prefix>:queues                               set   every queue seen ("type:instance", "type")
     <prefix>:{_subs}:by_type:<message_type>       set   agents subscribed to a message type
     <prefix>:{_subs}:index                        hash  subscription_id -> subscription JSON
     <prefix>:{_reply:<inbox>}:inbox               list  replies awaited by one requester (expiring)
@@ -62,7 +64,7 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-:]{1,64}$")
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    """The keys of one agent's queue."""
+    """The keys of one agent's queue (or of a type queue: ``agent_id`` is type-wide)."""
 
     agent_id: AgentId
     tag: str
@@ -95,12 +97,12 @@ class KeySpace:
             )
 
     def queue(self, agent_id: AgentId) -> QueueKeys:
-        """The keys of ``agent_id``'s queue."""
+        """The keys of ``agent_id``'s queue (the type queue ``{type}`` for a type-wide id)."""
         return _queue_keys(self.prefix, agent_id)
 
     @property
     def queue_index(self) -> str:
-        """Set of every queue (``type:instance``) that has been sent to."""
+        """Set of every queue (``str(agent_id)``: ``type:instance`` or ``type``) sent to."""
         return f"{self.prefix}:queues"
 
     def subscribers(self, message_type: MessageType) -> str:
@@ -129,12 +131,12 @@ class KeySpace:
         return f"{self.prefix}:{{_registry}}"
 
     def registry_agent(self, agent_id: AgentId) -> str:
-        """Hash holding one agent's record."""
-        return f"{self.registry_tag}:agent:{agent_id.type}:{agent_id.instance}"
+        """Hash holding one agent's record (a type-wide id: its default instance's)."""
+        return f"{self.registry_tag}:agent:{agent_id.concrete()}"
 
     def registry_state(self, agent_id: AgentId) -> str:
         """String holding the state an agent exported (kept longer than its liveness)."""
-        return f"{self.registry_tag}:state:{agent_id.type}:{agent_id.instance}"
+        return f"{self.registry_tag}:state:{agent_id.concrete()}"
 
     @property
     def registry_liveness(self) -> str:
@@ -192,7 +194,10 @@ class KeySpace:
         return f"{self.prefix}:{{*}}:dedupe"
 
     def agent_from_key(self, key: str) -> AgentId | None:
-        """The agent whose queue owns ``key``, or None for a key outside any queue."""
+        """The agent whose queue owns ``key``, or None for a key outside any queue.
+
+        A type queue's key (tag ``{type}``) gives the type-wide id.
+        """
         head = f"{self.prefix}:{{"
         if not key.startswith(head):
             return None
@@ -207,7 +212,7 @@ class KeySpace:
 
 @lru_cache(maxsize=4096)
 def _queue_keys(prefix: str, agent_id: AgentId) -> QueueKeys:
-    tag = f"{prefix}:{{{agent_id.type}:{agent_id.instance}}}"
+    tag = f"{prefix}:{{{agent_id}}}"
     ready = (
         f"{tag}:ready:{MessagePriority.HIGH.value}",
         f"{tag}:ready:{MessagePriority.NORMAL.value}",

@@ -1,21 +1,23 @@
 """Receiving: reserve messages with the ``queue_receive`` script, wait for them, decode them.
 
 A receive heals its queue first (expired leases back, due retries promoted, expired
-messages dead-lettered), then reserves. With ``block``, an empty queue is waited on with
-the coordinator's shared ``StreamWaiter`` (one ``XREAD BLOCK`` for every waiting receive)
-for entries newer than the ones the script saw, never by polling.
+messages dead-lettered), then reserves. A worker's receive covers two queues, its own and
+its type queue (``also=``), one script each, in that order. With ``block``, empty queues
+are waited on with the coordinator's shared ``StreamWaiter`` (one ``XREAD BLOCK`` for
+every waiting receive) for entries newer than the ones the scripts saw, never by
+polling; an ``interrupt`` event ends that wait (never a script call) at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from tta_agent_coordination.errors import ConfigurationError, CoordinationError
 from tta_agent_coordination.models import AgentId, ReceivedMessage
 from tta_agent_coordination.redis.codec import DecodeError, decode_delivery, text
 from tta_agent_coordination.redis.core import CoordinatorCore
-from tta_agent_coordination.redis.keys import QueueKeys
 from tta_agent_coordination.redis.scripts import queue_dlq_reject, queue_receive
 
 __all__ = ["MAX_BATCH", "Receiver"]
@@ -41,8 +43,14 @@ class Receiver:
         *,
         visibility_timeout: float,
         block: float | None,
+        also: Sequence[AgentId] = (),
+        interrupt: asyncio.Event | None = None,
     ) -> list[ReceivedMessage]:
         """Reserve up to ``count`` messages; see ``RedisMessageCoordinator.receive_batch``.
+
+        ``agent_id``'s queue first, then each queue of ``also`` in order, until ``count``
+        are reserved; a blocking wait covers every one of them in one shared read, and
+        ends early (with nothing) once ``interrupt`` is set.
 
         Raises:
             ConfigurationError: an argument is out of range.
@@ -55,69 +63,110 @@ class Receiver:
             )
         if block is not None and block < 0:
             raise ConfigurationError(f"block must be >= 0 seconds or None, got {block}")
+        queues = list(dict.fromkeys((agent_id, *also)))
         core = self._core
-        keys = core.keys.queue(agent_id)
         cfg = core.config
-        call = queue_receive.call(
-            keys,
-            count=count,
-            visibility_ms=max(1, int(visibility_timeout * 1000)),
-            retry_attempts=cfg.retry_attempts,
-            dlq_max_len=cfg.dlq_max_len,
-            dedupe_window_ms=int(cfg.dedupe_window_s * 1000),
-            maintenance_batch=cfg.maintenance_batch,
-        )
+        visibility_ms = max(1, int(visibility_timeout * 1000))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + block if block else None
-        queue = str(agent_id)
         while True:
-            outcome = await core.run("receive", call)
-            if outcome.moved:
-                await core.lifecycle.moved(agent_id, outcome.moved)
-            if outcome.recovered:
-                core.metrics.inc_recovered(queue, outcome.recovered)
-            if outcome.expired:
-                core.inc_expired(queue, outcome.expired)
-            if outcome.malformed:
-                # Not ours to interpret: kept in the DLQ with its raw fields and the reason.
-                core.log.error(
-                    "malformed_entries_dead_lettered", queue=queue, count=outcome.malformed
+            received: list[ReceivedMessage] = []
+            streams: dict[str, str] = {}
+            wake_s: float | None = None
+            for queue in queues:
+                keys = core.keys.queue(queue)
+                call = queue_receive.call(
+                    keys,
+                    count=count - len(received),
+                    visibility_ms=visibility_ms,
+                    retry_attempts=cfg.retry_attempts,
+                    dlq_max_len=cfg.dlq_max_len,
+                    dedupe_window_ms=int(cfg.dedupe_window_s * 1000),
+                    maintenance_batch=cfg.maintenance_batch,
                 )
-                core.metrics.inc_permanent(queue, outcome.malformed)
-            if outcome.deliveries:
-                return await self._decode(agent_id, outcome.deliveries)
-            if deadline is None:
+                outcome = await self._reserve(queue, call)
+                if outcome.deliveries:
+                    received += await self._decode(queue, outcome.deliveries)
+                    if len(received) >= count:
+                        break
+                    continue
+                streams.update(zip(keys.ready, (text(i) for i in outcome.last_ids), strict=True))
+                if outcome.wake_at_ms >= 0:
+                    due = max(0.001, (outcome.wake_at_ms - outcome.server_now_ms) / 1000)
+                    wake_s = due if wake_s is None else min(wake_s, due)
+            if received:
+                return received
+            if deadline is None or (interrupt is not None and interrupt.is_set()):
                 return []
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
             wait = min(remaining, _MAX_BLOCK_SLICE_S)
-            if outcome.wake_at_ms >= 0:
-                wait = min(wait, max(0.001, (outcome.wake_at_ms - outcome.server_now_ms) / 1000))
-            woken = await self._wait_for_entries(keys, [text(i) for i in outcome.last_ids], wait)
+            if wake_s is not None:
+                wait = min(wait, wake_s)
+            woken = await self._wait_for_entries(streams, wait, interrupt)
+            if interrupt is not None and interrupt.is_set():
+                return []
             if not woken and wait >= remaining:
                 # The whole block passed with no new entry and no retry falling due: the
-                # queue is as the script left it, so return without running it again (an
-                # idle worker then costs one script per poll, not two).
+                # queues are as the script left them, so return without running it again
+                # (an idle worker then costs one script per queue per block, not two).
                 return []
 
-    async def _wait_for_entries(
-        self, keys: QueueKeys, last_ids: list[str], seconds: float
-    ) -> set[str]:
-        """Block until an entry newer than ``last_ids`` arrives, or ``seconds`` pass.
+    async def _reserve(self, queue: AgentId, call: Any) -> queue_receive.ReceiveOutcome:
+        """Run one receive script on ``queue``; record and count what it moved on the way."""
+        core = self._core
+        outcome: queue_receive.ReceiveOutcome = await core.run("receive", call)
+        name = str(queue)
+        if outcome.moved:
+            await core.lifecycle.moved(queue, outcome.moved)
+        if outcome.recovered:
+            core.metrics.inc_recovered(name, outcome.recovered)
+        if outcome.expired:
+            core.inc_expired(name, outcome.expired)
+        if outcome.malformed:
+            # Not ours to interpret: kept in the DLQ with its raw fields and the reason.
+            core.log.error("malformed_entries_dead_lettered", queue=name, count=outcome.malformed)
+            core.metrics.inc_permanent(name, outcome.malformed)
+        return outcome
 
-        Returns the streams that got a new entry (empty when the time ran out).
+    async def _wait_for_entries(
+        self, streams: dict[str, str], seconds: float, interrupt: asyncio.Event | None
+    ) -> set[str]:
+        """Block until an entry newer than its id arrives in ``streams``, or ``seconds`` pass.
+
+        Returns the streams that got a new entry (empty when the time ran out, or when
+        ``interrupt`` was set: the wait then ends at once).
 
         Waits through the coordinator's shared :class:`StreamWaiter` (one blocked XREAD
-        for every waiting receive, not one connection each). It changes nothing; it only
-        wakes the caller, which then reserves through the receive script (another
-        consumer may win the race; it loops).
+        for every waiting receive, not one connection each; the streams of an agent's
+        queue and of its type queue are in different hash slots, which the waiter
+        groups). It changes nothing; it only wakes the caller, which then reserves
+        through the receive script (another consumer may win the race; it loops). Only
+        this wait is ever cut short, never a script call, so an interrupt cannot lose a
+        reserved batch.
         """
-        streams = dict(zip(keys.ready, last_ids, strict=True))
-        return await self._core.waiter.wait(streams, seconds)
+        wait = self._core.waiter.wait(streams, seconds)
+        if interrupt is None:
+            return await wait
+        if interrupt.is_set():
+            wait.close()
+            return set()
+        waiting = asyncio.ensure_future(wait)
+        interrupted = asyncio.ensure_future(interrupt.wait())
+        try:
+            await asyncio.wait({waiting, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            interrupted.cancel()
+            if not waiting.done():
+                waiting.cancel()
+            await asyncio.gather(waiting, interrupted, return_exceptions=True)
+        if waiting.cancelled():
+            return set()
+        return waiting.result()
 
     async def _decode(self, agent_id: AgentId, deliveries: list[Any]) -> list[ReceivedMessage]:
-        """Decode the reserved deliveries; undecodable ones are dead-lettered at once.
+        """Decode the reserved deliveries of queue ``agent_id``; dead-letter undecodable ones.
 
         They go to the DLQ as ``malformed`` with their raw fields (one script call for
         the batch); the rest of the batch is delivered.
@@ -127,7 +176,7 @@ class Receiver:
         rejected: list[tuple[str, str]] = []
         for item in deliveries:
             try:
-                received.append(decode_delivery(item))
+                received.append(decode_delivery(item, agent_id))
             except DecodeError as exc:
                 self._core.log.error(
                     "undecodable_message", queue=str(agent_id), token=exc.token, error=str(exc)

@@ -135,7 +135,8 @@ class MessageContext(Generic[P]):
 
     async def extend_lease(self, seconds: float) -> bool:
         """Push this delivery's lease to ``seconds`` from now (the worker also does it)."""
-        extended = await self._coordinator.extend_lease(self.agent_id, self.token, seconds)
+        queue = self.received.queue or self.agent_id
+        extended = await self._coordinator.extend_lease(queue, self.token, seconds)
         if not extended:
             self._lease_lost = True
         return extended

@@ -48,7 +48,8 @@ class DeliveryRunner:
 
     Args:
         coordinator: the queues the deliveries came from.
-        agent_id: the agent (queue) the worker runs as.
+        agent_id: the agent the worker runs as (it sends the replies); a delivery is
+            settled on the queue it came from (``ReceivedMessage.queue``).
         handlers: the worker's handler table.
         guard: the worker's circuit breaker and retry policy (a handler's own wins).
         stats: the worker's counters, updated in place.
@@ -70,7 +71,7 @@ class DeliveryRunner:
         self._guard = guard
         self._stats = stats
         self._log = log
-        self._acks = AckBatcher(coordinator, agent_id)
+        self._acks = AckBatcher(coordinator, str(agent_id))
 
     async def run(self, delivery: Delivery) -> None:
         """Run the delivery's handler and settle the delivery; raises only when cancelled."""
@@ -128,7 +129,7 @@ class DeliveryRunner:
                 self._stats.replies += 1
             # After the reply (reply-before-ack), through the batcher: every ack that
             # is due while one ack round trip is in flight goes in the next one.
-            acked = await self._acks.ack(received.token)
+            acked = await self._acks.ack(received.queue or self._agent_id, received.token)
         except Exception as exc:
             self._settle_failed(received, "ack", exc)
             return
@@ -165,7 +166,9 @@ class DeliveryRunner:
                 )
             ):
                 self._stats.replies += 1
-            nacked = await self._coordinator.nack(self._agent_id, received.token, failure, error)
+            nacked = await self._coordinator.nack(
+                received.queue or self._agent_id, received.token, failure, error
+            )
         except Exception as settle_exc:
             self._settle_failed(received, "nack", settle_exc)
             return

@@ -1,10 +1,15 @@
 """``FetchLoop``: a worker's leasing of new messages, fenced by its registration.
 
 The loop reserves as many messages as the worker has free handler slots, with blocking
-reads. Before every read it asks the registry whether the agent's registration is
-``HELD`` (renewed within its TTL): while it is ``UNVERIFIED`` (the process stalled past
-the TTL, so another process may have taken the agent over) it leases nothing and waits
-for the registry's heartbeat to settle it; once it is ``LOST`` the worker stops. A batch
+reads over the agent's own queue and then its type queue (the queue of "any instance of
+the type", shared with the type's other instances). An idle read blocks for
+:data:`IDLE_BLOCK_S` (or the poll interval, when longer): the worker's stop (a stop
+request, or a lost registration) ends it at once, so an idle worker costs one receive
+script per queue per block and nothing in between. Before every read it asks the
+registry whether the agent's registration is ``HELD`` (renewed within its TTL): while it
+is ``UNVERIFIED`` (the process stalled past the TTL, so another process may have taken
+the agent over) it leases nothing and waits for the registry's heartbeat to settle it;
+once it is ``LOST`` the worker stops. A batch
 that a blocking read returns after such a stall is given back unhandled. See
 ``docs/worker.md`` ("Fencing").
 """
@@ -23,7 +28,10 @@ from tta_agent_coordination.runtime.presence import AgentPresence
 from tta_agent_coordination.runtime.stopping import wait_any
 from tta_agent_coordination.runtime.supervision import OUTAGE_ERRORS, Progress
 
-__all__ = ["FetchLoop", "FetchSettings"]
+__all__ = ["IDLE_BLOCK_S", "FetchLoop", "FetchSettings"]
+
+IDLE_BLOCK_S = 30.0
+"""Longest blocking read of an idle worker: the stop ends it early, a message at once."""
 
 _BACKOFF_MAX_S = 5.0
 """The longest wait after a failed read while the back-end is unreachable."""
@@ -44,7 +52,9 @@ class FetchSettings:
     visibility_s: float
     """Seconds each reservation lasts."""
     poll_s: float
-    """Longest single blocking read."""
+    """Longest wait for a free handler slot between checks of the registration."""
+    block_s: float = IDLE_BLOCK_S
+    """Longest single blocking read (ended early by the worker's stop)."""
 
 
 class FetchLoop:
@@ -52,13 +62,14 @@ class FetchLoop:
 
     Args:
         coordinator: the queues.
-        agent_id: the agent (queue) the worker runs as.
+        agent_id: the agent (queue) the worker runs as; its type queue is read after it.
         presence: the worker's registration, asked before every read.
         settings: the worker's read limits.
         deliveries: the worker's running deliveries by token (read live: their count
             is the slots taken).
         spawn: starts the handler of one reserved message.
-        stop_requested: set when the worker stops; the loop then returns.
+        stop_requested: set when the worker stops; the loop then returns (a blocking
+            read in progress ends at once).
         slot_free: set by the worker when a delivery finishes.
         on_lost: called when the registration is found lost; the worker stops.
         log: the worker's logger.
@@ -80,6 +91,7 @@ class FetchLoop:
     ) -> None:
         self._coordinator = coordinator
         self._agent_id = agent_id
+        self._also = (agent_id.type_queue,)
         self._presence = presence
         self._settings = settings
         self._deliveries = deliveries
@@ -112,7 +124,9 @@ class FetchLoop:
                     self._agent_id,
                     min(free, settings.batch_size),
                     visibility_timeout=settings.visibility_s,
-                    block=settings.poll_s,
+                    block=settings.block_s,
+                    also=self._also,
+                    interrupt=self._stop_requested,
                 )
             except OUTAGE_ERRORS as exc:
                 outages += 1
@@ -161,13 +175,17 @@ class FetchLoop:
     async def _give_back(self, batch: list[ReceivedMessage]) -> None:
         """Return a batch leased under an unverified or lost registration, unhandled.
 
-        Each lease is cut to a millisecond, so the agent's owner receives the messages
+        Each lease is cut to a millisecond, on the queue it was taken from, so the
+        agent's owner (or, from the type queue, any live instance) receives the messages
         with its next read (a lease that ran out counts as a delivery). A back-end
         without lease extension keeps them until their visibility timeout.
         """
         self._log.warning("fenced_batch_returned", count=len(batch))
         results = await asyncio.gather(
-            *(self._coordinator.extend_lease(self._agent_id, r.token, _GIVE_BACK_S) for r in batch),
+            *(
+                self._coordinator.extend_lease(r.queue or self._agent_id, r.token, _GIVE_BACK_S)
+                for r in batch
+            ),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]

@@ -23,7 +23,8 @@ class LeaseKeeper:
 
     Args:
         coordinator: the queues the deliveries came from.
-        agent_id: the agent (queue) the worker runs as.
+        agent_id: the agent the worker runs as: the queue of a delivery that does not
+            name its own (``ReceivedMessage.queue``).
         deliveries: the worker's running deliveries by token (read live).
         visibility_timeout: seconds each extension pushes the lease to.
         stats: the worker's counters, updated in place.
@@ -72,7 +73,8 @@ class LeaseKeeper:
         """Extend one lease; the error when it failed on something other than an outage."""
         token = delivery.received.token
         try:
-            extended = await self._coordinator.extend_lease(self._agent_id, token, self._visibility)
+            queue = delivery.received.queue or self._agent_id
+            extended = await self._coordinator.extend_lease(queue, token, self._visibility)
         except OUTAGE_ERRORS as exc:
             self._log.warning("extend_lease_failed", token=token, error=str(exc))
             return None

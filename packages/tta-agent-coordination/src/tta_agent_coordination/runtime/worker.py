@@ -1,7 +1,9 @@
 """``AgentWorker``: turns handlers into a live agent.
 
-One worker consumes one agent's queue. It registers the agent and keeps it alive,
-reserves messages with blocking reads as handler slots free up, runs up to
+One worker consumes one agent's queue, then its type's queue (messages sent to
+``AgentId(type)``, "any instance", shared with the other instances of the type). It
+registers the agent and keeps it alive, reserves messages with blocking reads as handler
+slots free up (an idle worker parks in one long read that its stop ends at once), runs up to
 ``concurrency`` handlers at once, extends the leases of long handlers, acks on success
 and nacks on failure (``PermanentError`` and invalid payloads are permanent, anything
 else is retried with backoff), answers requests with the handler's return value, and
@@ -31,16 +33,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from tta_agent_coordination.errors import ConfigurationError, WorkerError
-from tta_agent_coordination.interfaces import (
-    AgentRegistry,
-    CallGuard,
-    MessageCoordinator,
-    Ownership,
-)
+from tta_agent_coordination.interfaces import AgentRegistry, CallGuard, MessageCoordinator
 from tta_agent_coordination.models import AgentId, MessageType, ReceivedMessage
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.runtime.deliveries import Delivery, DeliveryRunner
-from tta_agent_coordination.runtime.fetching import FetchLoop, FetchSettings
+from tta_agent_coordination.runtime.fetching import IDLE_BLOCK_S, FetchLoop, FetchSettings
 from tta_agent_coordination.runtime.handlers import (
     Handler,
     HandlerDecorators,
@@ -48,18 +45,11 @@ from tta_agent_coordination.runtime.handlers import (
     HandlerTable,
 )
 from tta_agent_coordination.runtime.leases import LeaseKeeper
+from tta_agent_coordination.runtime.maintenance import MaintenanceLoop
 from tta_agent_coordination.runtime.presence import AgentPresence
 from tta_agent_coordination.runtime.stats import WorkerState, WorkerStats
-from tta_agent_coordination.runtime.stopping import (
-    install_stop_signals,
-    nothing_to_restore,
-)
-from tta_agent_coordination.runtime.supervision import (
-    OUTAGE_ERRORS,
-    Progress,
-    RestartPolicy,
-    TaskSupervisor,
-)
+from tta_agent_coordination.runtime.stopping import install_stop_signals, nothing_to_restore
+from tta_agent_coordination.runtime.supervision import RestartPolicy, TaskSupervisor
 
 __all__ = ["AgentWorker", "WorkerState", "WorkerStats"]
 
@@ -75,7 +65,9 @@ class AgentWorker(HandlerDecorators):
             the registry the coordinator (``RedisAgentRegistry(...,
             coordinator=coordinator)``) so that a replacement of a crashed worker gets
             its leased messages back at once.
-        agent_id: the agent (and queue) this worker is.
+        agent_id: the agent (and queue) this worker is; a type-wide id means its
+            ``"default"`` instance (``agent_id.concrete()``). It also consumes the type
+            queue, ``agent_id.type_queue``, after its own.
         name: the registered name (the agent type by default).
         capabilities: registered capabilities (names, mappings or ``AgentCapability``).
         metadata: registered metadata (the worker adds its handlers, pid and host).
@@ -83,7 +75,10 @@ class AgentWorker(HandlerDecorators):
         batch_size: most messages reserved per read (``concurrency`` by default).
         visibility_timeout: seconds a reservation lasts before it is extended; a crashed
             worker's messages return to the queue after it.
-        poll_interval: longest single blocking read; bounds how fast a stop is noticed.
+        poll_interval: how often a busy worker (no free slot) and a registered idle one
+            check locally that the registration is still held; bounds how fast a lost
+            registration stops the worker. An idle read blocks for
+            ``max(poll_interval, 30)`` seconds, ended at once by a stop or a message.
         grace_period: seconds in-flight handlers get to finish on shutdown.
         maintenance_interval: seconds between recoveries of the queue (expired leases,
             due retries) and checks that the registration is still held.
@@ -124,6 +119,7 @@ class AgentWorker(HandlerDecorators):
     ) -> None:
         if not isinstance(agent_id, AgentId):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"agent_id must be an AgentId, got {agent_id!r}")
+        agent_id = agent_id.concrete()
         _positive("concurrency", concurrency)
         batch = concurrency if batch_size is None else batch_size
         _positive("batch_size", batch)
@@ -202,7 +198,7 @@ class AgentWorker(HandlerDecorators):
 
     @property
     def agent_id(self) -> AgentId:
-        """The agent this worker runs as."""
+        """The agent this worker runs as (always one instance: see ``AgentId.concrete``)."""
         return self._agent_id
 
     @property
@@ -286,11 +282,26 @@ class AgentWorker(HandlerDecorators):
             self._coordinator,
             self._agent_id,
             self._presence,
-            FetchSettings(self._concurrency, self._batch_size, self._visibility, self._poll),
+            FetchSettings(
+                self._concurrency,
+                self._batch_size,
+                self._visibility,
+                self._poll,
+                max(self._poll, IDLE_BLOCK_S),
+            ),
             deliveries=self._deliveries,
             spawn=self._spawn,
             stop_requested=self._stop_requested,
             slot_free=self._slot_free,
+            on_lost=self._registration_lost,
+            log=self._log,
+        )
+        maintenance = MaintenanceLoop(
+            self._coordinator,
+            self._agent_id,
+            self._presence,
+            every=self._maintenance_every,
+            poll=self._poll,
             on_lost=self._registration_lost,
             log=self._log,
         )
@@ -304,7 +315,7 @@ class AgentWorker(HandlerDecorators):
             ),
             supervise("lease keeper", keeper.run, task_name=f"worker-leases-{self._agent_id}"),
             supervise(
-                "maintenance", self._maintenance, task_name=f"worker-maintenance-{self._agent_id}"
+                "maintenance", maintenance.run, task_name=f"worker-maintenance-{self._agent_id}"
             ),
         ]
         self._log.info(
@@ -473,22 +484,6 @@ class AgentWorker(HandlerDecorators):
         if not task.cancelled() and (exc := task.exception()) is not None:
             # The runner settles every outcome itself; this is a bug, never silent.
             self._log.error("delivery_crashed", token=token, error=repr(exc), exc_info=exc)
-
-    # --- background duties --------------------------------------------------------------
-
-    async def _maintenance(self, progress: Progress) -> None:
-        """Recover the queue's expired leases and due retries; check the registration."""
-        while True:
-            await asyncio.sleep(self._maintenance_every)
-            try:
-                await self._coordinator.recover_pending(self._agent_id)
-            except OUTAGE_ERRORS as exc:
-                self._log.warning("recover_failed", error=str(exc))
-            if self._presence.ownership() is Ownership.LOST:
-                # This process is no longer the agent and must stop taking its work.
-                self._registration_lost()
-                return
-            progress()
 
 
 def _positive(name: str, value: float) -> None:

@@ -52,7 +52,8 @@ def _query_name(kind: str, value: Any) -> str:
 
 
 def _agent_ids(members: Sequence[Any]) -> list[AgentId]:
-    # Members are written as str(AgentId); anything else names no record to read.
+    # Members are written as str(AgentId) of a concrete agent ("type:instance"); anything
+    # else (a bare type, which would parse as a type-wide id) names no record to read.
     ids: list[AgentId] = []
     for member in members:
         raw = text(member)
@@ -60,7 +61,7 @@ def _agent_ids(members: Sequence[Any]) -> list[AgentId]:
             agent_id = AgentId.parse(raw)
         except ValueError:
             continue
-        if str(agent_id) == raw:
+        if str(agent_id) == raw and not agent_id.is_type_wide:
             ids.append(agent_id)
     return ids
 

@@ -48,7 +48,8 @@ def _as_agent_id(member: str) -> AgentId | None:
         agent_id = AgentId.parse(member)
     except ValueError:
         return None
-    return agent_id if str(agent_id) == member else None
+    # Registrations are concrete: a bare type (a type-wide id) is a stray too.
+    return agent_id if str(agent_id) == member and not agent_id.is_type_wide else None
 
 
 class Reaper:

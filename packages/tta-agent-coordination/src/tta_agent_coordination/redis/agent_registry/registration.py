@@ -60,17 +60,19 @@ DEFAULT_STATUS = "active"
 
 
 def agent_id_of(agent: AgentId | RegistrableAgent) -> AgentId:
-    """``agent`` itself when it is an ``AgentId``, else its ``agent_id``.
+    """``agent`` itself when it is an ``AgentId``, else its ``agent_id`` (concrete).
+
+    A type-wide id stands for its default instance (``AgentId.concrete``).
 
     Raises:
         RegistrationValidationError: it is neither.
     """
     if isinstance(agent, AgentId):
-        return agent
+        return agent.concrete()
     agent_id = getattr(agent, "agent_id", None)
     if not isinstance(agent_id, AgentId):
         raise RegistrationValidationError(f"{agent!r} is neither an AgentId nor has one")
-    return agent_id
+    return agent_id.concrete()
 
 
 class Registrations:
@@ -99,7 +101,7 @@ class Registrations:
                 f"cannot register {agent_id}: the agent needs a non-empty str name"
             )
         return await self._register(
-            agent_id,
+            agent_id.concrete(),
             name=name,
             capabilities=capabilities_of(agent),
             metadata=metadata,
@@ -124,7 +126,7 @@ class Registrations:
         if name is not None and (not isinstance(name, str) or not name):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise RegistrationValidationError(f"name must be a non-empty str, got {name!r}")
         return await self._register(
-            agent_id,
+            agent_id.concrete(),
             name=name or agent_id.type,
             capabilities=normalise_capabilities(capabilities),
             metadata=metadata,

@@ -189,7 +189,7 @@ class RedisAgentRegistry(AgentRegistry):
         re-registered when ``auto_reregister`` and nobody took it) or ``LOST`` (taken
         over, evicted, deregistered). See ``docs/registry.md`` (Fencing).
         """
-        return self._core.ownership(agent_id)
+        return self._core.ownership(agent_id.concrete())
 
     # --- registration -------------------------------------------------------------------
 
@@ -275,7 +275,7 @@ class RedisAgentRegistry(AgentRegistry):
         The owner's next heartbeat fails with ``StaleRegistrationError``. Returns whether
         there was a record to remove.
         """
-        return await self._registrations.evict(agent_id)
+        return await self._registrations.evict(agent_id.concrete())
 
     # --- heartbeats and status ----------------------------------------------------------
 
@@ -341,7 +341,7 @@ class RedisAgentRegistry(AgentRegistry):
         The record of a registration that expired is kept (``alive=False``) for
         ``state_retention_s``; a deregistered agent has none.
         """
-        return await self._reads.get(agent_id)
+        return await self._reads.get(agent_id.concrete())
 
     async def list_registered(self) -> list[AgentRecord]:
         """Every registration in the liveness set, sorted by id.
