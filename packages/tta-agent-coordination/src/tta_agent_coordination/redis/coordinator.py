@@ -42,13 +42,14 @@ from tta_agent_coordination.redis.lifecycle import lifecycle_recorder
 from tta_agent_coordination.redis.queue_index import QueueIndex
 from tta_agent_coordination.redis.receiving import Receiver
 from tta_agent_coordination.redis.recovery import Recovery
-from tta_agent_coordination.redis.reply_router import Replier, ReplyRouter
+from tta_agent_coordination.redis.reply_router import PendingReply, Replier
 from tta_agent_coordination.redis.scheduling import Scheduler
 from tta_agent_coordination.redis.sending import QUEUE_FULL, Sender, check_address
 from tta_agent_coordination.redis.settling import Settler
 from tta_agent_coordination.redis.store_marker import StoreMarker
 from tta_agent_coordination.redis.stream_waiter import StreamWaiter
 from tta_agent_coordination.redis.subscriptions import Subscriptions
+from tta_agent_coordination.replies import ReplyAddress
 from tta_agent_coordination.resilience.defaults import default_redis_guard
 from tta_agent_coordination.store import BatcherStats, Durability, MessageStore, PendingMessage
 
@@ -129,13 +130,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         self._dead_letters = DeadLetterAdmin(core)
         self._subscriptions = Subscriptions(core)
         self._scheduler = Scheduler(core)
-
-        def make_router() -> ReplyRouter:
-            return ReplyRouter(
-                redis, keys, core.scripts, core.call, self.send_message, reply_ttl_s=reply_ttl_s
-            )
-
-        self._replier = Replier(make_router, self.send_message, core.log)
+        self._replier = Replier(core, self.send_message, reply_ttl_s)
 
     # --- properties ---------------------------------------------------------------------
 
@@ -377,6 +372,29 @@ class RedisMessageCoordinator(MessageCoordinator):
             CoordinatorUnavailableError: Redis failed while delivering to an inbox.
         """
         return await self._replier.reply(sender, request, result, error=error, failure=failure)
+
+    @property
+    def reply_inbox(self) -> ReplyAddress:
+        """This coordinator's reply inbox, as an address other modules can route to.
+
+        A message whose headers hold ``address.headers()`` gets its reply here; await it
+        with :meth:`expect_reply`. See docs/concepts.md, "Request and reply".
+        """
+        return self._replier.router.address
+
+    def expect_reply(self, correlation_id: str, recipient: AgentId | None = None) -> PendingReply:
+        """Await the reply carrying ``correlation_id`` in :attr:`reply_inbox`, from now on.
+
+        Call it before sending what asks for the reply; then ``await pending.wait(t)``.
+
+        Raises:
+            MessageValidationError: a reply with this correlation id is already awaited.
+        """
+        return self._replier.router.expect(correlation_id, recipient)
+
+    async def deliver_reply(self, address: ReplyAddress, reply: AgentMessage) -> None:
+        """Deliver ``reply`` to the reply inbox at ``address`` (any coordinator's)."""
+        await self._replier.router.deliver_to(address, reply)
 
     async def aclose(self) -> None:
         """Finish background subscription writes and store writes (the client stays open).
