@@ -138,4 +138,52 @@ async def test_a_type_queue_is_recorded_type_wide_and_restored_into_the_type_que
     again = await c.receive_batch(AgentId("calc", "w2"), 10, also=[calc])
     assert sorted(r.message.message_id for r in again) == [m.message_id for m in sent]
     assert {r.queue for r in again} == {calc}
+
+
+async def test_restore_keeps_the_due_time_of_scheduled_sends(coordination_redis, key_prefix, store):
+    c = RedisMessageCoordinator(
+        coordination_redis, key_prefix=key_prefix, store=store, durability="sync"
+    )
+    q = QUEUES[0]
+    later, soon, now, cancelled = (message(i * len(QUEUES)) for i in range(4))
+    [far, near, ready, gone] = await c.send_many(
+        [later, soon, now, cancelled], delay_s=[600, 0.3, None, 600]
+    )
+    assert far.scheduled_for is not None
+    assert near.scheduled_for is not None
+    assert ready.scheduled_for is None
+    assert gone.scheduled_for is not None
+    assert await c.cancel_scheduled(q, cancelled.message_id)
+    await c.flush_store()
+    stats = await store.stats()
+    assert stats.messages[MessageStatus.CANCELLED] == 1
+    assert stats.unsettled == 3
+    [record] = await store.get(cancelled.message_id)
+    assert record.settled_at is not None
+
+    await delete_prefix(coordination_redis, key_prefix)
+    assert await store.restore(c) == 3
+    keys = c.keys.queue(q)
+    # The scheduled ones are back in the delayed set with their own due times.
+    due = {
+        (mid.decode() if isinstance(mid, bytes) else mid): int(score)
+        for mid, score in await coordination_redis.zrange(keys.delayed, 0, -1, withscores=True)
+    }
+    assert due == {
+        later.message_id: round(far.scheduled_for.timestamp() * 1000),
+        soon.message_id: round(near.scheduled_for.timestamp() * 1000),
+    }
+    got = await c.receive(q, visibility_timeout=60)
+    assert got is not None
+    assert got.message.message_id == now.message_id
+    await c.ack(q, got.token)
+    # The near one falls due and is delivered; the far one still waits.
+    got = await c.receive(q, visibility_timeout=60, block=5)
+    assert got is not None
+    assert got.message.message_id == soon.message_id
+    await c.ack(q, got.token)
+    stats_q = await c.queue_stats(q)
+    assert (stats_q.delayed, stats_q.unsettled) == (1, 1)
+    await c.flush_store()
+    assert (await store.stats()).unsettled == 1
     await c.aclose()

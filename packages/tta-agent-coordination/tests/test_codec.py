@@ -365,6 +365,7 @@ def test_send_results_equal_model_construct() -> None:
         "recipient": AgentId("narrator", "n1"),
         "duplicate": False,
         "status": SendStatus.ENQUEUED,
+        "scheduled_for": None,
     }
     fast = assemble_model(MessageResult, dict(values))
     slow = MessageResult.model_construct(**values)  # type: ignore[arg-type]

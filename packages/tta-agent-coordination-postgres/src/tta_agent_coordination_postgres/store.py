@@ -59,16 +59,16 @@ _UPSERT_MESSAGES = (
     sql.SQL("""
 INSERT INTO messages AS m (
     message_id, recipient, sender, correlation_id, message_type, priority, envelope,
-    status, attempts, last_error, failure, incarnation, rank, settled_at)
+    status, attempts, last_error, failure, incarnation, rank, available_at_ms, settled_at)
 SELECT u.mid, u.rcp,
     (x.j -> 'sender' ->> 'type') || COALESCE(':' || (x.j -> 'sender' ->> 'instance'), ''),
     x.j ->> 'correlation_id', x.j ->> 'message_type',
     COALESCE((x.j ->> 'priority')::smallint, 5), x.j,
-    u.status, u.attempts, u.err, u.failure, u.inc, u.rank,
-    CASE WHEN u.status IN ('acked', 'dead') THEN now() END
+    u.status, u.attempts, u.err, u.failure, u.inc, u.rank, u.avail,
+    CASE WHEN u.status IN ('acked', 'dead', 'cancelled') THEN now() END
 FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::text[],
-            %b::text[], %b::bigint[], %b::smallint[])
-    AS u(mid, rcp, env, status, attempts, err, failure, inc, rank)
+            %b::text[], %b::bigint[], %b::smallint[], %b::bigint[])
+    AS u(mid, rcp, env, status, attempts, err, failure, inc, rank, avail)
 CROSS JOIN LATERAL (SELECT u.env::jsonb AS j) AS x
 ON CONFLICT (message_id, recipient) DO UPDATE SET
     envelope = COALESCE(m.envelope, excluded.envelope),
@@ -83,6 +83,8 @@ ON CONFLICT (message_id, recipient) DO UPDATE SET
     failure = CASE WHEN {newer} THEN COALESCE(excluded.failure, m.failure) ELSE m.failure END,
     incarnation = CASE WHEN {newer} THEN excluded.incarnation ELSE m.incarnation END,
     rank = CASE WHEN {newer} THEN excluded.rank ELSE m.rank END,
+    available_at_ms = CASE WHEN {newer} THEN excluded.available_at_ms
+        ELSE m.available_at_ms END,
     settled_at = CASE WHEN {newer} THEN excluded.settled_at ELSE m.settled_at END,
     updated_at = now()
 WHERE {newer} OR (m.envelope IS NULL AND excluded.envelope IS NOT NULL)
@@ -354,6 +356,7 @@ class PostgresMessageStore(MessageStore):
             [e.failure.value if e.failure is not None else None for _, e in rows],
             [e.incarnation for _, e in rows],
             [e.kind.rank for _, e in rows],
+            [e.available_at_ms for _, e in rows],
         )
         event_params = (
             [e.message_id for e in events],
@@ -419,9 +422,11 @@ class PostgresMessageStore(MessageStore):
     async def restore(self, coordinator: RestoreTarget, *, batch_size: int = 1000) -> int:
         """Enqueue again every unsettled message (queued, leased, retrying); how many.
 
-        Each keeps its attempts, last error, priority and expiry. The coordinator skips a
-        message whose id is still live in Redis (or settled within its dedupe window), so
-        restoring while Redis holds some of them, or twice, enqueues each message once.
+        Each keeps its attempts, last error, priority and expiry, and a scheduled send
+        not yet delivered its due time (it goes back to the delayed set until then). The
+        coordinator skips a message whose id is still live in Redis (or settled within
+        its dedupe window), so restoring while Redis holds some of them, or twice,
+        enqueues each message once.
         Every message enqueued is recorded as ``restored``.
         """
         if batch_size <= 0:
@@ -433,7 +438,8 @@ class PostgresMessageStore(MessageStore):
             async with self._tx("restore") as conn:
                 cur = await conn.execute(
                     "SELECT seq, message_id, recipient, envelope::text, attempts, last_error,"
-                    " incarnation FROM messages WHERE status IN ('queued', 'leased', 'retrying')"
+                    " incarnation, available_at_ms FROM messages"
+                    " WHERE status IN ('queued', 'leased', 'retrying')"
                     " AND seq > %s ORDER BY seq LIMIT %s",
                     (last, batch_size),
                 )
@@ -442,11 +448,13 @@ class PostgresMessageStore(MessageStore):
                 break
             last = int(rows[-1][0])
             pending: list[PendingMessage] = []
-            for _, mid, rcp, envelope, attempts, last_error, incarnation in rows:
+            for _, mid, rcp, envelope, attempts, last_error, incarnation, available in rows:
                 if envelope is None:
                     skipped_without_envelope += 1
                     continue
-                pending.append(_pending(mid, rcp, envelope, attempts, last_error, incarnation))
+                pending.append(
+                    _pending(mid, rcp, envelope, attempts, last_error, incarnation, available)
+                )
             flags = await coordinator.restore_messages(pending)
             done = [p for p, flag in zip(pending, flags, strict=True) if flag]
             await self.record(
@@ -457,6 +465,7 @@ class PostgresMessageStore(MessageStore):
                         recipient=p.recipient,
                         incarnation=p.incarnation,
                         attempts=p.attempts,
+                        available_at_ms=p.available_at_ms,
                     )
                     for p in done
                 ]
@@ -609,6 +618,7 @@ def _pending(
     attempts: Any,
     last_error: Any,
     incarnation: Any,
+    available_at_ms: Any,
 ) -> PendingMessage:
     data = json.loads(str(envelope))
     expires = data.get("expires_at")
@@ -623,6 +633,7 @@ def _pending(
         last_error=last_error,
         incarnation=int(incarnation),
         expires_at_ms=expires_ms,
+        available_at_ms=int(available_at_ms),
     )
 
 

@@ -286,6 +286,10 @@ class MessageResult(BaseModel):
     recipient: AgentId | None = None
     duplicate: bool = False
     status: SendStatus = SendStatus.ENQUEUED
+    scheduled_for: datetime | None = None
+    """When a delayed send (``delay_s`` or ``not_before``) becomes receivable, by the
+    Redis server's clock; None when it was ready at once, and for a duplicate or a
+    refusal. Until then it waits in the queue's delayed set (``cancel_scheduled``)."""
 
     @model_validator(mode="before")
     @classmethod

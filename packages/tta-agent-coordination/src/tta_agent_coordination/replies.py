@@ -2,20 +2,22 @@
 
 A request is an ordinary ``REQUEST`` message with a ``correlation_id`` and ``reply_to``;
 a requester that waits for the answer also names its *reply inbox* in a header
-(:data:`REPLY_INBOX_HEADER`). The handler's result, or its error, becomes a ``RESPONSE``
-message built by :func:`build_reply`; :func:`raise_for_reply` turns an error reply back
-into :class:`~tta_agent_coordination.errors.RemoteHandlerError` at the requester. How
-replies travel (a Redis inbox per requester) is
+(:data:`REPLY_INBOX_HEADER`; :class:`ReplyAddress` is that address as a value other
+modules can keep, send along and deliver to). The handler's result, or its error,
+becomes a ``RESPONSE`` message built by :func:`build_reply`; :func:`raise_for_reply`
+turns an error reply back into :class:`~tta_agent_coordination.errors.RemoteHandlerError`
+at the requester. How replies travel (a Redis inbox per requester) is
 :mod:`tta_agent_coordination.redis.reply_router`'s job; see ``docs/worker.md``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tta_agent_coordination.errors import MessageValidationError, RemoteHandlerError
 from tta_agent_coordination.models import (
@@ -30,6 +32,7 @@ __all__ = [
     "REPLY_INBOX_HEADER",
     "REPLY_STATUS_HEADER",
     "REPLY_TTL_HEADER",
+    "ReplyAddress",
     "build_message",
     "build_reply",
     "expects_reply",
@@ -45,6 +48,60 @@ REPLY_TTL_HEADER = "tta-reply-ttl-ms"
 
 REPLY_STATUS_HEADER = "tta-reply-status"
 """Header of a reply: ``ok``, or ``error`` with the error in the payload's ``error``."""
+
+_INBOX_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+
+class ReplyAddress(BaseModel):
+    """Where replies go: one coordinator's reply inbox, as a serialisable value.
+
+    ``coordinator.reply_inbox`` is the address of a coordinator's own inbox. Put it in
+    a request with :meth:`headers` (``request()`` does so itself), keep it in a
+    conversation's or a plan's state (it is plain JSON), and deliver to it from any
+    process with ``coordinator.deliver_reply(address, reply)``; the owner awaits a reply
+    by its ``correlation_id`` with ``coordinator.expect_reply``. See docs/concepts.md,
+    "Request and reply".
+
+    Attributes:
+        inbox: the inbox id (letters, digits, ``_ . -``; it becomes part of a Redis key).
+        ttl_ms: how long the inbox keeps replies nobody reads, in milliseconds.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    inbox: str
+    ttl_ms: int = Field(default=60_000, gt=0)
+
+    @field_validator("inbox")
+    @classmethod
+    def _check_inbox(cls, value: str) -> str:
+        if not _INBOX_RE.fullmatch(value):
+            raise ValueError(
+                f"invalid reply inbox id {value!r}: use 1-128 letters, digits, '_', '.', '-'"
+            )
+        return value
+
+    def headers(self) -> dict[str, str]:
+        """The request headers that name this address (``REPLY_INBOX_HEADER``, TTL)."""
+        return {REPLY_INBOX_HEADER: self.inbox, REPLY_TTL_HEADER: str(self.ttl_ms)}
+
+    @classmethod
+    def from_headers(
+        cls, headers: Mapping[str, str], default_ttl_ms: int = 60_000
+    ) -> ReplyAddress | None:
+        """The address a request's headers name; None when they name none.
+
+        Raises:
+            MessageValidationError: the headers name an invalid inbox or TTL (another
+                client wrote them): nothing may be delivered there.
+        """
+        inbox = headers.get(REPLY_INBOX_HEADER)
+        if inbox is None:
+            return None
+        try:
+            return cls(inbox=inbox, ttl_ms=int(headers.get(REPLY_TTL_HEADER, default_ttl_ms)))
+        except ValueError as exc:  # pydantic's ValidationError is one
+            raise MessageValidationError(f"invalid reply address in the headers: {exc}") from None
 
 
 def _jsonable(value: Any) -> dict[str, Any]:

@@ -57,12 +57,13 @@ async def test_the_null_recorder_accepts_every_call() -> None:
     agent = AgentId("a")
     assert null.stats is None
     null.check_envelope("m", "x" * 10_000_000)
-    await null.sent([make_message(1)], [], [1])
+    await null.sent([make_message(1)], [], [1], [0])
     await null.leased(agent, [object()], [])
     await null.acked(agent, [["m", 1, 1]])
     await null.nacked(agent, NackOutcome(RETRY_SCHEDULED, "m", 1, 1), None, FailureType.TRANSIENT)
-    await null.moved(agent, [["m", 1, 1, 1, "lease expired"]])
+    await null.moved(agent, [["m", 1, 1, 1, "lease expired", "timeout"]])
     await null.replayed(agent, ["m"], 1)
+    await null.cancelled(agent, "m", 1)
     await null.flush()
     await null.aclose()
 
@@ -152,4 +153,52 @@ async def test_a_duplicate_send_is_recorded_without_an_incarnation(
         (LifecycleKind.SENT, True),
         (LifecycleKind.SENT, False),
     ]
+    await coord.aclose()
+
+
+async def test_a_scheduled_send_and_its_cancellation_are_recorded(
+    coordination_redis, key_prefix
+) -> None:
+    store = RecordingStore()
+    coord = RedisMessageCoordinator(
+        coordination_redis, key_prefix=key_prefix, store=store, durability="sync"
+    )
+    result = await coord.send_message(SENDER, RECIPIENT, make_message(1), delay_s=60)
+    await coord.send_message(SENDER, RECIPIENT, make_message(2))
+    assert result.scheduled_for is not None
+    assert await coord.cancel_scheduled(RECIPIENT, "msg-000001")
+    assert not await coord.cancel_scheduled(RECIPIENT, "msg-000002")
+    await coord.flush_store()
+    scheduled, ready, cancelled = store.events
+    assert (scheduled.kind, scheduled.available_at_ms) == (
+        LifecycleKind.SENT,
+        round(result.scheduled_for.timestamp() * 1000),
+    )
+    assert (ready.kind, ready.available_at_ms) == (LifecycleKind.SENT, 0)
+    assert (cancelled.kind, cancelled.message_id) == (LifecycleKind.CANCELLED, "msg-000001")
+    assert cancelled.incarnation == scheduled.incarnation
+    assert cancelled.status.settled
+    await coord.aclose()
+
+
+async def test_a_malformed_entry_is_recorded_as_malformed_not_timeout(
+    coordination_redis, key_prefix
+) -> None:
+    # Issue 23: lifecycle.moved recorded every dead letter of a script as 'timeout'.
+    store = RecordingStore()
+    coord = RedisMessageCoordinator(
+        coordination_redis, key_prefix=key_prefix, store=store, durability="sync"
+    )
+    await coord.send_message(SENDER, RECIPIENT, make_message(1))
+    stream = coord.keys.queue(RECIPIENT).ready[1]
+    [(entry_id, _)] = await coordination_redis.xrange(stream)
+    fields = dict(await coordination_redis.xrange(stream))[entry_id]
+    await coordination_redis.xdel(stream, entry_id)
+    await coordination_redis.xadd(stream, {**fields, b"a": b"many"})
+    assert await coord.receive(RECIPIENT) is None
+    await coord.flush_store()
+    dead = [e for e in store.events if e.kind is LifecycleKind.DEAD]
+    assert [(e.message_id, e.failure) for e in dead] == [("msg-000001", FailureType.MALFORMED)]
+    assert dead[0].error is not None
+    assert dead[0].error.startswith("malformed entry")
     await coord.aclose()

@@ -219,6 +219,51 @@ async def test_a_missing_group_is_recreated_without_skipping_or_redelivering(
     assert (stats.unsettled, stats.dead) == (0, 0)
 
 
+async def test_an_ack_after_the_group_was_deleted_settles_without_redelivery(
+    coordinator: RedisMessageCoordinator, coordination_redis
+):
+    keys = coordinator.keys.queue(RECIPIENT)
+    stream = keys.ready_for(MessagePriority.NORMAL)
+    for n in range(3):
+        await coordinator.send_message(SENDER, RECIPIENT, make_message(n))
+    held = await coordinator.receive_batch(RECIPIENT, 2, visibility_timeout=300)
+    assert await coordination_redis.xgroup_destroy(stream, CONSUMER_GROUP) == 1
+    assert await coordinator.ack_many(RECIPIENT, [held[0].token, held[0].token]) == [True, False]
+    got = await coordinator.receive_batch(RECIPIENT, 10)
+    assert [r.message.payload["n"] for r in got] == [2]
+    assert await coordinator.ack_many(RECIPIENT, [held[1].token, got[0].token]) == [True, True]
+    stats = await coordinator.queue_stats(RECIPIENT)
+    assert (stats.unsettled, stats.leased, stats.dead) == (0, 0, 0)
+
+
+async def test_an_ack_that_cannot_read_one_entry_changes_nothing_half_way(
+    coordinator: RedisMessageCoordinator, coordination_redis
+):
+    # Issue 23: queue_ack removed each lease before its stream commands, so an error on a
+    # later token (here a ready stream another client overwrote with a string) left the
+    # earlier token's lease removed and its entry still leased in the stream.
+    keys = coordinator.keys.queue(RECIPIENT)
+    await coordinator.send_message(
+        SENDER, RECIPIENT, make_message(1, priority=MessagePriority.HIGH)
+    )
+    await coordinator.send_message(SENDER, RECIPIENT, make_message(2))
+    high, normal = await coordinator.receive_batch(RECIPIENT, 2, visibility_timeout=300)
+    normal_stream = keys.ready_for(MessagePriority.NORMAL)
+    await coordination_redis.delete(normal_stream)
+    await coordination_redis.set(normal_stream, "not a stream")
+    assert await coordinator.ack_many(RECIPIENT, [high.token, normal.token]) == [True, False]
+    high_stream = keys.ready_for(MessagePriority.HIGH)
+    assert await coordination_redis.xlen(high_stream) == 0
+    assert await coordination_redis.xpending(high_stream, CONSUMER_GROUP) == {
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
+    # the token that could not be read keeps its lease: nothing of it changed
+    assert await coordination_redis.zrange(keys.leases, 0, -1) == [normal.token.encode()]
+
+
 async def test_a_missing_group_without_leases_delivers_everything(
     coordinator: RedisMessageCoordinator, coordination_redis
 ):

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from tta_agent_coordination.models import AgentId, MessagePriority
+from tta_agent_coordination.models import AgentId, FailureType, MessagePriority
 from tta_agent_coordination.redis.codec import decode_delivery, envelope_json, priority_index
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.redis.keys import CONSUMER_GROUP, CONSUMER_NAME, KeySpace
 from tta_agent_coordination.redis.lua import ScriptCall, ScriptSet, script_source
 from tta_agent_coordination.redis.scripts import (
     queue_ack,
+    queue_cancel,
     queue_dlq_purge,
     queue_dlq_reject,
     queue_dlq_replay,
@@ -86,6 +87,7 @@ QUEUE_CALLS: dict[str, ScriptCall[Any]] = {
     "queue_dlq_reject": queue_dlq_reject.call(
         KEYS, [("2-1-0", "bad envelope")], dlq_max_len=7, dedupe_window_ms=8
     ),
+    "queue_cancel": queue_cancel.call(KEYS, "m1"),
 }
 
 
@@ -107,13 +109,16 @@ def test_every_queue_script_gets_the_group_and_consumer_from_keys_py(name: str) 
 
 
 def test_arguments_follow_the_head_in_the_documented_order() -> None:
-    assert QUEUE_CALLS["queue_send"].argv[2:] == [5, 2, "m1", "{}", 0]
+    assert QUEUE_CALLS["queue_send"].argv[2:] == [5, 2, "m1", "{}", 0, 0, 0]
+    later = queue_send.call(KEYS, queue_size=5, items=[SendItem(2, "m1", "{}", 0, 250, 9)])
+    assert later.argv[2:] == [5, 2, "m1", "{}", 0, 250, 9]
     assert QUEUE_CALLS["queue_receive"].argv[2:] == [1, 2, 3, 4, 5, 6]
     assert QUEUE_CALLS["queue_ack"].argv[2:] == [7, "1-1-0"]
     assert QUEUE_CALLS["queue_nack"].argv[2:] == ["1-1-0", "transient", "e", 1, 2, 3, 4, 1.5, 6, 7]
     assert QUEUE_CALLS["queue_extend"].argv[2:] == ["1-1-0", 9]
     assert QUEUE_CALLS["queue_recover"].argv[2:] == [1, 2, 3, 4, 5, 1]
-    assert QUEUE_CALLS["queue_restore"].argv[2:] == [1, "m1", "{}", 2, "e", 0, 123]
+    assert QUEUE_CALLS["queue_restore"].argv[2:] == [1, "m1", "{}", 2, "e", 0, 123, 0]
+    assert QUEUE_CALLS["queue_cancel"].argv[2:] == ["m1"]
     assert QUEUE_CALLS["queue_dlq_replay"].argv[2:] == ["-", 10, "0"]
     assert QUEUE_CALLS["queue_stats"].argv[2:] == []
     assert QUEUE_CALLS["queue_dlq_reject"].argv[2:] == [7, 8, "2-1-0", "bad envelope"]
@@ -160,8 +165,12 @@ def test_outcomes_are_parsed_into_named_fields() -> None:
         moved=[],
         malformed=4,
     )
-    sent = QUEUE_CALLS["queue_send"].parse([1, 0, -1, 1_700_000_000_000])
-    assert sent == queue_send.SendOutcome(codes=[1, 0, -1], server_now_ms=1_700_000_000_000)
+    sent = QUEUE_CALLS["queue_send"].parse([[1, 0, -1, 2], 1_700_000_000_000, [0, 0, 0, 5]])
+    assert sent == queue_send.SendOutcome(
+        codes=[1, 0, -1, 2], server_now_ms=1_700_000_000_000, dues=[0, 0, 0, 5]
+    )
+    assert queue_cancel.call(KEYS, "m").parse([1, b"100"]) == queue_cancel.CancelOutcome(True, 100)
+    assert queue_cancel.call(KEYS, "m").parse([0]) == queue_cancel.CancelOutcome(False, 0)
     acked = QUEUE_CALLS["queue_ack"].parse([[1, 0], [[b"m1", b"100", 2]]])
     assert acked.flags == [True, False]
     assert queue_ack.settled_entries(acked.acked) == [
@@ -192,10 +201,13 @@ def test_outcomes_are_parsed_into_named_fields() -> None:
 
 
 def test_moved_entries_are_typed() -> None:
-    raw = [[b"m1", b"100", 2, 1, b"lease expired"], ["m2", 200, 4, 2, "expired before delivery"]]
+    raw = [
+        [b"m1", b"100", 2, 1, b"lease expired", b"timeout"],
+        ["m2", 200, 4, 2, "malformed entry: x", "malformed"],
+    ]
     assert moved_entries(raw) == [
-        MovedEntry("m1", 100, 2, REQUEUED, "lease expired"),
-        MovedEntry("m2", 200, 4, 2, "expired before delivery"),
+        MovedEntry("m1", 100, 2, REQUEUED, "lease expired", FailureType.TIMEOUT),
+        MovedEntry("m2", 200, 4, 2, "malformed entry: x", FailureType.MALFORMED),
     ]
 
 

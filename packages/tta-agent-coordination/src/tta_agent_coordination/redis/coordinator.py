@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from tta_agent_coordination.errors import MessageValidationError
 from tta_agent_coordination.interfaces import CallGuard, MessageCoordinator
 from tta_agent_coordination.models import (
     AgentId,
@@ -43,12 +43,14 @@ from tta_agent_coordination.redis.lifecycle import lifecycle_recorder
 from tta_agent_coordination.redis.queue_index import QueueIndex
 from tta_agent_coordination.redis.receiving import Receiver
 from tta_agent_coordination.redis.recovery import Recovery
-from tta_agent_coordination.redis.reply_router import Replier, ReplyRouter
+from tta_agent_coordination.redis.reply_router import PendingReply, Replier
+from tta_agent_coordination.redis.scheduling import Scheduler
 from tta_agent_coordination.redis.sending import QUEUE_FULL, Sender, check_address
 from tta_agent_coordination.redis.settling import Settler
 from tta_agent_coordination.redis.store_marker import StoreMarker
 from tta_agent_coordination.redis.stream_waiter import StreamWaiter
 from tta_agent_coordination.redis.subscriptions import Subscriptions
+from tta_agent_coordination.replies import ReplyAddress
 from tta_agent_coordination.resilience.defaults import default_redis_guard
 from tta_agent_coordination.store import BatcherStats, Durability, MessageStore, PendingMessage
 
@@ -122,19 +124,14 @@ class RedisMessageCoordinator(MessageCoordinator):
         self.store_marker = StoreMarker(redis, keys, store, core.log)
         """Marks the prefix as recorded, or warns without a store (``store_marker.py``)."""
         index = QueueIndex(core)
-        self._sender = Sender(core, index)
+        self._sender = Sender(core, index, self.store_marker)
         self._settler = Settler(core)
         self._receiver = Receiver(core)
         self._recovery = Recovery(core, index)
         self._dead_letters = DeadLetterAdmin(core)
         self._subscriptions = Subscriptions(core)
-
-        def make_router() -> ReplyRouter:
-            return ReplyRouter(
-                redis, keys, core.scripts, core.call, self.send_message, reply_ttl_s=reply_ttl_s
-            )
-
-        self._replier = Replier(make_router, self.send_message, core.log)
+        self._scheduler = Scheduler(core)
+        self._replier = Replier(core, self.send_message, reply_ttl_s)
 
     # --- properties ---------------------------------------------------------------------
 
@@ -199,9 +196,15 @@ class RedisMessageCoordinator(MessageCoordinator):
     # --- sending ------------------------------------------------------------------------
 
     async def send_message(
-        self, sender: AgentId, recipient: AgentId, message: AgentMessage
+        self,
+        sender: AgentId,
+        recipient: AgentId,
+        message: AgentMessage,
+        *,
+        delay_s: float | None = None,
+        not_before: datetime | None = None,
     ) -> MessageResult:
-        """Enqueue ``message`` for ``recipient``.
+        """Enqueue ``message`` for ``recipient``, now or later.
 
         The caller's message is not changed; the stored copy gets a ``timestamp`` if it
         has none. A second send of the same ``message_id`` to the same queue, while the
@@ -212,45 +215,59 @@ class RedisMessageCoordinator(MessageCoordinator):
         (``REFUSED``, ``UNAVAILABLE``) from one that may be (``UNKNOWN``: send it again
         with the same ``message_id``, which the dedupe makes safe).
 
+        ``delay_s`` (on the Redis server clock) or ``not_before`` (aware) schedule it:
+        unreceivable until ``scheduled_for``, unsettled meanwhile, cancellable
+        (:meth:`cancel_scheduled`; docs/concepts.md, "Sending later").
+
         Raises:
             MessageValidationError: ``message.sender``/``message.recipient`` differ from
-                the arguments, or the payload is not JSON-serialisable.
+                the arguments, the payload is not JSON-serialisable, or a bad schedule.
             PayloadTooLargeError: the envelope exceeds ``max_payload_bytes``.
         """
         check_address(sender, recipient, message)
-        if self.store_marker.pending:
-            await self.store_marker.observe()
-        return (await self._sender.send_many([message]))[0]
+        return (await self._sender.send([message], delay_s, not_before))[0]
 
     async def broadcast_message(
-        self, sender: AgentId, message: AgentMessage, recipients: list[AgentId]
+        self,
+        sender: AgentId,
+        message: AgentMessage,
+        recipients: list[AgentId],
+        *,
+        delay_s: float | None = None,
+        not_before: datetime | None = None,
     ) -> list[MessageResult]:
         """Send a copy of ``message`` to each recipient in one round trip.
 
-        Each copy keeps the ``message_id`` (dedupe is per queue) with its own recipient.
+        Each copy keeps the ``message_id`` (dedupe is per queue) with its own recipient;
+        ``delay_s``/``not_before`` schedule every copy.
 
         Raises:
             MessageValidationError: ``message.sender`` differs from ``sender``.
         """
-        if message.sender != sender:
-            raise MessageValidationError(
-                f"message {message.message_id!r} has sender {message.sender}, "
-                f"but was sent by {sender}"
-            )
-        distinct = list(dict.fromkeys(recipients))
-        copies = [message.model_copy(update={"recipient": r}) for r in distinct]
-        results = dict(zip(distinct, await self.send_many(copies), strict=True))
-        return [results[r] for r in recipients]
+        return await self._sender.broadcast(sender, message, recipients, delay_s, not_before)
 
-    async def send_many(self, messages: Sequence[AgentMessage]) -> list[MessageResult]:
+    async def send_many(
+        self,
+        messages: Sequence[AgentMessage],
+        *,
+        delay_s: float | Sequence[float | None] | None = None,
+        not_before: datetime | Sequence[datetime | None] | None = None,
+    ) -> list[MessageResult]:
         """Enqueue many messages (each to its own ``recipient``) in one round trip.
 
         Returns one result per message, in order. Invalid messages raise before anything
-        is sent, as in :meth:`send_message`.
+        is sent, as in :meth:`send_message`. ``delay_s``/``not_before``: one for all, or
+        a list with one entry (or None) per message.
         """
-        if self.store_marker.pending:
-            await self.store_marker.observe()
-        return await self._sender.send_many(messages)
+        return await self._sender.send(messages, delay_s, not_before)
+
+    async def cancel_scheduled(self, recipient: AgentId, message_id: str) -> bool:
+        """Cancel a scheduled send still waiting; True when it was (its id is forgotten).
+
+        False, changing nothing, once a receive or recovery has made it ready (at or
+        after its due time), for an unknown id, and for a retry waiting out its backoff.
+        """
+        return await self._scheduler.cancel(recipient, message_id)
 
     # --- subscriptions and events -------------------------------------------------------
 
@@ -279,16 +296,21 @@ class RedisMessageCoordinator(MessageCoordinator):
         """The agents subscribed to ``message_type``."""
         return await self._subscriptions.subscribers(message_type)
 
-    async def publish_event(self, sender: AgentId, message: AgentMessage) -> list[MessageResult]:
+    async def publish_event(
+        self,
+        sender: AgentId,
+        message: AgentMessage,
+        *,
+        delay_s: float | None = None,
+        not_before: datetime | None = None,
+    ) -> list[MessageResult]:
         """Deliver ``message`` to every agent subscribed to its ``message_type``.
 
         ``message.recipient`` is replaced in each copy. Returns one result per subscriber
-        (none when nobody is subscribed).
+        (none when nobody is subscribed); a scheduled event goes to today's subscribers.
         """
         subscribers = await self.subscribers(message.message_type)
-        if not subscribers:
-            return []
-        return await self.broadcast_message(sender, message, subscribers)
+        return await self._sender.broadcast(sender, message, subscribers, delay_s, not_before)
 
     # --- request / reply ----------------------------------------------------------------
 
@@ -351,6 +373,29 @@ class RedisMessageCoordinator(MessageCoordinator):
             CoordinatorUnavailableError: Redis failed while delivering to an inbox.
         """
         return await self._replier.reply(sender, request, result, error=error, failure=failure)
+
+    @property
+    def reply_inbox(self) -> ReplyAddress:
+        """This coordinator's reply inbox, as an address other modules can route to.
+
+        A message whose headers hold ``address.headers()`` gets its reply here; await it
+        with :meth:`expect_reply`. See docs/concepts.md, "Request and reply".
+        """
+        return self._replier.router.address
+
+    def expect_reply(self, correlation_id: str, recipient: AgentId | None = None) -> PendingReply:
+        """Await the reply carrying ``correlation_id`` in :attr:`reply_inbox`, from now on.
+
+        Call it before sending what asks for the reply; then ``await pending.wait(t)``.
+
+        Raises:
+            MessageValidationError: a reply with this correlation id is already awaited.
+        """
+        return self._replier.router.expect(correlation_id, recipient)
+
+    async def deliver_reply(self, address: ReplyAddress, reply: AgentMessage) -> None:
+        """Deliver ``reply`` to the reply inbox at ``address`` (any coordinator's)."""
+        await self._replier.router.deliver_to(address, reply)
 
     async def aclose(self) -> None:
         """Finish background subscription writes and store writes (the client stays open).

@@ -9,6 +9,13 @@ set of a queue outside the index loses its expired ids and is deleted once empty
 script call per set (``scripts/dedupe_sweep.lua``). Ids still inside their window stay,
 so a set goes at the first sweep after its window (``dedupe_window_s``) has passed.
 
+Since then a dedupe set expires by itself: the scripts set its expiry to the end of its
+latest window whenever they settle an id and none is left unsettled (and ``PERSIST`` it
+when they mark one unsettled; ``refresh_dedupe_expiry`` in ``queue_common.lua``). The
+sweep is still needed for sets written by earlier versions, which have no expiry and
+would otherwise stay until their queue is sent to again; on a deployment that only ever
+ran this version it finds nothing to do.
+
 Finding the sets takes a SCAN of the key space under the prefix (``MATCH`` on the dedupe
 key pattern, ``TYPE zset``): one round trip per :data:`SCAN_COUNT` keys looked at, on the
 same order of work as recovering every queue.

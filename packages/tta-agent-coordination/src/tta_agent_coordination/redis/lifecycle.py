@@ -56,12 +56,17 @@ class LifecycleRecorder(Protocol):
         ...
 
     async def sent(
-        self, messages: Sequence[AgentMessage], items: Sequence[SendItem], codes: Sequence[int]
+        self,
+        messages: Sequence[AgentMessage],
+        items: Sequence[SendItem],
+        codes: Sequence[int],
+        dues: Sequence[int],
     ) -> None:
         """Record accepted sends (essential: in sync mode, written before this returns).
 
         ``codes`` holds one value per message: its incarnation (> 0) when enqueued, 0 for
-        a duplicate, < 0 when refused (not recorded).
+        a duplicate, < 0 when refused (not recorded). ``dues`` holds the due time (ms,
+        server clock) of each scheduled send, 0 for one ready at once.
 
         Raises:
             StoreError: in sync mode, the write failed.
@@ -96,6 +101,10 @@ class LifecycleRecorder(Protocol):
         """Record dead letters replayed with ``server_now_ms`` as their new incarnation."""
         ...
 
+    async def cancelled(self, agent_id: AgentId, message_id: str, first_enqueued_ms: int) -> None:
+        """Record a scheduled send cancelled before it was due."""
+        ...
+
     async def flush(self) -> None:
         """Wait until every event so far is written."""
         ...
@@ -117,7 +126,11 @@ class NullLifecycleRecorder:
         """Accept every envelope."""
 
     async def sent(
-        self, messages: Sequence[AgentMessage], items: Sequence[SendItem], codes: Sequence[int]
+        self,
+        messages: Sequence[AgentMessage],
+        items: Sequence[SendItem],
+        codes: Sequence[int],
+        dues: Sequence[int],
     ) -> None:
         """Discard."""
 
@@ -138,6 +151,9 @@ class NullLifecycleRecorder:
         """Discard."""
 
     async def replayed(self, agent_id: AgentId, message_ids: list[str], server_now_ms: int) -> None:
+        """Discard."""
+
+    async def cancelled(self, agent_id: AgentId, message_id: str, first_enqueued_ms: int) -> None:
         """Discard."""
 
     async def flush(self) -> None:
@@ -195,9 +211,13 @@ class StoreLifecycleRecorder:
         self._store.check_envelope(message_id, envelope)
 
     async def sent(
-        self, messages: Sequence[AgentMessage], items: Sequence[SendItem], codes: Sequence[int]
+        self,
+        messages: Sequence[AgentMessage],
+        items: Sequence[SendItem],
+        codes: Sequence[int],
+        dues: Sequence[int],
     ) -> None:
-        """Record every send that was not refused.
+        """Record every send that was not refused, a scheduled one with its due time.
 
         A duplicate is recorded too (incarnation 0: it only creates a missing record), so
         that a send repeated after a failed sync write makes the record.
@@ -210,8 +230,9 @@ class StoreLifecycleRecorder:
                 incarnation=code,
                 attempts=0,
                 envelope=item.envelope,
+                available_at_ms=due,
             )
-            for m, item, code in zip(messages, items, codes, strict=True)
+            for m, item, code, due in zip(messages, items, codes, dues, strict=True)
             if code >= 0
         ]
         await self._writer.record(events, essential=True)
@@ -268,7 +289,11 @@ class StoreLifecycleRecorder:
         )
 
     async def moved(self, agent_id: AgentId, moved: list[Any]) -> None:
-        """Record requeues (``retrying``) and dead letters (``dead``) of unsettled leases."""
+        """Record requeues (``retrying``) and dead letters (``dead``) of unsettled leases.
+
+        Each with the failure type the script reports: ``timeout`` for a lease that ended
+        unsettled or an expiry, ``malformed`` for an entry not in the library's format.
+        """
         await self._writer.record(
             [
                 MessageEvent(
@@ -280,7 +305,7 @@ class StoreLifecycleRecorder:
                     incarnation=entry.first_enqueued_ms,
                     attempts=entry.deliveries,
                     error=entry.reason,
-                    failure=FailureType.TIMEOUT,
+                    failure=entry.failure,
                 )
                 for entry in moved_entries(moved)
             ]
@@ -297,6 +322,23 @@ class StoreLifecycleRecorder:
                     incarnation=server_now_ms,
                 )
                 for msgid in message_ids
+            ]
+        )
+
+    async def cancelled(self, agent_id: AgentId, message_id: str, first_enqueued_ms: int) -> None:
+        """Record one ``cancelled`` event (settled: a restore leaves it out).
+
+        Not essential: the cancellation has happened in Redis; in sync mode a failed write
+        is deferred to the write-behind buffer (retried) rather than raised.
+        """
+        await self._writer.record(
+            [
+                MessageEvent(
+                    kind=LifecycleKind.CANCELLED,
+                    message_id=message_id,
+                    recipient=agent_id,
+                    incarnation=first_enqueued_ms,
+                )
             ]
         )
 

@@ -104,6 +104,7 @@ class Recovery:
                             m.last_error or "",
                             m.expires_at_ms,
                             m.incarnation,
+                            m.available_at_ms,
                         )
                         for m in (messages[i] for i in chunk)
                     ],

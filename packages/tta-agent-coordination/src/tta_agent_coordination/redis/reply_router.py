@@ -5,13 +5,22 @@ replier pushes the reply there with the ``reply_push`` script. The inbox is one 
 per requesting coordinator, bounded and expiring, read by one blocking pop for all of the
 requester's pending requests. The messages themselves (requests, replies, their headers)
 are built by the transport-free :mod:`tta_agent_coordination.replies`.
+
+The inbox is a public address (:class:`~tta_agent_coordination.replies.ReplyAddress`,
+``ReplyRouter.address``): other modules route replies to it (:meth:`ReplyRouter.deliver_to`)
+and await one by correlation id (:meth:`ReplyRouter.expect`), as ``request()`` does.
+
+Why a list and one blocking pop rather than the coordinator's ``StreamWaiter``: the pop
+runs only while replies are awaited and serves every one of them, and a process usually
+has one coordinator, so the waiter would save at most one connection per process while
+the inbox's format (read by other processes' repliers) would change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,19 +45,20 @@ from tta_agent_coordination.models import (
 )
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.redis.codec import stamped_envelope_json, text
+from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.redis.lua import ScriptSet
 from tta_agent_coordination.redis.scripts import reply_push
 from tta_agent_coordination.replies import (
     REPLY_INBOX_HEADER,
-    REPLY_TTL_HEADER,
+    ReplyAddress,
     build_message,
     build_reply,
     expects_reply,
     raise_for_reply,
 )
 
-__all__ = ["MAX_INBOX_REPLIES", "CallFn", "Replier", "ReplyRouter", "SendFn"]
+__all__ = ["MAX_INBOX_REPLIES", "CallFn", "PendingReply", "Replier", "ReplyRouter", "SendFn"]
 
 MAX_INBOX_REPLIES = 10_000
 """Replies an inbox keeps at most (the newest); nobody reading it must not grow it."""
@@ -60,6 +70,60 @@ SendFn = Callable[[AgentId, AgentId, AgentMessage], Awaitable[MessageResult]]
 """Enqueues a message (the coordinator's ``send_message``)."""
 CallFn = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 """Runs one Redis call under the coordinator's guard."""
+
+
+class PendingReply:
+    """A reply awaited by correlation id in a coordinator's inbox (``expect_reply``).
+
+    Registered when it is made, so a reply that arrives before :meth:`wait` is kept for
+    it. Use it as an async context manager (or call :meth:`close`) so that it stops
+    waiting when the caller gives up.
+    """
+
+    def __init__(
+        self,
+        router: ReplyRouter,
+        correlation_id: str,
+        future: asyncio.Future[AgentMessage],
+        recipient: str,
+    ) -> None:
+        self._router = router
+        self._future = future
+        self._recipient = recipient
+        self.correlation_id = correlation_id
+        """The correlation id the reply must carry."""
+
+    async def wait(self, timeout: float) -> AgentMessage:  # noqa: ASYNC109 - the API
+        """The reply, as it came (``replies.raise_for_reply`` raises an error reply).
+
+        Raises:
+            ConfigurationError: ``timeout`` is not positive.
+            RequestTimeoutError: no reply within ``timeout`` seconds (it still waits:
+                call :meth:`wait` again, or :meth:`close`).
+            CoordinationError: the coordinator was closed.
+        """
+        if not timeout > 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout}")
+        try:
+            async with asyncio.timeout(timeout):
+                # shield: a timeout must not cancel the future a later wait() awaits.
+                return await asyncio.shield(self._future)
+        except TimeoutError:
+            raise RequestTimeoutError(self._recipient, self.correlation_id, timeout) from None
+
+    def close(self) -> None:
+        """Stop waiting; a reply arriving later is dropped (idempotent)."""
+        self._router.forget(self.correlation_id, self._future)
+
+    def __await__(self) -> Generator[Any, None, AgentMessage]:
+        """``await pending``: the reply, with no deadline of its own (see :meth:`wait`)."""
+        return asyncio.shield(self._future).__await__()
+
+    async def __aenter__(self) -> PendingReply:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
 
 class ReplyRouter:
@@ -109,6 +173,42 @@ class ReplyRouter:
         return self._inbox_id
 
     @property
+    def address(self) -> ReplyAddress:
+        """This inbox as an address others deliver replies to."""
+        return ReplyAddress(inbox=self._inbox_id, ttl_ms=int(self._ttl_ms))
+
+    def expect(self, correlation_id: str, recipient: AgentId | None = None) -> PendingReply:
+        """Await the reply carrying ``correlation_id`` in this inbox, from now on.
+
+        Call it before the message that asks for the reply is sent, so that no reply
+        can come first. ``recipient`` (who is asked) only names it in errors.
+
+        Raises:
+            CoordinationError: the router is closed.
+            MessageValidationError: a reply with this correlation id is already awaited.
+        """
+        if self._closing:
+            raise CoordinationError("the coordinator is closed; no new requests")
+        if correlation_id in self._waiters:
+            raise MessageValidationError(
+                f"a request with correlation id {correlation_id!r} is already waiting"
+            )
+        future: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
+        self._waiters[correlation_id] = future
+        self._ensure_reader()
+        who = str(recipient) if recipient is not None else f"reply inbox {self._inbox_id}"
+        return PendingReply(self, correlation_id, future, who)
+
+    def forget(self, correlation_id: str, future: asyncio.Future[AgentMessage]) -> None:
+        """Stop awaiting ``correlation_id`` (if ``future`` is still the one awaiting it)."""
+        if self._waiters.get(correlation_id) is future:
+            del self._waiters[correlation_id]
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()  # retrieved: a close() after aclose() logs nothing
+
+    @property
     def pending(self) -> int:
         """Requests waiting for their reply."""
         return len(self._waiters)
@@ -153,23 +253,16 @@ class ReplyRouter:
             "message_type": MessageType.REQUEST,
             "correlation_id": correlation_id,
             "reply_to": base.reply_to or sender,
-            "headers": {
-                **base.headers,
-                **(headers or {}),
-                REPLY_INBOX_HEADER: self._inbox_id,
-                REPLY_TTL_HEADER: self._ttl_ms,
-            },
+            "headers": {**base.headers, **(headers or {}), **self.address.headers()},
         }
         if expire and base.expires_at is None:
             # Nobody waits for the answer after the timeout: an unhandled request is
             # dead-lettered then instead of running (an LLM call, say) for nobody.
             update["expires_at"] = datetime.now(UTC) + timedelta(seconds=timeout)
         message = base.model_copy(update=update)
-        future: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
-        self._waiters[correlation_id] = future
+        pending = self.expect(correlation_id, recipient)
         try:
             async with asyncio.timeout(timeout):
-                self._ensure_reader()
                 result = await self._send(sender, recipient, message)
                 if not result.delivered:
                     if result.status is not SendStatus.UNKNOWN:
@@ -183,20 +276,41 @@ class ReplyRouter:
                         recipient=str(recipient),
                         error=result.error,
                     )
-                reply = await future
+                reply = await pending
         except TimeoutError:
             raise RequestTimeoutError(str(recipient), correlation_id, timeout) from None
         finally:
-            self._waiters.pop(correlation_id, None)
+            pending.close()
         return raise_for_reply(reply)
 
     async def deliver(self, request: AgentMessage, reply: AgentMessage) -> None:
-        """Push ``reply`` into the inbox named by ``request`` (the replier's side)."""
-        inbox_id = request.headers[REPLY_INBOX_HEADER]
-        ttl = request.headers.get(REPLY_TTL_HEADER, self._ttl_ms)
-        inbox = self._keys.reply_inbox(inbox_id)
+        """Push ``reply`` into the inbox named by ``request`` (the replier's side).
+
+        Raises:
+            MessageValidationError: ``request`` names no inbox, or an invalid one.
+        """
+        address = ReplyAddress.from_headers(request.headers, int(self._ttl_ms))
+        if address is None:
+            raise MessageValidationError(
+                f"request {request.message_id!r} names no reply inbox ({REPLY_INBOX_HEADER})"
+            )
+        await self.deliver_to(address, reply)
+
+    async def deliver_to(self, address: ReplyAddress, reply: AgentMessage) -> None:
+        """Push ``reply`` into the inbox at ``address`` (any coordinator's, any process).
+
+        The owner's :meth:`expect` (or ``request()``) matches it by ``correlation_id``;
+        one nobody awaits is dropped there. The inbox keeps its newest
+        :data:`MAX_INBOX_REPLIES` and expires ``address.ttl_ms`` after the last push.
+
+        Raises:
+            CoordinatorUnavailableError: Redis failed.
+        """
         push = reply_push.call(
-            inbox, envelope=stamped_envelope_json(reply), ttl_ms=ttl, max_replies=MAX_INBOX_REPLIES
+            self._keys.reply_inbox(address.inbox),
+            envelope=stamped_envelope_json(reply),
+            ttl_ms=str(address.ttl_ms),
+            max_replies=MAX_INBOX_REPLIES,
         )
         await self._call("reply", lambda: self._scripts.call(push))
 
@@ -254,6 +368,9 @@ class ReplyRouter:
                         f"the coordinator was closed while request {correlation_id!r} waited"
                     )
                 )
+                # Marked retrieved: a PendingReply nobody awaits any more logs nothing;
+                # one that is awaited still raises it.
+                waiter.exception()
         reader, self._reader = self._reader, None
         if reader is not None and not reader.done():
             # The reader notices _closing within one pop (1 s); cancelling a blocking
@@ -271,23 +388,35 @@ class Replier:
     inbox, or as a ``RESPONSE`` message to its ``reply_to``.
 
     Args:
-        make_router: builds the router the first time a request waits or a reply goes to
-            an inbox.
+        core: the coordinator's shared parts (client, keys, scripts, guarded calls, log).
         send: enqueues a message (the coordinator's ``send_message``).
-        log: the coordinator's logger.
+        reply_ttl_s: how long the router's inbox keeps replies nobody reads.
     """
 
-    def __init__(self, make_router: Callable[[], ReplyRouter], send: SendFn, log: Any) -> None:
-        self._make_router = make_router
+    def __init__(self, core: CoordinatorCore, send: SendFn, reply_ttl_s: float) -> None:
+        self._core = core
         self._send = send
+        self._reply_ttl_s = reply_ttl_s
         self._router: ReplyRouter | None = None
-        self._log = log
+        self._log = core.log
 
     @property
     def router(self) -> ReplyRouter:
-        """This coordinator's reply router (made now if need be)."""
+        """This coordinator's reply router (made now if need be).
+
+        Raises:
+            ConfigurationError: the coordinator's ``reply_ttl_s`` is not positive.
+        """
         if self._router is None:
-            self._router = self._make_router()
+            core = self._core
+            self._router = ReplyRouter(
+                core.redis,
+                core.keys,
+                core.scripts,
+                core.call,
+                self._send,
+                reply_ttl_s=self._reply_ttl_s,
+            )
         return self._router
 
     async def reply(

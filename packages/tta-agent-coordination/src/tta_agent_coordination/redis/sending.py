@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from pydantic_core import PydanticSerializationError
 from redis.exceptions import (
@@ -41,13 +42,15 @@ from tta_agent_coordination.redis.codec import (
 from tta_agent_coordination.redis.core import UNAVAILABLE_ERRORS, CoordinatorCore
 from tta_agent_coordination.redis.keys import QueueKeys
 from tta_agent_coordination.redis.queue_index import QueueIndex
+from tta_agent_coordination.redis.scheduling import Schedule, schedules
 from tta_agent_coordination.redis.scripts import queue_send
 from tta_agent_coordination.redis.scripts.queue_send import (
-    ENQUEUED,
     QUEUE_FULL_CODE,
+    SCHEDULED,
     SendItem,
     SendOutcome,
 )
+from tta_agent_coordination.redis.store_marker import StoreMarker
 from tta_agent_coordination.resilience.cancellation import CancellationWatch
 from tta_agent_coordination.store import StoreError
 
@@ -90,28 +93,77 @@ def outcome_unknown(exc: BaseException) -> bool:
 
 
 class Sender:
-    """Enqueues messages for the coordinator (``send_message``, ``send_many``, ...)."""
+    """Enqueues messages for the coordinator (``send_message``, ``send_many``, ...).
 
-    def __init__(self, core: CoordinatorCore, index: QueueIndex) -> None:
+    Before the first send it lets the coordinator's ``StoreMarker`` mark the prefix as
+    recorded by its store (or warn that it is not).
+    """
+
+    def __init__(self, core: CoordinatorCore, index: QueueIndex, marker: StoreMarker) -> None:
         self._core = core
         self._index = index
+        self._marker = marker
 
-    async def send_many(self, messages: Sequence[AgentMessage]) -> list[MessageResult]:
-        """Enqueue ``messages`` (each to its own recipient) in one round trip.
+    async def send(
+        self,
+        messages: Sequence[AgentMessage],
+        delay_s: float | Sequence[float | None] | None = None,
+        not_before: datetime | Sequence[datetime | None] | None = None,
+    ) -> list[MessageResult]:
+        """Check the schedule (``scheduling.schedules``), then :meth:`send_many`.
 
         See ``RedisMessageCoordinator.send_many``.
+        """
+        plan = schedules(messages, delay_s, not_before)
+        if self._marker.pending:
+            await self._marker.observe()
+        return await self.send_many(messages, plan)
+
+    async def broadcast(
+        self,
+        sender: AgentId,
+        message: AgentMessage,
+        recipients: Sequence[AgentId],
+        delay_s: float | None = None,
+        not_before: datetime | None = None,
+    ) -> list[MessageResult]:
+        """One copy of ``message`` per recipient; see ``RedisMessageCoordinator.broadcast_message``.
+
+        Raises:
+            MessageValidationError: ``message.sender`` differs from ``sender``.
+        """
+        if message.sender != sender:
+            raise MessageValidationError(
+                f"message {message.message_id!r} has sender {message.sender}, "
+                f"but was sent by {sender}"
+            )
+        distinct = list(dict.fromkeys(recipients))
+        copies = [message.model_copy(update={"recipient": r}) for r in distinct]
+        results = dict(zip(distinct, await self.send(copies, delay_s, not_before), strict=True))
+        return [results[r] for r in recipients]
+
+    async def send_many(
+        self, messages: Sequence[AgentMessage], plan: Sequence[Schedule] | None = None
+    ) -> list[MessageResult]:
+        """Enqueue ``messages`` (each to its own recipient) in one round trip.
+
+        ``plan`` holds one ``(delay_ms, not_before_ms)`` per message
+        (``scheduling.schedules``); None sends every message at once.
         """
         core = self._core
         if not messages:
             return []
-        items = [self._prepare(m) for m in messages]
+        if plan is None:
+            items = [self._prepare(m) for m in messages]
+        else:
+            items = [self._prepare(m, *s) for m, s in zip(messages, plan, strict=True)]
         queues = [core.keys.queue(m.recipient) for m in messages]
         watch = CancellationWatch()
         # The guard raises only the last attempt's error; an earlier attempt that timed
         # out may have been applied (issue 23): remember that it did.
         in_doubt: list[BaseException] = []
 
-        async def attempt() -> list[int]:
+        async def attempt() -> tuple[list[int], list[int]]:
             try:
                 return await self._enqueue(queues, items)
             except BaseException as exc:
@@ -120,13 +172,13 @@ class Sender:
                 raise
 
         try:
-            codes = await core.guard.run("send", attempt, retry=True)
+            codes, dues = await core.guard.run("send", attempt, retry=True)
         except UNAVAILABLE_ERRORS as exc:
             watch.reraise(exc)
             return self._failed(messages, queues, exc, in_doubt)
         results = [
-            self._result(m, keys, code)
-            for m, keys, code in zip(messages, queues, codes, strict=True)
+            self._result(m, keys, code, due)
+            for m, keys, code, due in zip(messages, queues, codes, dues, strict=True)
         ]
         if in_doubt and _OUT_OF_MEMORY_CODE in codes:
             # Refused without a look at the dedupe set: an earlier attempt may have
@@ -136,7 +188,7 @@ class Sender:
                 for r, c in zip(results, codes, strict=True)
             ]
         try:
-            await core.lifecycle.sent(messages, items, codes)
+            await core.lifecycle.sent(messages, items, codes, dues)
         except StoreError as exc:
             # The messages are in Redis and will be delivered, but not durable: report
             # them unknown so that the caller sends again with the same id (dedupe makes
@@ -198,7 +250,9 @@ class Sender:
             for m in messages
         ]
 
-    def _prepare(self, message: AgentMessage) -> SendItem:
+    def _prepare(
+        self, message: AgentMessage, delay_ms: int = 0, not_before_ms: int = 0
+    ) -> SendItem:
         core = self._core
         try:
             envelope = stamped_envelope_json(message)
@@ -212,15 +266,25 @@ class Sender:
             raise PayloadTooLargeError(message.message_id, size, limit)
         core.lifecycle.check_envelope(message.message_id, envelope)
         expires = to_ms(message.expires_at) if message.expires_at is not None else 0
-        return SendItem(priority_index(message.priority), message.message_id, envelope, expires)
+        return SendItem(
+            priority_index(message.priority),
+            message.message_id,
+            envelope,
+            expires,
+            delay_ms,
+            not_before_ms,
+        )
 
-    async def _enqueue(self, queues: list[QueueKeys], items: list[SendItem]) -> list[int]:
+    async def _enqueue(
+        self, queues: list[QueueKeys], items: list[SendItem]
+    ) -> tuple[list[int], list[int]]:
         """One ``queue_send`` call per queue, all in one round trip.
 
         ``items[i]`` goes to ``queues[i]``. Returns one code per item, in order: its
-        incarnation (the server time it was enqueued at) when enqueued, else the script's
-        code (0 duplicate, -1 full), or -2 when Redis refused the queue's call as out of
-        memory (nothing of that call was written; the other queues' calls stand). New
+        incarnation (the server time it was enqueued at) when enqueued or scheduled, else
+        the script's code (0 duplicate, -1 full), or -2 when Redis refused the queue's
+        call as out of memory (nothing of that call was written; the other queues' calls
+        stand); and one due time per item (ms, server clock; 0 unless scheduled). New
         queues are added to the queue index in the same round trip.
         """
         core = self._core
@@ -234,10 +298,11 @@ class Sender:
                     queue_send.call(first, queue_size=size, items=items)
                 )
             except OutOfMemoryError:
-                return [_OUT_OF_MEMORY_CODE] * len(items)
+                return [_OUT_OF_MEMORY_CODE] * len(items), [0] * len(items)
             codes = [0] * len(items)
-            _spread(codes, range(len(items)), outcome)
-            return codes
+            dues = [0] * len(items)
+            _spread(codes, dues, range(len(items)), outcome)
+            return codes, dues
         by_queue: dict[QueueKeys, list[int]] = {}
         for i, keys in enumerate(queues):
             by_queue.setdefault(keys, []).append(i)
@@ -247,6 +312,7 @@ class Sender:
         ]
         stale = self._index.stale((keys.agent_id for keys in by_queue), now)
         codes = [0] * len(items)
+        dues = [0] * len(items)
         extra = [self._index.add_command(stale)] if stale else []
         outcomes, extra_results = await core.scripts.run_pipelined(
             calls, extra=extra, keep=(OutOfMemoryError,)
@@ -256,12 +322,12 @@ class Sender:
                 for i in idx:
                     codes[i] = _OUT_OF_MEMORY_CODE
             else:
-                _spread(codes, idx, outcome)
+                _spread(codes, dues, idx, outcome)
         if stale and not isinstance(extra_results[-1], BaseException):
             self._index.mark_added(stale, now)
-        return codes
+        return codes, dues
 
-    def _result(self, message: AgentMessage, keys: QueueKeys, code: int) -> MessageResult:
+    def _result(self, message: AgentMessage, keys: QueueKeys, code: int, due: int) -> MessageResult:
         queue = str(keys.agent_id)
         if code < 0:
             self._core.metrics.inc_delivered_error(queue)
@@ -274,6 +340,7 @@ class Sender:
                     "recipient": message.recipient,
                     "duplicate": False,
                     "status": SendStatus.REFUSED,
+                    "scheduled_for": None,
                 },
             )
         self._core.metrics.inc_delivered_ok(queue)
@@ -287,19 +354,24 @@ class Sender:
                 "recipient": message.recipient,
                 "duplicate": code == 0,
                 "status": SendStatus.DUPLICATE if code == 0 else SendStatus.ENQUEUED,
+                "scheduled_for": datetime.fromtimestamp(due / 1000, UTC) if due else None,
             },
         )
 
 
-def _spread(codes: list[int], idx: Iterable[int], outcome: SendOutcome) -> None:
-    """Spread one queue's outcome over ``codes``.
+def _spread(codes: list[int], dues: list[int], idx: Iterable[int], outcome: SendOutcome) -> None:
+    """Spread one queue's outcome over ``codes`` and ``dues``.
 
-    An enqueued message gets the server time, its incarnation, so every code stays -2
-    out of memory, -1 full, 0 duplicate, > 0 enqueued.
+    An enqueued or scheduled message gets the server time, its incarnation, so every
+    code stays -2 out of memory, -1 full, 0 duplicate, > 0 accepted; a scheduled one's
+    due time goes to ``dues``.
     """
     now = outcome.server_now_ms
-    for i, code in zip(idx, outcome.codes, strict=True):
-        codes[i] = now if int(code) == ENQUEUED else int(code)
+    for i, code, due in zip(idx, outcome.codes, outcome.dues, strict=True):
+        code = int(code)
+        codes[i] = now if code > 0 else code
+        if code == SCHEDULED:
+            dues[i] = int(due)
 
 
 def _describe(exc: BaseException) -> str:

@@ -30,18 +30,24 @@ __all__ = [
 
 
 class MessageStatus(StrEnum):
-    """Where a message stands: settled (acked, dead) or not (queued, leased, retrying)."""
+    """Where a message stands: settled (acked, dead, cancelled) or not (queued, leased, retrying).
+
+    A scheduled send waiting for its due time is ``queued`` (its record's due time says
+    when it becomes receivable).
+    """
 
     QUEUED = "queued"
     LEASED = "leased"
     ACKED = "acked"
     RETRYING = "retrying"
     DEAD = "dead"
+    CANCELLED = "cancelled"
+    """A scheduled send cancelled before it was due (``cancel_scheduled``)."""
 
     @property
     def settled(self) -> bool:
-        """Whether the message is finished (acked or dead) and needs no restore."""
-        return self in (MessageStatus.ACKED, MessageStatus.DEAD)
+        """Whether the message is finished (acked, dead or cancelled) and needs no restore."""
+        return self in (MessageStatus.ACKED, MessageStatus.DEAD, MessageStatus.CANCELLED)
 
 
 class LifecycleKind(StrEnum):
@@ -54,6 +60,7 @@ class LifecycleKind(StrEnum):
     DEAD = "dead"
     REPLAYED = "replayed"
     RESTORED = "restored"
+    CANCELLED = "cancelled"
 
     @property
     def status(self) -> MessageStatus:
@@ -74,6 +81,7 @@ _STATUS = {
     LifecycleKind.DEAD: MessageStatus.DEAD,
     LifecycleKind.REPLAYED: MessageStatus.QUEUED,
     LifecycleKind.RESTORED: MessageStatus.QUEUED,
+    LifecycleKind.CANCELLED: MessageStatus.CANCELLED,
 }
 # Within one delivery: enqueued (0) < leased (1) < returned to the queue (2) < settled (3).
 _RANK = {
@@ -84,6 +92,7 @@ _RANK = {
     LifecycleKind.RESTORED: 2,
     LifecycleKind.ACKED: 3,
     LifecycleKind.DEAD: 3,
+    LifecycleKind.CANCELLED: 3,
 }
 
 
@@ -105,6 +114,9 @@ class MessageEvent:
         envelope: the ``AgentMessage`` JSON, on ``sent``, ``replayed`` and ``restored``.
         error: the last error, when there is one.
         failure: the failure type of a ``dead`` or ``retrying`` step.
+        available_at_ms: when the message becomes receivable (ms, Redis server clock):
+            the due time of a scheduled send, on ``sent`` and ``restored``; 0 for ready
+            at once (every other step).
     """
 
     kind: LifecycleKind
@@ -115,6 +127,7 @@ class MessageEvent:
     envelope: str | None = None
     error: str | None = None
     failure: FailureType | None = None
+    available_at_ms: int = 0
 
     @property
     def status(self) -> MessageStatus:
@@ -159,3 +172,6 @@ class PendingMessage(BaseModel):
     last_error: str | None = None
     incarnation: int = 0
     expires_at_ms: int = 0
+    available_at_ms: int = 0
+    """Due time of a scheduled send (ms, Redis server clock): a restore puts a message
+    still not due back in the delayed set. 0 (or a time passed): ready at once."""

@@ -16,7 +16,8 @@ local CONSUMER = ARGV[2]
 local UNSETTLED = 9007199254740991
 -- Messages moved by lease reclaims and expiries during this call, reported to the caller
 -- so that a message store learns every lifecycle change: {message_id, first enqueue ms,
--- deliveries, 1 requeued | 2 dead-lettered, reason}.
+-- deliveries, 1 requeued | 2 dead-lettered, reason, failure type ('timeout', or
+-- 'malformed' for an entry not in the library's format)}.
 local MOVED = {}
 
 local function now_ms()
@@ -74,12 +75,26 @@ local function enqueue(pidx, msgid, envelope, attempts, err, expires, first)
     'e', err, 'x', expires, 't', first)
 end
 
+-- The dedupe set expires by itself once it holds no unsettled id: at the end of its
+-- latest window (its highest score). So the set of a queue nobody sends to again goes
+-- when its last window ends, with no sweep (issue 23). Every script that settles an id
+-- calls this after; every script that marks one unsettled PERSISTs the set, so a set
+-- with an unsettled id never has an expiry.
+local function refresh_dedupe_expiry()
+  local top = redis.call('ZRANGE', KEYS[8], -1, -1, 'WITHSCORES')
+  if top[2] then
+    local score = tonumber(top[2])
+    if score < UNSETTLED then redis.call('PEXPIREAT', KEYS[8], score) end
+  end
+end
+
 local function settle_dedupe(msgid, now, window_ms)
   if window_ms > 0 then
     redis.call('ZADD', KEYS[8], 'XX', now + window_ms, msgid)
   else
     redis.call('ZREM', KEYS[8], msgid)
   end
+  refresh_dedupe_expiry()
 end
 
 local function dead_letter(pidx, f, attempts, err, failure, now, dlq_max, window_ms)
@@ -123,7 +138,8 @@ local function dead_letter_malformed(pidx, entry_id, f, reason, now, dlq_max, wi
   if msgid ~= '' then
     settle_dedupe(msgid, now, window_ms)
     if is_digits(f.t) then
-      MOVED[#MOVED + 1] = {msgid, f.t, tonumber(attempts), 2, 'malformed entry: ' .. reason}
+      MOVED[#MOVED + 1] = {msgid, f.t, tonumber(attempts), 2, 'malformed entry: ' .. reason,
+        'malformed'}
     end
   end
 end
@@ -196,11 +212,11 @@ local function requeue_delivery(token, now, retry_attempts, dlq_max, window_ms, 
   local deliveries = tonumber(f.a) + 1
   if deliveries > retry_attempts then
     dead_letter(pidx, f, deliveries, reason, 'timeout', now, dlq_max, window_ms)
-    MOVED[#MOVED + 1] = {f.i, f.t, deliveries, 2, reason}
+    MOVED[#MOVED + 1] = {f.i, f.t, deliveries, 2, reason, 'timeout'}
     return 2
   end
   enqueue(pidx, f.i, f.m, deliveries, reason, f.x, f.t)
-  MOVED[#MOVED + 1] = {f.i, f.t, deliveries, 1, reason}
+  MOVED[#MOVED + 1] = {f.i, f.t, deliveries, 1, reason, 'timeout'}
   return 1
 end
 

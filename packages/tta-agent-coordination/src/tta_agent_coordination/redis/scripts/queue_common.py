@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from tta_agent_coordination.models import FailureType
 from tta_agent_coordination.redis.codec import text
 from tta_agent_coordination.redis.keys import CONSUMER_GROUP, CONSUMER_NAME
 
@@ -37,11 +38,21 @@ class MovedEntry(NamedTuple):
     outcome: int
     """1 requeued (:data:`REQUEUED`), 2 dead-lettered."""
     reason: str
+    failure: FailureType
+    """``TIMEOUT`` (a lease that ended unsettled, an expiry), or ``MALFORMED`` (an entry
+    not in the library's format)."""
 
 
 def moved_entries(raw: list[Any]) -> list[MovedEntry]:
     """The ``moved`` list of a receive or recover outcome, typed."""
     return [
-        MovedEntry(text(msgid), int(first), int(deliveries), int(outcome), text(reason))
-        for msgid, first, deliveries, outcome, reason in raw
+        MovedEntry(
+            text(msgid),
+            int(first),
+            int(deliveries),
+            int(outcome),
+            text(reason),
+            FailureType(text(failure)),
+        )
+        for msgid, first, deliveries, outcome, reason, failure in raw
     ]

@@ -33,6 +33,7 @@ for _, entry in ipairs(entries) do
       tonumber(redis.call('ZSCORE', KEYS[8], f.i) or 0) ~= UNSETTLED then
     enqueue(pidx, f.i, f.m, 0, f.e, 0, now)
     redis.call('ZADD', KEYS[8], UNSETTLED, f.i)
+    redis.call('PERSIST', KEYS[8])
     redis.call('XDEL', KEYS[7], entry[1])
     replayed = replayed + 1
     ids[#ids + 1] = f.i

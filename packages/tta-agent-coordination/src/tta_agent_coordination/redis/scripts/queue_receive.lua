@@ -49,7 +49,8 @@ for pidx = 1, 3 do
           redis.call('XDEL', stream, id)
           dead_letter(pidx, f, tonumber(fa), 'expired before delivery', 'timeout', now,
             dlq_max, window)
-          MOVED[#MOVED + 1] = {fi, ft, tonumber(fa), 2, 'expired before delivery'}
+          MOVED[#MOVED + 1] = {fi, ft, tonumber(fa), 2, 'expired before delivery',
+            'timeout'}
           expired = expired + 1
         else
           local token = pidx .. '-' .. id

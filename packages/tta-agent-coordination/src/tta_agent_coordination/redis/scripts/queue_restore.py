@@ -25,6 +25,8 @@ class RestoreItem(NamedTuple):
     expires_at_ms: int
     """0 for never."""
     first_enqueued_ms: int
+    available_at_ms: int = 0
+    """Due time (ms, compared with the server clock); 0 or past: ready at once."""
 
 
 def _parse(raw: list[Any]) -> list[bool]:

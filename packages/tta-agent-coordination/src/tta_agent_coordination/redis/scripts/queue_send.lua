@@ -1,33 +1,55 @@
 --#include queue_common
 -- Enqueue messages into one queue. ARGV (after the group and consumer of queue_common):
 -- 3 queue_size, then for each message: stream index, message_id, envelope, expires_at ms
--- (0 = never).
--- Returns one code per message: 1 enqueued, 0 duplicate (unsettled, or settled within
--- the dedupe window, or earlier in this batch), -1 queue full; then one more element,
--- the server time (ms) written as each enqueued message's first enqueue time.
+-- (0 = never), delay ms (0 = none), not_before ms (server clock; 0 = none).
+-- A message is due at max(now + delay, not_before), both on this server's clock: one due
+-- after now goes to the delayed set (promoted into its ready stream by receive or
+-- recovery once due, as a retry is), otherwise straight into its ready stream. Either
+-- way it counts as unsettled (queue_size, dedupe) from now on.
+-- Returns {codes, now, dues}: one code per message (1 enqueued, 2 scheduled, 0 duplicate
+-- (unsettled, or settled within the dedupe window, or earlier in this batch), -1 queue
+-- full); the server time (ms) written as each accepted message's first enqueue time; one
+-- due time (ms) per message, 0 unless scheduled.
 --
 -- Out of memory (maxmemory with noeviction): the first write of this script must be a
--- deny-oom command (XGROUP CREATE, XADD), so that Redis refuses the whole call with an
--- OOM error before anything moved. Redis checks a script without a `#!lua` shebang for
+-- deny-oom command (XGROUP CREATE, XADD, HSET), so that Redis refuses the whole call with
+-- an OOM error before anything moved. Redis checks a script without a `#!lua` shebang for
 -- OOM only at its first write, and lets every later write through: a first write that
 -- is not deny-oom (the ZREMRANGEBYSCORE prune this script used to start with) let
 -- 50,000 sends through a 5 MB limit (issue 23). A `#!lua flags=...` shebang would make
 -- Redis check before the script runs, but FakeRedis cannot load scripts with a shebang,
 -- so the order is the guard instead: expired dedupe entries are skipped by score here
--- and pruned after the loop. Keep every write below the first XGROUP/XADD.
+-- and pruned after the loop. Keep every write below the first XGROUP/XADD/HSET.
 local now = now_ms()
 local size = tonumber(ARGV[3])
 local unsettled = unsettled_count()
-local results = {}
+local codes = {}
+local dues = {}
 local ready = {}
-for i = 4, #ARGV, 4 do
+local marked = false
+for i = 4, #ARGV, 6 do
   local pidx = tonumber(ARGV[i])
   local msgid = ARGV[i + 1]
   local seen = redis.call('ZSCORE', KEYS[8], msgid)
+  local due = now + tonumber(ARGV[i + 4])
+  local not_before = tonumber(ARGV[i + 5])
+  if not_before > due then due = not_before end
   if seen and tonumber(seen) > now then
-    results[#results + 1] = 0
+    codes[#codes + 1] = 0
+    dues[#dues + 1] = 0
   elseif unsettled >= size then
-    results[#results + 1] = -1
+    codes[#codes + 1] = -1
+    dues[#dues + 1] = 0
+  elseif due > now then
+    -- The layout of a scheduled retry (queue_nack.lua), with no delivery yet.
+    redis.call('HSET', KEYS[6], msgid, cjson.encode({p = pidx, i = msgid, m = ARGV[i + 2],
+      a = 0, e = '', x = ARGV[i + 3], t = tostring(now)}))
+    redis.call('ZADD', KEYS[5], due, msgid)
+    redis.call('ZADD', KEYS[8], UNSETTLED, msgid)
+    marked = true
+    unsettled = unsettled + 1
+    codes[#codes + 1] = 2
+    dues[#dues + 1] = due
   else
     local stream = KEYS[pidx]
     if not ready[pidx] then
@@ -39,11 +61,14 @@ for i = 4, #ARGV, 4 do
     redis.call('XADD', stream, '*', 'i', msgid, 'm', ARGV[i + 2], 'a', 0, 'e', '',
       'x', ARGV[i + 3], 't', now)
     redis.call('ZADD', KEYS[8], UNSETTLED, msgid)
+    marked = true
     unsettled = unsettled + 1
-    results[#results + 1] = 1
+    codes[#codes + 1] = 1
+    dues[#dues + 1] = 0
   end
 end
+-- An unsettled id must outlive any expiry the set had (see refresh_dedupe_expiry).
+if marked then redis.call('PERSIST', KEYS[8]) end
 -- Not deny-oom, and it frees memory: runs even when the server is full.
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
-results[#results + 1] = now
-return results
+return {codes, now, dues}

@@ -1,4 +1,4 @@
-"""Typed call of ``queue_send.lua``: enqueue messages into one queue."""
+"""Typed call of ``queue_send.lua``: enqueue messages into one queue, now or later."""
 
 from __future__ import annotations
 
@@ -9,12 +9,23 @@ from tta_agent_coordination.redis.keys import QueueKeys
 from tta_agent_coordination.redis.lua import ScriptCall
 from tta_agent_coordination.redis.scripts.queue_common import ARGV_HEAD
 
-__all__ = ["DUPLICATE", "ENQUEUED", "NAME", "QUEUE_FULL_CODE", "SendItem", "SendOutcome", "call"]
+__all__ = [
+    "DUPLICATE",
+    "ENQUEUED",
+    "NAME",
+    "QUEUE_FULL_CODE",
+    "SCHEDULED",
+    "SendItem",
+    "SendOutcome",
+    "call",
+]
 
 NAME = "queue_send"
 
 ENQUEUED = 1
-"""Code of a message enqueued."""
+"""Code of a message enqueued (ready now)."""
+SCHEDULED = 2
+"""Code of a message put in the delayed set: ready at its due time (``SendOutcome.dues``)."""
 DUPLICATE = 0
 """Code of a message whose id is unsettled, or settled within the dedupe window."""
 QUEUE_FULL_CODE = -1
@@ -30,21 +41,28 @@ class SendItem(NamedTuple):
     envelope: str
     expires_at_ms: int
     """0 for never."""
+    delay_ms: int = 0
+    """Due this long after the server's ``TIME`` when the script runs (0: no delay)."""
+    not_before_ms: int = 0
+    """Due no earlier than this instant, compared with the server clock (0: none)."""
 
 
 class SendOutcome(NamedTuple):
     """What one send call did.
 
-    One code per message (:data:`ENQUEUED`, :data:`DUPLICATE`, :data:`QUEUE_FULL_CODE`),
-    and the server time written as each enqueued message's first enqueue time.
+    One code per message (:data:`ENQUEUED`, :data:`SCHEDULED`, :data:`DUPLICATE`,
+    :data:`QUEUE_FULL_CODE`), the server time written as each accepted message's first
+    enqueue time, and one due time (ms, server clock) per message, 0 unless scheduled.
     """
 
     codes: list[int]
     server_now_ms: int
+    dues: list[int]
 
 
 def _parse(raw: list[Any]) -> SendOutcome:
-    return SendOutcome(raw[:-1], int(raw[-1]))
+    codes, now, dues = raw
+    return SendOutcome(codes, int(now), dues)
 
 
 def call(
