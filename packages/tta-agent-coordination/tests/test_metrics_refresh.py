@@ -181,7 +181,8 @@ async def test_leased_delayed_and_gone(coordination_redis, key_prefix) -> None:
         await coordinator.send_message(SENDER, WORKER, message(WORKER, 9))
         leased = await coordinator.receive(IDLE, visibility_timeout=30)
         retried = await coordinator.receive(IDLE, visibility_timeout=30)
-        assert leased is not None and retried is not None
+        assert leased is not None
+        assert retried is not None
         assert await coordinator.nack(IDLE, retried.token, FailureType.TRANSIENT, "later")
         assert await refresher.refresh()
         samples = samples_of(metrics)
@@ -194,7 +195,8 @@ async def test_leased_delayed_and_gone(coordination_redis, key_prefix) -> None:
 
         # The worker's queue is emptied and leaves the queue index: it stops being exported.
         taken = await coordinator.receive(WORKER)
-        assert taken is not None and await coordinator.ack(WORKER, taken.token)
+        assert taken is not None
+        assert await coordinator.ack(WORKER, taken.token)
         await coordinator.recover_pending(None)
         assert await refresher.refresh()
         samples = samples_of(metrics)
@@ -254,12 +256,15 @@ async def test_oldest_ready_is_past_the_leased_entries(coordination_coordinator)
     assert (await coordinator.queue_stats(IDLE)).oldest_ready_at == first.oldest_ready_at
     assert await coordinator.receive(IDLE) is not None
     second = await coordinator.queue_stats(IDLE)
-    assert first.oldest_ready_at is not None and second.oldest_ready_at is not None
+    assert first.oldest_ready_at is not None
+    assert second.oldest_ready_at is not None
     before, after = (
         first.oldest_ready_at[MessagePriority.NORMAL],
         second.oldest_ready_at[MessagePriority.NORMAL],
     )
-    assert before is not None and after is not None and after > before
+    assert before is not None
+    assert after is not None
+    assert after > before
     assert second.oldest_ready_at[MessagePriority.HIGH] is None
     assert await coordinator.receive(IDLE) is not None
     assert (await coordinator.queue_stats(IDLE)).oldest_ready_at == dict.fromkeys(
@@ -284,7 +289,8 @@ async def test_queue_wait_counts_first_deliveries_only(coordination_redis, key_p
             if again is not None:
                 break
             await asyncio.sleep(0.01)
-        assert again is not None and again.attempts == 2
+        assert again is not None
+        assert again.attempts == 2
     finally:
         await coordinator.aclose()
     waits = metrics.durations["queue_wait"][str(IDLE)]
