@@ -326,8 +326,11 @@ async def test_registry_liveness_counts(coordination_registry, served) -> None:
     await coordination_registry.deregister(AgentId("critic", "c"))
     await metrics.refresh_registry(coordination_registry)
     samples = await asyncio.to_thread(scrape, server.port)
-    # A type with no agents left disappears instead of staying at its last value.
-    assert value(samples, "tta_coord_registered_agents", agent_type="critic", alive="true") is None
+    # A type with no agents left goes to 0 instead of staying at its last value or
+    # vanishing (an alert on "no live instance of a type" needs the 0).
+    assert value(samples, "tta_coord_registered_agents", agent_type="critic", alive="true") == 0
+    assert value(samples, "tta_coord_registered_agents", agent_type="critic", alive="false") == 0
+    assert value(samples, "tta_coord_registered_agents", agent_type="planner", alive="true") == 2
 
 
 class FailingRegistry:

@@ -29,6 +29,9 @@ What a back-end must write:
   ``subscriptions=`` then fails at ``start``), ``publish_event`` and ``request`` (the
   handler that calls them fails, as with any error), ``release_leases`` (crash
   hand-over) and ``queue_stats`` (operations).
+- **Observability**: ``metrics`` is None by default (the worker then times nothing); a
+  back-end returns the metrics object it reports to, so that a worker on it reports its
+  handler durations there too.
 
 So a subclass written against the eight original methods keeps working; it needs
 ``config`` (and, for a registry, ``held``) to be instantiated.
@@ -46,6 +49,7 @@ from typing import Any, NoReturn, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel
 
 from tta_agent_coordination.agents import AgentRecord
+from tta_agent_coordination.observability.metrics import MessageMetrics
 from tta_agent_coordination.replies import build_reply, expects_reply
 
 from .errors import ConfigurationError
@@ -324,6 +328,15 @@ class MessageCoordinator(ABC):
             NotImplementedError: the back-end cannot count (this default).
         """
         _unsupported(self, "queue_stats", "operations")
+
+    @property
+    def metrics(self) -> MessageMetrics | None:
+        """The metrics object this coordinator reports to (None: none, this default).
+
+        ``AgentWorker`` reports its handler durations to it when it implements
+        :class:`~tta_agent_coordination.observability.metrics.TimingMetrics`.
+        """
+        return None
 
 
 def _unsupported(backend: object, method: str, needed_by: str) -> NoReturn:

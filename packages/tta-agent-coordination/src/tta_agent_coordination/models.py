@@ -367,6 +367,10 @@ class QueueStats(BaseModel):
     leased: int
     delayed: int
     dead: int
+    oldest_ready_at: dict[MessagePriority, datetime | None] | None = None
+    """Per priority, when the oldest ready message entered its ready stream (sent, or
+    requeued for another delivery), on the Redis server clock; None for a priority with
+    nothing ready. None as a whole from a back-end that does not report it."""
 
     @property
     def unsettled(self) -> int:

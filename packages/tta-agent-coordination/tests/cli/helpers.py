@@ -82,3 +82,14 @@ def register(url: str, prefix: str, agents: list[AgentId]) -> None:
             await client.aclose()
 
     asyncio.run(main())
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of sample ``name`` with exactly ``labels`` in exposition ``text``, if any."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None

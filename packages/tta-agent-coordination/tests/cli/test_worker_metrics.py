@@ -11,7 +11,7 @@ import pytest
 from tta_agent_coordination import AgentId
 from tta_agent_coordination.testing import free_port
 
-from .helpers import send
+from .helpers import metric_value, send
 
 METRICS_WORKER = """
 import asyncio
@@ -59,7 +59,8 @@ def test_worker_serves_metrics(runner, cli, redis_url, prefix, metrics_module, m
     monkeypatch.setenv("METRICS_PORT", str(port))
     send(redis_url, prefix, AgentId("climetrics"), 2)
     args = ["--redis-url", redis_url, "--key-prefix", prefix, "worker", f"{metrics_module}:factory"]
-    result = runner.invoke(cli, [*args, "--metrics-port", str(port), "--metrics-addr", "127.0.0.1"])
+    options = ["--metrics-port", str(port), "--metrics-addr", "127.0.0.1"]
+    result = runner.invoke(cli, [*args, *options, "--metrics-interval", "0.1"])
     assert result.exit_code == 0, result.output
     (text,) = sys.modules[metrics_module].scrapes
     # sent to the type: received from the type queue by the worker climetrics:default
@@ -68,6 +69,19 @@ def test_worker_serves_metrics(runner, cli, redis_url, prefix, metrics_module, m
     assert f"tta_coord_messages_received_total{{{queue}}} 2.0" in text
     assert f'tta_coord_workers{{{worker},state="running"}} 1.0' in text
     assert f"tta_coord_worker_received_total{{{worker}}} 2.0" in text
+    # Durations: the first handler had finished when the second scraped; both waited.
+    labels = {"agent_type": "climetrics", "queue": "climetrics:default"}
+    type_queue = {"agent_type": "climetrics", "queue": "climetrics"}
+    handler = "tta_coord_handler_duration_seconds_count"
+    assert metric_value(text, handler, outcome="success", **labels) == 1
+    assert metric_value(text, "tta_coord_queue_wait_seconds_count", **type_queue) == 2
+    # Its own queue is measured at start and every --metrics-interval.
+    assert metric_value(text, "tta_coord_queue_ready", priority="low", **labels) == 0
+    age = "tta_coord_queue_oldest_ready_age_seconds"
+    assert metric_value(text, age, priority="low", **labels) == 0
+    assert metric_value(text, "tta_coord_dead_letters", **labels) == 0
+    assert metric_value(text, "tta_coord_breaker_state", breaker="redis", state="closed") == 1
+    assert 'tta_coord_metrics_refresh_errors_total{part="queues"}' not in text
 
 
 def test_metrics_port_in_use_is_a_usage_error(runner, cli, redis_url, metrics_module) -> None:

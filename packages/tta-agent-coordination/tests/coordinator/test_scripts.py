@@ -193,10 +193,20 @@ def test_outcomes_are_parsed_into_named_fields() -> None:
     )
     reject = QUEUE_CALLS["queue_dlq_reject"].parse([1, []])
     assert reject == queue_dlq_reject.RejectOutcome(dead_lettered=1, moved=[])
-    stats = QUEUE_CALLS["queue_stats"].parse([1, 2, 3, 4, 5, 6])
+    stats = QUEUE_CALLS["queue_stats"].parse([1, 2, 3, 4, 5, 6, 70, 0, 90, b"100"])
     assert stats == queue_stats.QueueCounts(
-        ready_high=1, ready_normal=2, ready_low=3, leased=4, delayed=5, dead=6
+        ready_high=1,
+        ready_normal=2,
+        ready_low=3,
+        leased=4,
+        delayed=5,
+        dead=6,
+        oldest_ready_high_ms=70,
+        oldest_ready_normal_ms=0,
+        oldest_ready_low_ms=90,
+        server_now_ms=100,
     )
+    assert queue_stats.oldest_ready_ages(stats) == (0.03, 0.0, 0.01)
     assert queue_dlq_purge.call(KEYS).parse(b"3") == 3
 
 
@@ -242,7 +252,10 @@ async def test_typed_calls_run_against_the_scripts(coordination_redis, key_prefi
     assert sent.codes == [queue_send.ENQUEUED, queue_send.DUPLICATE]
     assert sent.server_now_ms > 0
     stats = await scripts.call(queue_stats.call(keys))
-    assert stats == queue_stats.QueueCounts(0, 1, 0, 0, 0, 0)
+    assert stats[:6] == (0, 1, 0, 0, 0, 0)
+    # The one ready message entered its stream at the send, on the same server clock.
+    assert stats.oldest_ready_high_ms == stats.oldest_ready_low_ms == 0
+    assert sent.server_now_ms <= stats.oldest_ready_normal_ms <= stats.server_now_ms
     outcome = await scripts.call(
         queue_receive.call(
             keys,

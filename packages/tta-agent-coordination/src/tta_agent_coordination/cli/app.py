@@ -12,7 +12,7 @@ import typer
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.observability.logging import configure_logging
 
-from . import dlq, doctor, inspect, queues, recover, send, worker
+from . import dlq, doctor, exporter, inspect, queues, recover, send, worker
 from .connect import CliState
 from .errors import EXIT_USAGE, fail, warn
 from .global_options import GlobalOptionsGroup
@@ -32,6 +32,7 @@ BUILTIN_COMMANDS = frozenset(
         "recover",
         "doctor",
         "worker",
+        "exporter",
         "demo",
         "send",
         "request",
@@ -158,6 +159,7 @@ def build_app(*, plugins: bool = True) -> typer.Typer:
     recover.register(app)
     doctor.register(app)
     worker.register(app)
+    exporter.register(app)
     _add_demo(app)
     if plugins:
         load_plugins(app, reserved=BUILTIN_COMMANDS)

@@ -12,10 +12,12 @@ second one ends the grace period) or when one of them stops by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import re
 import sys
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -28,8 +30,11 @@ from .connect import connect_store, get_state, open_redis, run_async
 from .errors import CliError, CliUsageError, handle_errors, warn
 
 if TYPE_CHECKING:  # the prometheus extra is optional: imported only with --metrics-port
+    import redis.asyncio as aioredis
+
     from tta_agent_coordination.observability.prometheus import MetricsServer, PrometheusMetrics
     from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
+    from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
     from tta_agent_coordination.runtime.worker import AgentWorker
 
 __all__ = ["load_target", "parse_target", "register", "worker"]
@@ -229,19 +234,28 @@ def worker(
             max=65535,
         ),
     ] = None,
-    # All interfaces by default: a worker in a container is scraped from another host, and
-    # the endpoint is only opened when --metrics-port is given.
+    # Loopback by default, like the exporter and the dashboard: a library never opens a
+    # port to the network unasked. A container scraped from another host passes 0.0.0.0.
     metrics_addr: Annotated[
-        str, typer.Option(help="The address the metrics endpoint binds.")
-    ] = "0.0.0.0",  # nosec B104
+        str,
+        typer.Option(
+            help="The address the metrics endpoint binds; 0.0.0.0 to be scraped from other "
+            "hosts (e.g. in a container)."
+        ),
+    ] = "127.0.0.1",
+    metrics_interval: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds between measurements of the workers' queues."),
+    ] = 15.0,
 ) -> None:
     """Run agent workers until SIGINT/SIGTERM, then stop them gracefully.
 
     MODULE is imported with the current directory on sys.path. A factory that accepts a
     third argument gets the settings (settings.instance, settings.worker_options() with
     --concurrency and --takeover). With --store-dsn (or TTA_COORD_POSTGRES_DSN) every
-    message is recorded to the Postgres store. With --metrics-port, the workers' stats
-    and their queues' message metrics are served for Prometheus.
+    message is recorded to the Postgres store. With --metrics-port, the workers' stats,
+    their queues' message metrics and durations, their queues' gauges (measured every
+    --metrics-interval seconds) and the registry's agents are served for Prometheus.
     """
     worker_cls = _worker_class()
     state = get_state(ctx)
@@ -287,7 +301,19 @@ def worker(
         instances = [o for o in loaded.values() if isinstance(o, worker_cls)]
         factories = {s: o for s, o in loaded.items() if not isinstance(o, worker_cls)}
         if not factories:
-            await _run_workers(instances, grace, exporter)
+            if exporter is None or settings.redis_url is None:
+                await _run_workers(instances, grace, exporter)
+                return
+            # Built workers bring their own clients: measure their queues on one of ours.
+            async with open_redis(settings) as client:
+                coordinator = settings.build_coordinator(client, store=None)
+                try:
+                    async with _refreshing(
+                        exporter, client, coordinator, None, instances, metrics_interval
+                    ):
+                        await _run_workers(instances, grace, exporter)
+                finally:
+                    await coordinator.aclose()
             return
         async with open_redis(settings) as client:
             coordinator = settings.build_coordinator(client, metrics=exporter)
@@ -302,7 +328,10 @@ def worker(
                     if inspect.isawaitable(made):
                         made = await made
                     workers.extend(_workers_of(made, spec))
-                await _run_workers(workers, grace, exporter)
+                async with _refreshing(
+                    exporter, client, coordinator, registry, workers, metrics_interval
+                ):
+                    await _run_workers(workers, grace, exporter)
             finally:
                 if registry is not None:
                     await registry.aclose()
@@ -373,6 +402,46 @@ async def _run_workers(
             ) from None
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result
+
+
+@contextlib.asynccontextmanager
+async def _refreshing(
+    exporter: PrometheusMetrics | None,
+    client: aioredis.Redis,
+    coordinator: RedisMessageCoordinator,
+    registry: RedisAgentRegistry | None,
+    workers: Sequence[AgentWorker],
+    interval_s: float,
+) -> AsyncGenerator[None]:
+    """Measure the workers' queues (and the registry) every ``interval_s`` while inside.
+
+    Only the queues these workers consume: ``tta-coord exporter`` gives the view of
+    every queue, so that N workers do not each scan them all. The Redis breaker of
+    ``client`` is exported too.
+    """
+    if exporter is None:
+        yield
+        return
+    from tta_agent_coordination.observability.deployment import DeploymentReader
+    from tta_agent_coordination.observability.refresher import MetricsRefresher
+    from tta_agent_coordination.resilience.defaults import default_redis_guard
+
+    exporter.track_breaker(default_redis_guard(client).breaker)
+    refresher = MetricsRefresher(
+        exporter,
+        DeploymentReader(client, coordinator),
+        queues=lambda: [w.agent_id for w in workers],
+        breakers=False,
+        registry=registry,
+        interval_s=interval_s,
+    )
+    task = asyncio.create_task(refresher.run(), name="metrics-refresher")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _start_metrics(port: int, addr: str) -> tuple[PrometheusMetrics, MetricsServer]:

@@ -6,6 +6,11 @@ exporter's label cardinality stays bounded by the number of agents.
 ``inc_expired`` (messages dead-lettered because they expired before delivery) is newer
 than the other counters and optional: a metrics class without it keeps working, its
 expiries counted by ``inc_permanent`` as before (see :func:`expired_counter`).
+
+Durations are optional in the same way: a metrics class that also implements
+:class:`TimingMetrics` gets the handler duration (from ``AgentWorker``), the queue wait
+(enqueue to lease, from the receive path) and the request round trip (from
+``request``), in seconds; :func:`timing_of` finds it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ __all__ = [
     "InMemoryMessageMetrics",
     "MessageMetrics",
     "NoOpMessageMetrics",
+    "TimingMetrics",
     "expired_counter",
+    "timing_of",
 ]
 
 
@@ -86,6 +93,39 @@ class ExpiryMetrics(Protocol):
     def inc_expired(self, queue: str, n: int = 1) -> None:
         """Messages of ``queue`` dead-lettered because they expired before delivery."""
         ...
+
+
+@runtime_checkable
+class TimingMetrics(Protocol):
+    """The optional durations, in seconds (see the module docstring); must never raise."""
+
+    def observe_handler(self, queue: str, seconds: float, outcome: str) -> None:
+        """A handler of ``queue`` ran for ``seconds``.
+
+        ``outcome``: ``"success"``, or the failure type (``"transient"``,
+        ``"permanent"``, ``"timeout"``).
+        """
+        ...
+
+    def observe_queue_wait(self, queue: str, seconds: float) -> None:
+        """A message of ``queue`` was first leased ``seconds`` after it was sent.
+
+        Both instants are on the Redis server clock.
+        """
+        ...
+
+    def observe_request(self, queue: str, seconds: float, outcome: str) -> None:
+        """A request to ``queue`` got its answer, or gave up, after ``seconds``.
+
+        ``outcome``: ``"ok"``, ``"error"`` (the handler failed), ``"timeout"`` or
+        ``"not_delivered"``.
+        """
+        ...
+
+
+def timing_of(metrics: object) -> TimingMetrics | None:
+    """``metrics`` when it implements :class:`TimingMetrics`, else None (nothing to time)."""
+    return metrics if isinstance(metrics, TimingMetrics) else None
 
 
 def expired_counter(metrics: MessageMetrics) -> Callable[[str, int], None]:
@@ -193,6 +233,11 @@ class InMemoryMessageMetrics(CounterMetricsBase):
 
     counters: dict[str, Counter[str]] = field(default_factory=dict[str, Counter[str]])
     gauges: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]])
+    durations: dict[str, dict[str, list[tuple[float, str]]]] = field(
+        default_factory=dict[str, dict[str, list[tuple[float, str]]]]
+    )
+    """``durations[name][queue]``: (seconds, outcome) of every ``observe_<name>`` call
+    (``"handler"``, ``"queue_wait"`` with outcome ``""``, ``"request"``)."""
 
     def _inc(self, name: str, queue: str, n: int) -> None:
         self.counters.setdefault(name, Counter())[queue] += n
@@ -208,3 +253,18 @@ class InMemoryMessageMetrics(CounterMetricsBase):
     def set_dead_letters(self, queue: str, count: int) -> None:
         """Record the dead-letter count."""
         self.gauges.setdefault("dead_letters", {})[queue] = count
+
+    def _observe(self, name: str, queue: str, seconds: float, outcome: str) -> None:
+        self.durations.setdefault(name, {}).setdefault(queue, []).append((seconds, outcome))
+
+    def observe_handler(self, queue: str, seconds: float, outcome: str) -> None:
+        """Record a handler's duration."""
+        self._observe("handler", queue, seconds, outcome)
+
+    def observe_queue_wait(self, queue: str, seconds: float) -> None:
+        """Record a first delivery's wait in its queue."""
+        self._observe("queue_wait", queue, seconds, "")
+
+    def observe_request(self, queue: str, seconds: float, outcome: str) -> None:
+        """Record a request's round trip."""
+        self._observe("request", queue, seconds, outcome)

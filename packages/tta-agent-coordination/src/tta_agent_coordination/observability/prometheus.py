@@ -12,7 +12,14 @@
 
 Every series is labelled by ``agent_type`` and ``queue`` (``"type:instance"``), breaker
 series by the breaker's name, and nothing by message id, so that the number of series
-stays bounded by the number of agents. ``tta-coord worker --metrics-port`` serves it.
+stays bounded by the number of agents. ``tta-coord worker --metrics-port`` serves it,
+and ``tta-coord exporter`` the deployment-wide view.
+
+Durations are histograms in seconds (it implements ``TimingMetrics``); the per-queue
+gauges (depth by priority, oldest ready age, leased, delayed, dead) come from
+snapshots that :class:`~tta_agent_coordination.observability.refresher.MetricsRefresher`
+measures periodically (:meth:`PrometheusMetrics.update_queues`). Every series is listed
+in ``docs/observability.md``.
 
 Workers are read through a small protocol,
 :class:`~tta_agent_coordination.observability.sources.WorkerStatsSource`, which
@@ -25,20 +32,25 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.observability.metrics import CounterMetricsBase
+from tta_agent_coordination.observability.metrics_server import MetricsServer, serve_metrics
+from tta_agent_coordination.observability.queue_gauges import (
+    QueueGauges,
+    QueueSnapshot,
+    queue_labels,
+)
 from tta_agent_coordination.observability.sources import WORKER_STAT_FIELDS, WorkerStatsSource
 from tta_agent_coordination.resilience.breaker_state import CircuitState
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
+    from collections.abc import Iterable, Mapping
 
     from prometheus_client.metrics_core import Metric
 
@@ -46,10 +58,21 @@ if TYPE_CHECKING:
     from tta_agent_coordination.resilience.breaker_registry import CircuitBreakerRegistry
     from tta_agent_coordination.resilience.circuit_breaker import CircuitBreaker
 
-__all__ = ["DEFAULT_NAMESPACE", "MetricsServer", "PrometheusMetrics", "serve_metrics"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DURATION_BUCKETS",
+    "MetricsServer",
+    "PrometheusMetrics",
+    "serve_metrics",
+]
 
 DEFAULT_NAMESPACE = "tta_coord"
 """The prefix of every metric name."""
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+"""Histogram buckets (seconds): from a 5 ms dispatch to a 5-minute LLM call."""
 
 _QUEUE_LABELS = ("agent_type", "queue")
 
@@ -69,9 +92,7 @@ _MESSAGE_COUNTERS = (
 )
 
 
-def _labels(queue: str) -> tuple[str, str]:
-    # The coordinator reports queues as "type:instance" (or "type" for a type-wide queue).
-    return queue.partition(":")[0], queue
+_labels = queue_labels
 
 
 class _RuntimeCollector(Collector):
@@ -110,19 +131,31 @@ class PrometheusMetrics(CounterMetricsBase):
             key: Counter(name, doc, _QUEUE_LABELS, namespace=namespace, registry=reg)
             for key, name, doc in _MESSAGE_COUNTERS
         }
-        self._queue_depth = Gauge(
-            "queue_depth",
-            "Unsettled messages (ready, leased, delayed) in a queue, as last measured.",
-            _QUEUE_LABELS,
+        self._queues = QueueGauges()
+        self._handler_duration = Histogram(
+            "handler_duration_seconds",
+            "How long handlers ran, by outcome (success, transient, permanent, timeout).",
+            (*_QUEUE_LABELS, "outcome"),
             namespace=namespace,
             registry=reg,
+            buckets=DURATION_BUCKETS,
         )
-        self._dead_letters = Gauge(
-            "dead_letters",
-            "Dead letters held for a queue, as last measured.",
+        self._queue_wait = Histogram(
+            "queue_wait_seconds",
+            "From send to first lease (Redis server clock), per first delivery.",
             _QUEUE_LABELS,
             namespace=namespace,
             registry=reg,
+            buckets=DURATION_BUCKETS,
+        )
+        self._request_duration = Histogram(
+            "request_duration_seconds",
+            "Request round trips, by recipient queue and outcome "
+            "(ok, error, timeout, not_delivered).",
+            (*_QUEUE_LABELS, "outcome"),
+            namespace=namespace,
+            registry=reg,
+            buckets=DURATION_BUCKETS,
         )
         self._store_backpressure = Counter(
             "store_backpressure",
@@ -150,6 +183,27 @@ class PrometheusMetrics(CounterMetricsBase):
             namespace=namespace,
             registry=reg,
         )
+        self._refresh_errors = Counter(
+            "metrics_refresh_errors",
+            "Periodic measurements that failed, by part (queues, breakers, registry).",
+            ("part",),
+            namespace=namespace,
+            registry=reg,
+        )
+        self._refresh_last = Gauge(
+            "metrics_last_refresh_timestamp_seconds",
+            "When each part was last measured successfully (Unix time).",
+            ("part",),
+            namespace=namespace,
+            registry=reg,
+        )
+        self._refresh_duration = Gauge(
+            "metrics_refresh_duration_seconds",
+            "How long the last measurement of each part took.",
+            ("part",),
+            namespace=namespace,
+            registry=reg,
+        )
         self._lock = threading.Lock()
         # Weak: a worker or breaker that is dropped stops being exported instead of leaking.
         self._workers: weakref.WeakSet[WorkerStatsSource] = weakref.WeakSet()
@@ -157,6 +211,8 @@ class PrometheusMetrics(CounterMetricsBase):
             weakref.WeakValueDictionary()
         )
         self._agents: dict[tuple[str, str], int] = {}
+        self._agent_types: set[str] = set()
+        self._shared_breakers: set[str] = set()
         reg.register(_RuntimeCollector(self))
 
     # --- MessageMetrics ---------------------------------------------------------------
@@ -166,11 +222,56 @@ class PrometheusMetrics(CounterMetricsBase):
 
     def set_queue_depth(self, queue: str, depth: int) -> None:
         """Record the queue depth."""
-        self._queue_depth.labels(*_labels(queue)).set(depth)
+        self._queues.set_depth(queue, depth)
 
     def set_dead_letters(self, queue: str, count: int) -> None:
         """Record the dead-letter count."""
-        self._dead_letters.labels(*_labels(queue)).set(count)
+        self._queues.set_dead(queue, count)
+
+    # --- TimingMetrics ----------------------------------------------------------------
+
+    def observe_handler(self, queue: str, seconds: float, outcome: str) -> None:
+        """Record how long a handler of ``queue`` ran."""
+        self._handler_duration.labels(*_labels(queue), outcome).observe(seconds)
+
+    def observe_queue_wait(self, queue: str, seconds: float) -> None:
+        """Record a first delivery's wait from send to lease."""
+        self._queue_wait.labels(*_labels(queue)).observe(seconds)
+
+    def observe_request(self, queue: str, seconds: float, outcome: str) -> None:
+        """Record a request's round trip to ``queue``."""
+        self._request_duration.labels(*_labels(queue), outcome).observe(seconds)
+
+    # --- queue snapshots ----------------------------------------------------------------
+
+    def update_queues(
+        self, snapshots: Mapping[str, QueueSnapshot], *, covering: Iterable[str] | None = None
+    ) -> None:
+        """Export ``snapshots`` (queue name to its latest measurement).
+
+        With ``covering`` (the queues the measurement was about), only those queues are
+        replaced, and one of them missing from ``snapshots`` stops being exported; with
+        None, ``snapshots`` is every queue there is, and any other queue is dropped.
+        """
+        if covering is None:
+            self._queues.replace_all(snapshots)
+        else:
+            self._queues.replace(snapshots, covering=covering)
+
+    def queue_snapshot(self, queue: str) -> QueueSnapshot | None:
+        """The latest measurement of ``queue`` exported, if any."""
+        return self._queues.snapshot(queue)
+
+    def record_refresh(self, part: str, *, ok: bool, duration_s: float, at: float) -> None:
+        """Record one periodic measurement of ``part`` (``queues``, ``breakers``, ...).
+
+        ``at`` is the Unix time it finished; only a successful one moves the timestamp.
+        """
+        self._refresh_duration.labels(part).set(duration_s)
+        if ok:
+            self._refresh_last.labels(part).set(at)
+        else:
+            self._refresh_errors.labels(part).inc()
 
     # --- StoreMetrics -----------------------------------------------------------------
 
@@ -218,6 +319,24 @@ class PrometheusMetrics(CounterMetricsBase):
             if breaker is not None:
                 self.track_breaker(breaker)
 
+    def set_breaker_states(self, states: Mapping[str, CircuitState]) -> None:
+        """Export the states of breakers shared through Redis, read by name.
+
+        A shared breaker no longer in ``states`` (its state expired) stops being
+        exported, unless a breaker of that name is tracked in this process.
+        """
+        with self._lock:
+            gone = self._shared_breakers - set(states) - set(self._breakers.keys())
+            self._shared_breakers = set(states)
+        for name, state in states.items():
+            self._set_breaker_state(name, state)
+        for name in gone:
+            for candidate in CircuitState:
+                try:
+                    self._breaker_state.remove(name, candidate.value)
+                except KeyError:
+                    continue
+
     def _on_breaker_change(self, name: str, old: CircuitState, new: CircuitState) -> None:
         self._set_breaker_state(name, new)
         self._breaker_transitions.labels(name, new.value).inc()
@@ -231,15 +350,21 @@ class PrometheusMetrics(CounterMetricsBase):
     async def refresh_registry(self, registry: AgentRegistry) -> None:
         """Read ``registry`` once and export how many agents of each type are alive.
 
+        Every type seen since this exporter started keeps both series (``alive="true"``
+        and ``"false"``), at 0 once its agents are gone: an alert on "no live instance
+        of a type" needs a 0, not a series that vanished.
+
         Raises:
             AgentRegistryError: the registry could not be read (the last counts stay).
         """
-        counts: dict[tuple[str, str], int] = {}
-        for record in await registry.list_registered():
-            key = (record.agent_id.type, "true" if record.alive else "false")
-            counts[key] = counts.get(key, 0) + 1
+        records = await registry.list_registered()
         with self._lock:
-            # Replaced whole, so a scrape never sees half an update or a vanished type.
+            types = self._agent_types | {r.agent_id.type for r in records}
+            counts = {(t, alive): 0 for t in types for alive in ("true", "false")}
+            for record in records:
+                counts[(record.agent_id.type, "true" if record.alive else "false")] += 1
+            # Replaced whole, so a scrape never sees half an update.
+            self._agent_types = types
             self._agents = counts
 
     async def run_registry_refresher(
@@ -261,8 +386,9 @@ class PrometheusMetrics(CounterMetricsBase):
     # --- scrape -----------------------------------------------------------------------
 
     def collect_runtime(self) -> Iterator[Metric]:
-        """The scrape-time series: worker stats, breaker counters, registry counts."""
+        """The scrape-time series: queues, worker stats, breaker counters, registry counts."""
         ns = self.namespace
+        yield from self._queues.collect(ns)
         with self._lock:
             workers = list(self._workers)
             breakers = list(self._breakers.values())
@@ -324,49 +450,3 @@ class PrometheusMetrics(CounterMetricsBase):
         for (agent_type, alive), count in sorted(agents.items()):
             registered.add_metric([agent_type, alive], count)
         yield registered
-
-
-@dataclass
-class MetricsServer:
-    """A running ``/metrics`` HTTP endpoint (a daemon thread); :meth:`close` stops it."""
-
-    server: WSGIServer
-    thread: threading.Thread
-
-    @property
-    def port(self) -> int:
-        """The port it listens on (the one chosen when started with port 0)."""
-        return int(self.server.server_port)
-
-    def close(self) -> None:
-        """Stop serving and release the port."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-def serve_metrics(
-    port: int,
-    *,
-    registry: PrometheusMetrics | CollectorRegistry | None = None,
-    addr: str = "127.0.0.1",
-) -> MetricsServer:
-    """Serve ``registry`` in the Prometheus text format on ``http://addr:port/``.
-
-    Args:
-        port: the TCP port; 0 picks a free one (see :attr:`MetricsServer.port`).
-        registry: a :class:`PrometheusMetrics` or a ``CollectorRegistry``;
-            ``prometheus_client.REGISTRY`` (process-wide) by default.
-        addr: the address to bind; loopback by default, ``0.0.0.0`` to be scraped from
-            other hosts.
-    """
-    if isinstance(registry, PrometheusMetrics):
-        target: CollectorRegistry = registry.registry
-    elif registry is None:
-        from prometheus_client import REGISTRY
-
-        target = REGISTRY
-    else:
-        target = registry
-    server, thread = start_http_server(port, addr=addr, registry=target)
-    return MetricsServer(server, thread)

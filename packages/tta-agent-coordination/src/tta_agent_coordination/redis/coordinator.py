@@ -34,7 +34,11 @@ from tta_agent_coordination.models import (
     ReceivedMessage,
     UndecodableDeadLetter,
 )
-from tta_agent_coordination.observability.metrics import MessageMetrics, NoOpMessageMetrics
+from tta_agent_coordination.observability.metrics import (
+    MessageMetrics,
+    NoOpMessageMetrics,
+    timing_of,
+)
 from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.dead_letters import DeadLetterAdmin
@@ -43,7 +47,7 @@ from tta_agent_coordination.redis.lifecycle import lifecycle_recorder
 from tta_agent_coordination.redis.queue_index import QueueIndex
 from tta_agent_coordination.redis.receiving import Receiver
 from tta_agent_coordination.redis.recovery import Recovery
-from tta_agent_coordination.redis.reply_router import PendingReply, Replier
+from tta_agent_coordination.redis.reply_router import PendingReply, Replier, timed_request
 from tta_agent_coordination.redis.scheduling import Scheduler
 from tta_agent_coordination.redis.sending import QUEUE_FULL, Sender, check_address
 from tta_agent_coordination.redis.settling import Settler
@@ -119,6 +123,7 @@ class RedisMessageCoordinator(MessageCoordinator):
             redis, keys, settings, guard=guard, metrics=metrics, lifecycle=lifecycle
         )
         self._core = core
+        self._timing = timing_of(metrics)
         self._store = store
         self._close_store = close_store
         self.store_marker = StoreMarker(redis, keys, store, core.log)
@@ -158,6 +163,11 @@ class RedisMessageCoordinator(MessageCoordinator):
     def store(self) -> MessageStore | None:
         """The message store that records every lifecycle change, if any."""
         return self._store
+
+    @property
+    def metrics(self) -> MessageMetrics:
+        """The metrics object this coordinator reports to (``metrics=``; a no-op by default)."""
+        return self._core.metrics
 
     @property
     def store_stats(self) -> BatcherStats | None:
@@ -344,7 +354,7 @@ class RedisMessageCoordinator(MessageCoordinator):
             RequestNotDeliveredError: the request was not enqueued (an unknown send
                 outcome waits for the reply instead: see ``SendStatus.UNKNOWN``).
         """
-        return await self._replier.router.request(
+        request = self._replier.router.request(
             sender,
             recipient,
             payload_or_message,
@@ -353,6 +363,9 @@ class RedisMessageCoordinator(MessageCoordinator):
             headers=headers,
             expire=expire,
         )
+        if self._timing is None:
+            return await request
+        return await timed_request(request, self._timing, str(recipient))
 
     async def reply(
         self,

@@ -12,7 +12,6 @@ from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.models import AgentId, DeadLetter, QueueStats, UndecodableDeadLetter
 from tta_agent_coordination.redis.codec import decode_dead_letter
 from tta_agent_coordination.redis.core import CoordinatorCore
-from tta_agent_coordination.redis.keys import PRIORITIES_HIGH_FIRST
 from tta_agent_coordination.redis.scripts import queue_dlq_purge, queue_dlq_replay, queue_stats
 
 __all__ = ["REPLAY_BATCH", "DeadLetterAdmin"]
@@ -33,19 +32,7 @@ class DeadLetterAdmin:
         counts = await core.run(
             "queue_stats", queue_stats.call(core.keys.queue(agent_id)), retry=True
         )
-        stats = QueueStats(
-            agent_id=agent_id,
-            ready=dict(
-                zip(
-                    PRIORITIES_HIGH_FIRST,
-                    (counts.ready_high, counts.ready_normal, counts.ready_low),
-                    strict=True,
-                )
-            ),
-            leased=counts.leased,
-            delayed=counts.delayed,
-            dead=counts.dead,
-        )
+        stats = queue_stats.to_stats(agent_id, counts)
         core.metrics.set_queue_depth(str(agent_id), stats.unsettled)
         core.metrics.set_dead_letters(str(agent_id), stats.dead)
         return stats

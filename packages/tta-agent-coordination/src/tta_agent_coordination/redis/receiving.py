@@ -16,6 +16,7 @@ from typing import Any
 
 from tta_agent_coordination.errors import ConfigurationError, CoordinationError
 from tta_agent_coordination.models import AgentId, ReceivedMessage
+from tta_agent_coordination.observability.metrics import TimingMetrics, timing_of
 from tta_agent_coordination.redis.codec import DecodeError, decode_delivery, text
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.scripts import queue_dlq_reject, queue_receive
@@ -35,6 +36,7 @@ class Receiver:
 
     def __init__(self, core: CoordinatorCore) -> None:
         self._core = core
+        self._timing = timing_of(core.metrics)
 
     async def receive_batch(
         self,
@@ -128,6 +130,8 @@ class Receiver:
             # Not ours to interpret: kept in the DLQ with its raw fields and the reason.
             core.log.error("malformed_entries_dead_lettered", queue=name, count=outcome.malformed)
             core.metrics.inc_permanent(name, outcome.malformed)
+        if outcome.deliveries and self._timing is not None:
+            _observe_waits(self._timing, name, outcome)
         return outcome
 
     async def _wait_for_entries(
@@ -212,3 +216,21 @@ class Receiver:
             await core.lifecycle.moved(agent_id, outcome.moved)
         if outcome.dead_lettered:
             core.metrics.inc_permanent(str(agent_id), outcome.dead_lettered)
+
+
+def _observe_waits(
+    timing: TimingMetrics, queue: str, outcome: queue_receive.ReceiveOutcome
+) -> None:
+    """Report the queue wait of each first delivery: lease time minus send time.
+
+    Both are on the Redis server clock (the script's ``TIME`` and the entry's ``t``), so
+    clients with skewed clocks agree. Redeliveries are left out: their ``t`` is the first
+    send, so their wait would include the earlier attempts.
+    """
+    now_ms = outcome.server_now_ms
+    for item in outcome.deliveries:
+        try:
+            if int(item[2]) == 1:
+                timing.observe_queue_wait(queue, max(0, now_ms - int(item[4])) / 1000)
+        except (ValueError, TypeError, IndexError):
+            continue  # malformed: dead-lettered by _decode, no wait to report

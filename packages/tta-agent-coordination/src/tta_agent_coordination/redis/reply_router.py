@@ -19,6 +19,7 @@ the inbox's format (read by other processes' repliers) would change.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ from tta_agent_coordination.models import (
     SendStatus,
 )
 from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.observability.metrics import TimingMetrics
 from tta_agent_coordination.redis.codec import stamped_envelope_json, text
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.keys import KeySpace
@@ -58,7 +60,15 @@ from tta_agent_coordination.replies import (
     raise_for_reply,
 )
 
-__all__ = ["MAX_INBOX_REPLIES", "CallFn", "PendingReply", "Replier", "ReplyRouter", "SendFn"]
+__all__ = [
+    "MAX_INBOX_REPLIES",
+    "CallFn",
+    "PendingReply",
+    "Replier",
+    "ReplyRouter",
+    "SendFn",
+    "timed_request",
+]
 
 MAX_INBOX_REPLIES = 10_000
 """Replies an inbox keeps at most (the newest); nobody reading it must not grow it."""
@@ -450,3 +460,31 @@ class Replier:
         """Close the router, if one was made."""
         if self._router is not None:
             await self._router.aclose()
+
+
+async def timed_request(
+    request: Awaitable[AgentMessage], timing: TimingMetrics, queue: str
+) -> AgentMessage:
+    """Await ``request`` and report its round trip to ``timing`` (not when cancelled).
+
+    The outcome is ``ok``, ``timeout``, ``not_delivered`` or ``error`` (the handler's
+    error reply, or any other failure).
+    """
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        reply = await request
+        outcome = "ok"
+        return reply
+    except RequestTimeoutError:
+        outcome = "timeout"
+        raise
+    except RequestNotDeliveredError:
+        outcome = "not_delivered"
+        raise
+    except asyncio.CancelledError:
+        outcome = ""  # nobody waited for an answer: not a round trip
+        raise
+    finally:
+        if outcome:
+            timing.observe_request(queue, time.perf_counter() - started, outcome)

@@ -12,6 +12,7 @@ the lease to expire, and the message comes back.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from tta_agent_coordination.errors import CoordinationError, PermanentError
 from tta_agent_coordination.interfaces import CallGuard, MessageCoordinator
 from tta_agent_coordination.models import AgentId, FailureType, ReceivedMessage
+from tta_agent_coordination.observability.metrics import timing_of
 from tta_agent_coordination.replies import expects_reply
 from tta_agent_coordination.runtime.acks import AckBatcher
 from tta_agent_coordination.runtime.context import MessageContext
@@ -72,6 +74,9 @@ class DeliveryRunner:
         self._stats = stats
         self._log = log
         self._acks = AckBatcher(coordinator, str(agent_id))
+        # The coordinator's metrics, when they time things: handler durations go there.
+        self._timing = timing_of(coordinator.metrics)
+        self._queue = str(agent_id)
 
     async def run(self, delivery: Delivery) -> None:
         """Run the delivery's handler and settle the delivery; raises only when cancelled."""
@@ -90,13 +95,23 @@ class DeliveryRunner:
                 self._coordinator, self._agent_id, received, payload
             )
             delivery.context = context
-            result = await self._call_handler(spec, context)
+            started = time.perf_counter()
+            try:
+                result = await self._call_handler(spec, context)
+            except Exception as exc:
+                self._observe(started, failure_of(exc).value)
+                raise
+            self._observe(started, "success")
         except asyncio.CancelledError:
             raise  # shutdown past the grace period: the message stays leased
         except Exception as exc:
             await self._fail(delivery, exc, self._delivery_log(received))
             return
         await self._succeed(delivery, result)
+
+    def _observe(self, started: float, outcome: str) -> None:
+        if self._timing is not None:
+            self._timing.observe_handler(self._queue, time.perf_counter() - started, outcome)
 
     async def _call_handler(self, spec: HandlerSpec, context: MessageContext[Any]) -> Any:
         guard = spec.guard or self._guard
