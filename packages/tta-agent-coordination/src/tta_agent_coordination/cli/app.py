@@ -12,7 +12,7 @@ import typer
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.observability.logging import configure_logging
 
-from . import dlq, doctor, inspect, recover, worker
+from . import dashboard, dlq, doctor, inspect, recover, worker
 from .connect import CliState
 from .errors import EXIT_USAGE, fail, warn
 from .global_options import GlobalOptionsGroup
@@ -24,7 +24,7 @@ DEMO_MODULE = "tta_agent_coordination.cli.demo"
 """The optional package that adds ``tta-coord demo`` (``register(app)``)."""
 
 BUILTIN_COMMANDS = frozenset(
-    {"agents", "queues", "breakers", "dlq", "recover", "doctor", "worker", "demo"}
+    {"agents", "queues", "breakers", "dlq", "recover", "doctor", "worker", "demo", "dashboard"}
 )
 """Command names plugins cannot take."""
 
@@ -145,6 +145,7 @@ def build_app(*, plugins: bool = True) -> typer.Typer:
     recover.register(app)
     doctor.register(app)
     worker.register(app)
+    dashboard.register(app)
     _add_demo(app)
     if plugins:
         load_plugins(app, reserved=BUILTIN_COMMANDS)
