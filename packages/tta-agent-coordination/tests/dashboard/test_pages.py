@@ -99,7 +99,9 @@ async def test_agents_page_groups_registrations_by_type(
     await sources.registry.set_status(WORKER, "busy")
     page = await http.get("/agents")
     assert page.status_code == 200
-    assert re.search(r'id="type-world_builder">world_builder <span class="pill ok">2 of 2', page.text)
+    assert re.search(
+        r'id="type-world_builder">world_builder <span class="pill ok">2 of 2', page.text
+    )
     assert 'id="type-narrator"' in page.text
     row = re.search(r'<tr id="agent-world_builder:w1">(.*?)</tr>', page.text, re.S)
     assert row is not None and "busy" in row.group(1) and "alive" in row.group(1)
@@ -118,7 +120,7 @@ async def test_dead_letters_page_with_cursors_both_ways(
     assert len(ids) == 3 and 'id="older"' not in first.text
     collected = list(ids)
     page = first
-    while (newer := re.search(r'id="newer" href="\?after=([0-9-]+)&amp;count=3"', page.text)):
+    while newer := re.search(r'id="newer" href="\?after=([0-9-]+)&amp;count=3"', page.text):
         page = await http.get(f"/queues/{WORKER}", params={"after": newer.group(1), "count": 3})
         collected += dead_ids(page.text)
     assert len(collected) == 7 == len(set(collected))

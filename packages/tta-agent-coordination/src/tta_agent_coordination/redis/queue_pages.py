@@ -34,13 +34,16 @@ MAX_QUEUE_PAGE = 200
 _SCAN_CALLS = 8
 """SSCAN calls one page makes at most (a filter may need several to fill a page)."""
 
-_CURSOR_RE = re.compile(r"^[0-9]{1,20}$")
+_FILTER_STEP = 1000
+"""Index entries one filtered ``SSCAN`` step asks the server to walk."""
+
+_CURSOR_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,6})?$")
 _GLOB = re.compile(r"([*?\[\]\\])")
 
 
 @dataclass(frozen=True)
 class QueuePage:
-    """Queues of one index page, sorted by id, and the cursor of the next page."""
+    """Queues of one index page (sorted by id within each ``SSCAN`` step) and the next cursor."""
 
     queues: list[AgentId]
     next_cursor: str | None
@@ -72,11 +75,12 @@ async def read_queue_page(
     count: int = 50,
     contains: str | None = None,
 ) -> QueuePage:
-    """About ``count`` queues of the index from ``cursor`` (``SSCAN``; at most 8 calls).
+    """At most ``count`` queues of the index from ``cursor`` (``SSCAN``; at most 8 calls).
 
-    ``contains`` keeps the queues whose id contains that text. Like every ``SSCAN``, a
-    page may hold somewhat more or fewer than ``count``, and a queue added or removed
-    meanwhile may be missed or seen twice.
+    ``contains`` keeps the queues whose id contains that text. A cursor is the ``SSCAN``
+    cursor, with ``.<n>`` when the page ended inside one step's reply (the next page
+    repeats that step and skips ``n``). As with every ``SSCAN``, a queue added or removed
+    while paging may be missed or seen twice, and a page may hold fewer than ``count``.
 
     Raises:
         ConfigurationError: ``count`` is out of 1..MAX_QUEUE_PAGE or ``cursor`` is not a
@@ -87,19 +91,34 @@ async def read_queue_page(
     if not _CURSOR_RE.fullmatch(cursor):
         raise ConfigurationError(f"invalid queue page cursor {cursor!r}")
     match = None if not contains else "*" + _GLOB.sub(r"\\\1", contains) + "*"
-    found: set[AgentId] = set()
-    position = int(cursor)
+    # With a filter the server still walks every element it scans but returns only the
+    # matches, so each step may walk further: the reply stays small.
+    step = count if match is None else max(count, _FILTER_STEP)
+    head, _, skipped = cursor.partition(".")
+    position, skip = int(head), int(skipped or 0)
+    found: list[AgentId] = []
     for _ in range(_SCAN_CALLS):
-        position, members = await redis.sscan(keys.queue_index, position, match=match, count=count)
-        for member in members:
-            try:
-                found.add(AgentId.parse(text(member)))
-            except ValueError:
-                continue
+        following, members = await redis.sscan(keys.queue_index, position, match=match, count=step)
+        batch = sorted({a for a in map(_agent, members) if a is not None}, key=str)[skip:]
+        room = count - len(found)
+        if len(batch) > room:
+            # The step returned more than the page holds: the next page repeats this
+            # step (same cursor, same reply while the index is unchanged) and skips
+            # what this page showed.
+            found += batch[:room]
+            return QueuePage(found, f"{position}.{skip + room}")
+        found += batch
+        position, skip = int(following), 0
         if position == 0 or len(found) >= count:
             break
-    queues = sorted(found, key=str)
-    return QueuePage(queues, None if int(position) == 0 else str(position))
+    return QueuePage(found, None if position == 0 else str(position))
+
+
+def _agent(member: Any) -> AgentId | None:
+    try:
+        return AgentId.parse(text(member))
+    except ValueError:
+        return None
 
 
 def _fields(reply: Any) -> dict[str, Any]:
