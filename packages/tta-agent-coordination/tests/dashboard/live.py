@@ -75,10 +75,12 @@ class LiveDashboard:
         while time.monotonic() < deadline:
             if self._error is not None:
                 raise RuntimeError("the dashboard failed") from self._error
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/queues", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.url}/queues", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return
             time.sleep(0.1)
         raise RuntimeError("the dashboard did not answer")
 

@@ -118,15 +118,11 @@ def test_a_live_value_changes_without_a_reload(browser: WebDriver, live: LiveDas
     browser.get(f"{live.url}/queues/{WORKER}")
     first = int(wait_for(browser, "#added"))
     marker = browser.find_element(By.TAG_NAME, "h1")  # survives htmx swaps of #live only
-    WebDriverWait(browser, 20).until(
-        lambda d: int(d.find_element(By.ID, "added").text) > first
-    )
+    WebDriverWait(browser, 20).until(lambda d: int(d.find_element(By.ID, "added").text) > first)
     assert marker.is_displayed()  # same page: no navigation happened
 
 
-def test_replay_from_the_ui_moves_the_message_back(
-    browser: WebDriver, live: LiveDashboard
-) -> None:
+def test_replay_from_the_ui_moves_the_message_back(browser: WebDriver, live: LiveDashboard) -> None:
     poison(live, "void-1")
     browser.get(f"{live.url}/queues/{WORKER}")
     browser.find_element(By.LINK_TEXT, "void-1").click()

@@ -9,8 +9,8 @@ from structlog.testing import capture_logs
 
 from tta_agent_coordination.dashboard import DashboardSources
 from tta_agent_coordination.models import AgentId, MessagePriority
-from tta_agent_coordination.resilience import CircuitBreaker, CircuitBreakerConfig
 from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
+from tta_agent_coordination.resilience import CircuitBreaker, CircuitBreakerConfig
 
 from .conftest import TOKEN, Client, dead_letter, send
 
@@ -30,22 +30,26 @@ async def test_queues_page_shows_counts_flow_and_a_live_fragment(
 
     page = await http.get("/queues")
     assert page.status_code == 200
-    assert "<html" in page.text and "htmx.min.js" in page.text
+    assert "<html" in page.text
+    assert "htmx.min.js" in page.text
     row = re.search(r'<tr id="queue-world_builder:w1">(.*?)</tr>', page.text, re.S)
     assert row is not None
     cells = re.findall(r'<td class="num[^"]*">(.*?)</td>', row.group(1), re.S)
     assert cells[:3] == ["0", "3", "0"]  # high, normal, low
     assert re.search(r'class="num added">3<', row.group(1))
     assert 'id="queue-total">2<' in page.text
-    assert "narrator:n1" in page.text and 'pill bad">2<' in page.text
+    assert "narrator:n1" in page.text
+    assert 'pill bad">2<' in page.text
 
     live = await http.get("/queues", headers={"HX-Request": "true"})
     assert live.status_code == 200
-    assert "<html" not in live.text and live.text.lstrip().startswith('<div id="live"')
+    assert "<html" not in live.text
+    assert live.text.lstrip().startswith('<div id="live"')
     assert 'hx-get="/queues"' in live.text
 
     root = await http.get("/", follow_redirects=False)
-    assert root.status_code == 302 and root.headers["location"] == "/queues"
+    assert root.status_code == 302
+    assert root.headers["location"] == "/queues"
 
 
 async def test_sparklines_fill_in_as_the_page_is_refreshed(
@@ -104,9 +108,12 @@ async def test_agents_page_groups_registrations_by_type(
     )
     assert 'id="type-narrator"' in page.text
     row = re.search(r'<tr id="agent-world_builder:w1">(.*?)</tr>', page.text, re.S)
-    assert row is not None and "busy" in row.group(1) and "alive" in row.group(1)
+    assert row is not None
+    assert "busy" in row.group(1)
+    assert "alive" in row.group(1)
     age = re.search(r'heartbeat-age">([0-9.]+)s<', row.group(1))
-    assert age is not None and float(age.group(1)) < 30
+    assert age is not None
+    assert float(age.group(1)) < 30
 
 
 async def test_dead_letters_page_with_cursors_both_ways(
@@ -117,7 +124,8 @@ async def test_dead_letters_page_with_cursors_both_ways(
     first = await http.get(f"/queues/{WORKER}", params={"count": 3})
     assert first.status_code == 200
     ids = dead_ids(first.text)
-    assert len(ids) == 3 and 'id="older"' not in first.text
+    assert len(ids) == 3
+    assert 'id="older"' not in first.text
     collected = list(ids)
     page = first
     while newer := re.search(r'id="newer" href="\?after=([0-9-]+)&amp;count=3"', page.text):
@@ -131,7 +139,8 @@ async def test_dead_letters_page_with_cursors_both_ways(
     assert dead_ids(back.text) == collected[3:6]
 
     bad = await http.get(f"/queues/{WORKER}", params={"after": "not-an-id"})
-    assert bad.status_code == 400 and "invalid dead-letter id" in bad.text
+    assert bad.status_code == 400
+    assert "invalid dead-letter id" in bad.text
     both = await http.get(f"/queues/{WORKER}", params={"after": ids[0], "before": ids[1]})
     assert both.status_code == 400
     count = await http.get(f"/queues/{WORKER}", params={"count": "many"})
@@ -151,7 +160,8 @@ async def test_dead_letter_detail(sources: DashboardSources, client: Client) -> 
     assert detail.status_code == 200
     assert 'id="message-id">world_builder-w1-0<' in detail.text
     assert "&#34;n&#34;: 0" in detail.text or '"n": 0' in detail.text
-    assert "boom" in detail.text and "permanent" in detail.text
+    assert "boom" in detail.text
+    assert "permanent" in detail.text
     assert 'id="replay-one"' in detail.text
     gone = await http.get(f"/queues/{WORKER}/dead/1-0")
     assert gone.status_code == 404
@@ -167,7 +177,8 @@ async def test_replay_one_with_the_token_moves_it_back_and_is_audited(
     confirm = await http.get(
         f"/queues/{WORKER}/confirm", params={"action": "replay", "message_id": "world_builder-w1-1"}
     )
-    assert confirm.status_code == 200 and 'id="confirm-form"' in confirm.text
+    assert confirm.status_code == 200
+    assert 'id="confirm-form"' in confirm.text
     with capture_logs() as logs:
         done = await http.post(
             f"/queues/{WORKER}/replay",
@@ -176,9 +187,11 @@ async def test_replay_one_with_the_token_moves_it_back_and_is_audited(
     assert done.status_code == 303
     assert done.headers["location"].startswith("/queues/world_builder:w1?notice=Replayed+1")
     stats = await sources.coordinator.queue_stats(WORKER)
-    assert stats.dead == 1 and stats.ready[MessagePriority.NORMAL] == 1
+    assert stats.dead == 1
+    assert stats.ready[MessagePriority.NORMAL] == 1
     received = await sources.coordinator.receive(WORKER)
-    assert received is not None and received.message.message_id == "world_builder-w1-1"
+    assert received is not None
+    assert received.message.message_id == "world_builder-w1-1"
     audit = [e for e in logs if e["event"] == "dashboard_write"]
     assert audit == [
         {
@@ -213,7 +226,8 @@ async def test_replay_all_and_purge_with_a_bearer_header(
         purged = await http.post(
             "/queues/narrator:n1/purge", data={"confirm": "yes", "token": TOKEN}
         )
-    assert purged.status_code == 303 and "Purged+4" in purged.headers["location"]
+    assert purged.status_code == 303
+    assert "Purged+4" in purged.headers["location"]
     assert (await sources.coordinator.queue_stats(AgentId("narrator", "n1"))).dead == 0
     assert [e["action"] for e in logs if e["event"] == "dashboard_write"] == ["purge"]
 
@@ -257,13 +271,15 @@ async def test_without_a_token_the_dashboard_is_read_only(
     http = await client(token=None)
     page = await http.get(f"/queues/{WORKER}")
     assert 'id="mode">read-only<' in page.text
-    assert 'id="replay-all"' not in page.text and "Read-only" in page.text
+    assert 'id="replay-all"' not in page.text
+    assert "Read-only" in page.text
     confirm = await http.get(f"/queues/{WORKER}/confirm", params={"action": "replay"})
     assert 'id="confirm-form"' not in confirm.text
     refused = await http.post(
         f"/queues/{WORKER}/replay", data={"token": "anything", "confirm": "yes"}
     )
-    assert refused.status_code == 403 and "read-only" in refused.text
+    assert refused.status_code == 403
+    assert "read-only" in refused.text
     assert (await sources.coordinator.queue_stats(WORKER)).dead == 1
 
 
@@ -284,13 +300,15 @@ async def test_breakers_page_shows_shared_breakers(
         await llm.call(boom)
     page = await http.get("/breakers")
     row = re.search(r'<tr id="breaker-llm">(.*?)</tr>', page.text, re.S)
-    assert row is not None and "open" in row.group(1)
+    assert row is not None
+    assert "open" in row.group(1)
     assert 'id="scanning"' not in page.text
 
 
 async def test_messages_page_without_a_store(client: Client) -> None:
     http = await client()
     page = await http.get("/messages", params={"id": "x"})
-    assert page.status_code == 200 and 'id="no-store"' in page.text
+    assert page.status_code == 200
+    assert 'id="no-store"' in page.text
     queues = await http.get("/queues")
     assert ">Messages<" not in queues.text
