@@ -93,3 +93,26 @@ ensure_postgres() {
   log "Postgres did not come up"
   return 1
 }
+
+# Debian's chromium and chromium-driver for the dashboard's browser tests (pytest -m browser).
+# Installed with apt-get when missing and this is root (TTA_COORD_CHROMIUM and
+# TTA_COORD_CHROMEDRIVER name another Chrome and its driver); otherwise the browser tests skip,
+# except with CI=true, where they fail (tests/dashboard/test_browser.py).
+ensure_chromium() {
+  # A browser chosen by the environment (e.g. a CI runner's preinstalled Chrome).
+  if [[ -n "${TTA_COORD_CHROMIUM:-}" && -x "${TTA_COORD_CHROMIUM}" \
+        && -n "${TTA_COORD_CHROMEDRIVER:-}" && -x "${TTA_COORD_CHROMEDRIVER}" ]]; then
+    return 0
+  fi
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return 0
+  fi
+  if [[ "$(id -u)" != "0" ]] || ! command -v apt-get >/dev/null 2>&1; then
+    log "no chromium/chromedriver and cannot install them (not root or no apt-get)"
+    return 1
+  fi
+  log "installing chromium and chromium-driver (browser tests)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+    || { log "could not install chromium"; return 1; }
+  command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1
+}

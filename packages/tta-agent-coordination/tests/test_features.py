@@ -31,7 +31,7 @@ def test_every_feature_is_reported_in_order() -> None:
 
 def test_the_dev_environment_has_the_extras() -> None:
     found = features()
-    for name in ("postgres", "prometheus", "hiredis", "fakeredis"):
+    for name in ("postgres", "prometheus", "dashboard", "hiredis", "fakeredis"):
         assert found[name].installed, found[name]
         assert found[name].usable, found[name]
         assert found[name].reason == "installed and usable"
@@ -118,3 +118,12 @@ def test_features_imports_no_optional_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_dashboard_without_jinja2_is_installed_but_not_usable(monkeypatch) -> None:
+    hide_modules(monkeypatch, "jinja2")
+    feature = features()["dashboard"]
+    assert feature.installed
+    assert not feature.usable
+    assert "jinja2 missing" in feature.reason
+    assert "tta-agent-coordination[dashboard]" in feature.reason

@@ -111,6 +111,14 @@ _SPECS: tuple[_Spec, ...] = (
         "pip install 'tta-agent-coordination[prometheus]'",
     ),
     _Spec(
+        "dashboard",
+        "web dashboard (tta-coord dashboard): agents, queues, dead letters, breakers",
+        "starlette",
+        "starlette",
+        "pip install 'tta-agent-coordination[dashboard]'",
+        needs=("jinja2", "uvicorn", "python_multipart"),
+    ),
+    _Spec(
         "hiredis",
         "fast reply parser for redis-py",
         "hiredis",

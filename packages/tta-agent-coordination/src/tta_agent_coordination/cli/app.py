@@ -12,7 +12,7 @@ import typer
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.observability.logging import configure_logging
 
-from . import dlq, doctor, exporter, inspect, queues, recover, send, worker
+from . import dashboard, dlq, doctor, exporter, inspect, queues, recover, send, worker
 from .connect import CliState
 from .errors import EXIT_USAGE, fail, warn
 from .global_options import GlobalOptionsGroup
@@ -36,6 +36,7 @@ BUILTIN_COMMANDS = frozenset(
         "demo",
         "send",
         "request",
+        "dashboard",
     }
 )
 """Command names plugins cannot take."""
@@ -160,6 +161,7 @@ def build_app(*, plugins: bool = True) -> typer.Typer:
     doctor.register(app)
     worker.register(app)
     exporter.register(app)
+    dashboard.register(app)
     _add_demo(app)
     if plugins:
         load_plugins(app, reserved=BUILTIN_COMMANDS)
