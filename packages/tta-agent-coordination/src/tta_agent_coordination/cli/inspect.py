@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-import redis.asyncio as aioredis
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from tta_agent_coordination.agents import AgentRecord
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.models import MessagePriority
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.keys import KeySpace
@@ -142,7 +142,7 @@ def queues(
 # --- breakers ------------------------------------------------------------------------------
 
 
-async def read_breakers(client: aioredis.Redis, keys: KeySpace) -> list[dict[str, Any]]:
+async def read_breakers(client: RedisClient, keys: KeySpace) -> list[dict[str, Any]]:
     """The shared breaker states under ``keys.prefix`` (``RedisBreakerStore`` hashes), by name.
 
     Each entry: ``name``, ``state``, ``generation``, ``failures`` (consecutive, closed),

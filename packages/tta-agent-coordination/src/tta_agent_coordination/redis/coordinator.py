@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic import BaseModel
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import MessageValidationError
 from tta_agent_coordination.interfaces import CallGuard, MessageCoordinator
 from tta_agent_coordination.models import (
@@ -86,7 +86,7 @@ class RedisMessageCoordinator(MessageCoordinator):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         key_prefix: str = "ao",
         *,
         guard: CallGuard | None = None,

@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CircuitBreakerOpenError, CoordinatorUnavailableError
 from tta_agent_coordination.interfaces import CallGuard
 from tta_agent_coordination.observability.logging import get_logger
@@ -66,7 +66,7 @@ class CoordinatorCore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: KeySpace,
         config: CoordinatorConfig,
         *,
