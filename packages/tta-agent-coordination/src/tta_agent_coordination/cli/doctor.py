@@ -83,7 +83,7 @@ async def server_checks(client: RedisClient, server: str) -> list[Check]:
     started = time.perf_counter()
     try:
         await client.ping()  # pyright: ignore[reportUnknownMemberType]
-    except (redis_errors.RedisError, OSError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
         checks.append(Check("connect", "fail", f"{server}: {type(exc).__name__}: {exc}"))
         checks.extend(
             Check(name, "skip", "not checked: no connection")
@@ -97,7 +97,7 @@ async def server_checks(client: RedisClient, server: str) -> list[Check]:
     try:
         info = dict(await client.info("server"))
         memory = dict(await client.info("memory"))
-    except (redis_errors.RedisError, OSError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
         memory = {}
         checks.append(Check("server version", "fail", f"INFO failed: {exc}"))
     version_text = str(info.get("redis_version", "")) if info else ""
@@ -136,7 +136,7 @@ async def server_checks(client: RedisClient, server: str) -> list[Check]:
         checks.append(
             Check("lua", "ok" if lua_ok else "fail", "EVAL works" if lua_ok else repr(reply))
         )
-    except (redis_errors.RedisError, OSError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
         checks.append(Check("lua", "fail", f"EVAL failed: {exc}"))
 
     if not version:
@@ -155,7 +155,7 @@ async def topology_check(client: RedisClient) -> Check:
     """
     try:
         topology = await describe_topology(client)
-    except (redis_errors.RedisError, OSError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
         return Check("topology", "fail", f"not read: {type(exc).__name__}: {exc}")
     # A plain URL to a Cluster node works for the keys of that node only: MOVED elsewhere.
     status: Status = "warn" if topology.cluster_node else "ok"
@@ -188,7 +188,7 @@ async def store_checks(client: RedisClient | None, settings: CoordinationSetting
     if client is not None:
         try:
             marked = await read_store_marker(client, KeySpace(settings.key_prefix))
-        except (redis_errors.RedisError, OSError) as exc:
+        except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
             checks.append(Check("store marker", "warn", f"not read: {exc}", required=False))
             return checks
     if marked is not None and dsn is None:

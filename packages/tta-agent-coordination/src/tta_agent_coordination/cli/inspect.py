@@ -162,12 +162,12 @@ async def read_breakers(client: RedisClient, keys: KeySpace) -> list[dict[str, A
     async with client.pipeline(transaction=False) as pipe:
         for _, key in found:
             pipe.hmget(key, ["s", "g", "f", "u", "k", "i"])
-        pipe.time()
         replies: list[Any] = await pipe.execute()
-    seconds, micros = replies[-1]
+    # TIME on its own: a Cluster pipeline refuses keyless commands such as TIME.
+    seconds, micros = await client.time()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     result: list[dict[str, Any]] = []
-    for (name, _), values in zip(found, replies[:-1], strict=True):
+    for (name, _), values in zip(found, replies, strict=True):
         s, g, f, u, k, i = (_text(v) for v in values)
         if s is None:  # expired between SCAN and HMGET
             continue

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import (
@@ -259,7 +259,7 @@ class StreamWaiter:
             # NOPERM or an unknown command: re-arm periodically from now on.
             self._unblock = False
             self._log.warning("stream_waiter_unblock_refused", error=str(exc))
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             self._log.debug("stream_waiter_unblock_failed", error=str(exc))
 
     async def _read_loop(self, reader: SharedRead) -> None:

@@ -41,6 +41,8 @@ REDIS_FAILURE_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
+    # Not a RedisError: a Cluster with no reachable node, or a slot no node covers.
+    redis_errors.RedisClusterException,
     OSError,
     asyncio.TimeoutError,
 )
