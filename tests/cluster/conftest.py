@@ -18,16 +18,13 @@ from pathlib import Path
 import pytest
 
 from tta_agent_coordination.clients import RedisClient
-from tta_agent_coordination.redis.topology import scan_pages
 from tta_agent_coordination.settings import CoordinationSettings
-from tta_agent_coordination.testing import real_redis_required, unique_prefix
+from tta_agent_coordination.testing import delete_prefix, real_redis_required, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "redis-cluster"
 DEFAULT_CLUSTER_URL = "redis+cluster://127.0.0.1:7100"
-DEFAULT_SENTINEL_URL = (
-    "redis+sentinel://127.0.0.1:7120,127.0.0.1:7121,127.0.0.1:7122/tta-coord"
-)
+DEFAULT_SENTINEL_URL = "redis+sentinel://127.0.0.1:7120,127.0.0.1:7121,127.0.0.1:7122/tta-coord"
 
 
 def _url(name: str, default: str) -> str:
@@ -35,11 +32,13 @@ def _url(name: str, default: str) -> str:
 
 
 async def _answers(url: str) -> bool:
-    client = CoordinationSettings(redis_url=url, connect_timeout_s=1, socket_timeout_s=2).redis_client()
+    client = CoordinationSettings(
+        redis_url=url, connect_timeout_s=1, socket_timeout_s=2
+    ).redis_client()
     try:
         await client.ping()  # pyright: ignore[reportUnknownMemberType]
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not up": start it
+    except Exception:
         return False
     finally:
         await client.aclose()
@@ -71,15 +70,6 @@ def _report(reason: str) -> None:
     pytest.skip(reason)
 
 
-async def delete_everywhere(client: RedisClient, prefix: str) -> int:
-    """Delete every key under ``prefix`` on every primary; how many were deleted."""
-    deleted = 0
-    async for page in scan_pages(client, match=f"{prefix}:*", count=1000):
-        for key in page:  # one DEL per key: the keys of a page span many slots
-            deleted += int(await client.delete(key))
-    return deleted
-
-
 @pytest.fixture
 async def cluster_url() -> str:
     """The local Cluster's URL (started when it does not answer)."""
@@ -108,7 +98,7 @@ async def _client(url: str, prefix: str) -> AsyncIterator[RedisClient]:
         yield client
     finally:
         try:
-            await delete_everywhere(client, prefix)
+            await delete_prefix(client, prefix)  # a SCAN of every primary
         finally:
             await client.aclose()
 

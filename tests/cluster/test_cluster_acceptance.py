@@ -9,7 +9,6 @@ SCANs walk every primary, and a blocked receive waits on the node of its streams
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from importlib import resources
 
 import pytest
@@ -23,11 +22,14 @@ from tta_agent_coordination import (
     MessagePriority,
     MessageType,
 )
+from tta_agent_coordination.cli.inspect import read_breakers
 from tta_agent_coordination.clients import RedisClient, is_cluster
+from tta_agent_coordination.errors import CircuitBreakerOpenError
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.agent_registry.scripts import parse_peek, peek_call
 from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.redis.lua import ScriptSet
 from tta_agent_coordination.redis.topology import describe_topology, scan_pages
 from tta_agent_coordination.resilience import CircuitBreaker, CircuitBreakerConfig, CircuitState
@@ -56,7 +58,7 @@ def coordinator(client: RedisClient, prefix: str, **kw: object) -> RedisMessageC
 
 
 @pytest.fixture
-def scripts_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
+def scripts_run(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """The names of the Lua scripts loaded (each right before its first run)."""
     seen: set[str] = set()
     original = ScriptSet.__getitem__
@@ -66,7 +68,7 @@ def scripts_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
         return original(self, name)
 
     monkeypatch.setattr(ScriptSet, "__getitem__", spy)
-    yield seen
+    return seen
 
 
 async def test_the_client_is_a_cluster_of_three_primaries(cluster_client: RedisClient) -> None:
@@ -185,7 +187,9 @@ async def test_every_lua_script_runs_on_the_cluster(
     assert every - scripts_run == set()
 
 
-async def test_coordinator_path_across_nodes(cluster_client: RedisClient, cluster_prefix: str) -> None:
+async def test_coordinator_path_across_nodes(
+    cluster_client: RedisClient, cluster_prefix: str
+) -> None:
     coord = coordinator(cluster_client, cluster_prefix, retry_attempts=1)
     a, b, c = AGENTS
     try:
@@ -198,7 +202,7 @@ async def test_coordinator_path_across_nodes(cluster_client: RedisClient, cluste
         # transient nack: redelivered after the backoff, then the DLQ after the retries
         assert await coord.nack(a, woke[0].token, FailureType.TRANSIENT, "flaky")
         again = await coord.receive_batch(a, 1, visibility_timeout=5, block=3)
-        assert again and again[0].attempts == 2
+        assert [m.attempts for m in again] == [2]
         assert await coord.nack(a, again[0].token, FailureType.TRANSIENT, "flaky")
         assert (await coord.queue_stats(a)).dead == 1
         # broadcast over three slots; a lease that expires comes back through recover_pending
@@ -209,7 +213,7 @@ async def test_coordinator_path_across_nodes(cluster_client: RedisClient, cluste
         await asyncio.sleep(0.1)
         assert await coord.recover_pending(None) >= 1
         stats = await coord.queue_stats(b)
-        assert stats.leased == 0 and stats.ready[MessagePriority.NORMAL] == 1
+        assert (stats.leased, stats.ready[MessagePriority.NORMAL]) == (0, 1)
         assert set(await coord.known_queues()) >= {a, b, c}
         # subscriptions: an event reaches every subscriber's queue
         await coord.subscribe(b, [MessageType.EVENT])
@@ -239,28 +243,30 @@ async def test_registry_on_the_cluster(cluster_client: RedisClient, cluster_pref
 async def test_breaker_state_is_shared_on_the_cluster(
     cluster_client: RedisClient, cluster_prefix: str
 ) -> None:
-    from tta_agent_coordination.cli.inspect import read_breakers
-
     config = CircuitBreakerConfig(failure_threshold=1, timeout_seconds=60)
-    stores = [RedisBreakerStore(cluster_client, key_prefix=cluster_prefix, timeout_s=2) for _ in "ab"]
-    first, second = (CircuitBreaker(f"dep{i}", config, store=s) for i, s in zip("xx", stores, strict=True))
+    # two breakers of one name, each with a store of its own: as in two processes
+    first, second = (
+        CircuitBreaker(
+            "depx",
+            config,
+            store=RedisBreakerStore(cluster_client, key_prefix=cluster_prefix, timeout_s=2),
+        )
+        for _ in range(2)
+    )
 
     async def boom() -> None:
         raise ConnectionError("down")
 
-    with pytest.raises(ConnectionError):
-        await first.call(boom)
-    assert first.state is CircuitState.OPEN
-    # the other breaker of the same name sees the shared state
-    from tta_agent_coordination.errors import CircuitBreakerOpenError
-
     async def ok() -> int:
         return 1
 
+    with pytest.raises(ConnectionError):
+        await first.call(boom)
+    assert first.state is CircuitState.OPEN
     with pytest.raises(CircuitBreakerOpenError):
         await second.call(ok)
-    # the breaker scan finds it (SCAN of every primary)
-    names = [b["name"] for b in await read_breakers(cluster_client, coordinator(cluster_client, cluster_prefix).keys)]
+    # the breaker scan (tta-coord inspect) finds it: a SCAN of every primary
+    names = [b["name"] for b in await read_breakers(cluster_client, KeySpace(cluster_prefix))]
     assert names == ["depx"]
 
 
@@ -284,17 +290,23 @@ async def test_agent_worker_end_to_end(cluster_client: RedisClient, cluster_pref
             assert [r.agent_id for r in await registry.list_registered()] == [AGENTS[1]]
         assert sorted(seen) == list(range(5))
         stats = await coord.queue_stats(AGENTS[1])
-        assert stats.unsettled == 0 and stats.dead == 0
+        assert (stats.unsettled, stats.dead) == (0, 0)
     finally:
         await registry.aclose()
         await coord.aclose()
 
 
-async def test_scan_pages_walks_every_primary(cluster_client: RedisClient, cluster_prefix: str) -> None:
+async def test_scan_pages_walks_every_primary(
+    cluster_client: RedisClient, cluster_prefix: str
+) -> None:
     keys = [f"{cluster_prefix}:{{k{i}}}:x" for i in range(30)]
     for key in keys:
         await cluster_client.set(key, "1")
     nodes = {cluster_client.get_node_from_key(k).name for k in keys}  # pyright: ignore[reportAttributeAccessIssue]
     assert len(nodes) == 3  # the keys really are spread over the primaries
-    found = [k async for page in scan_pages(cluster_client, match=f"{cluster_prefix}:*", count=5) for k in page]
+    found = [
+        k
+        async for page in scan_pages(cluster_client, match=f"{cluster_prefix}:*", count=5)
+        for k in page
+    ]
     assert sorted(k.decode() for k in found) == sorted(keys)

@@ -31,7 +31,9 @@ async def test_topology_names_the_current_primary(sentinel_client: RedisClient) 
     assert "current primary 127.0.0.1:" in topology.describe()
 
 
-async def test_smoke_path_through_sentinel(sentinel_client: RedisClient, cluster_prefix: str) -> None:
+async def test_smoke_path_through_sentinel(
+    sentinel_client: RedisClient, cluster_prefix: str
+) -> None:
     coord = RedisMessageCoordinator(
         sentinel_client, key_prefix=cluster_prefix, retry_attempts=0, backoff_base=0.01
     )
