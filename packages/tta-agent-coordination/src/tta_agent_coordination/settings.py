@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
 from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.redis.keys import KeySpace
-from tta_agent_coordination.redis.pool import WaitingConnectionPool
+from tta_agent_coordination.redis.urls import (
+    RedisTarget,
+    build_client,
+    parse_redis_url,
+    redact_url,
+)
 
 if TYPE_CHECKING:
     from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
@@ -61,34 +64,6 @@ DURABILITY_MODES = ("async", "sync")
 STORE_PLUGIN = "postgres"
 """The store plugin (entry point of ``tta_agent_coordination.stores``) ``build_store`` loads."""
 
-_SCHEMES = ("redis", "rediss", "unix")
-
-
-_SECRET_QUERY_KEYS = frozenset({"password"})
-"""Query parameters that carry a secret (redis-py accepts ``?password=``)."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, safe to print or log.
-
-    Both places a Redis URL can hold a password are hidden: the user-info part
-    (``redis://user:secret@host``) and the ``password`` query parameter.
-    """
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if password:
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        parts = parts._replace(netloc=f"{user}:***@{host}")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in query):
-        hidden = [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in query]
-        parts = parts._replace(query=urlencode(hidden, safe="*"))
-    return urlunsplit(parts)
-
 
 def _named(field: str) -> str:
     """``field (TTA_COORD_FIELD)``: a setting as messages name it, with its variable."""
@@ -102,30 +77,6 @@ def _describe(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{_named(loc)}: {msg}" if loc else msg)
     return "invalid settings: " + "; ".join(parts)
-
-
-def _check_redis_url(url: str) -> None:
-    """Raise ``ValueError`` with a helpful text when ``url`` is not a usable Redis URL."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ValueError(f"malformed Redis URL {redact_url(url)!r}: {exc}") from None
-    if parts.scheme not in _SCHEMES:
-        raise ValueError(
-            f"unsupported Redis URL {redact_url(url)!r}: use redis://host:port/db, "
-            "rediss:// (TLS) or unix:///path/to/socket"
-        )
-    try:
-        parse_url(url)  # the parser redis-py itself uses; rejects e.g. a bad port
-    except ValueError as exc:
-        raise ValueError(f"malformed Redis URL {redact_url(url)!r}: {exc}") from None
-    if parts.scheme != "unix":
-        if not parts.hostname:
-            raise ValueError(f"Redis URL {redact_url(url)!r} names no host")
-        db = parts.path.lstrip("/")
-        # redis-py silently ignores a non-numeric path, which would point at db 0 unnoticed.
-        if db and not db.isdigit():
-            raise ValueError(f"Redis URL {redact_url(url)!r}: database {db!r} is not a number")
 
 
 class CoordinationSettings(BaseSettings):
@@ -149,7 +100,10 @@ class CoordinationSettings(BaseSettings):
     )
 
     redis_url: str | None = None
-    """The Redis server (``redis://host:6379/0``, ``rediss://``, ``unix://``); None = not given."""
+    """The Redis server (``redis://host:6379/0``, ``rediss://``, ``unix://``), a Redis
+    Cluster (``redis+cluster://host:port,host:port``) or a primary under Sentinel
+    (``redis+sentinel://host:port,host:port/service_name[/db]``); None = not given.
+    See ``docs/scaling.md``."""
 
     key_prefix: str = "ao"
     """Prefix of every key (1-64 of letters, digits, ``_ . - :``); ``ao`` as in TTA."""
@@ -234,7 +188,7 @@ class CoordinationSettings(BaseSettings):
         if value is None or not value.strip():
             return None
         value = value.strip()
-        _check_redis_url(value)
+        parse_redis_url(value)  # raises ConfigurationError (a ValueError) saying what is wrong
         return value
 
     @field_validator("key_prefix")
@@ -318,10 +272,23 @@ class CoordinationSettings(BaseSettings):
             )
         return self.redis_url
 
-    def redis_client(self, **overrides: Any) -> aioredis.Redis:
-        """A new asyncio Redis client for ``redis_url`` with production settings.
+    @property
+    def redis_target(self) -> RedisTarget:
+        """``redis_url`` parsed: one server, a Cluster or a Sentinel service, and its nodes.
 
-        Its pool (a :class:`~tta_agent_coordination.redis.pool.WaitingConnectionPool`)
+        Raises:
+            ConfigurationError: no URL is set.
+        """
+        return parse_redis_url(self.require_redis_url())
+
+    def redis_client(self, **overrides: Any) -> RedisClient:
+        """A new asyncio client for ``redis_url`` with production settings.
+
+        A ``redis+cluster://`` URL gives a ``redis.asyncio.RedisCluster`` (at most
+        ``max_connections`` per node; ``pool_timeout_s`` does not apply), a
+        ``redis+sentinel://`` URL a ``redis.asyncio.Redis`` on the service's current
+        primary, any other a ``redis.asyncio.Redis`` on that server. The pool of the last
+        two (a :class:`~tta_agent_coordination.redis.pool.WaitingConnectionPool`)
         opens at most ``max_connections``; when all are busy, a command waits up to
         ``pool_timeout_s`` for one instead of failing at once. The caller owns the client
         and closes it (``await client.aclose()``, which closes the pool too). Nothing is
@@ -346,18 +313,9 @@ class CoordinationSettings(BaseSettings):
             "retry": Retry(NoBackoff(), 0),
         }
         options.update(overrides)
-        single = bool(options.pop("single_connection_client", False))
-        try:
-            pool = WaitingConnectionPool.from_url(url, **options)
-        except ValueError as exc:
-            raise ConfigurationError(f"malformed Redis URL {redact_url(url)!r}: {exc}") from None
-        client = aioredis.Redis(connection_pool=pool, single_connection_client=single)
-        client.auto_close_connection_pool = True  # the client owns its pool, as from_url's
-        return client
+        return build_client(parse_redis_url(url), options)
 
-    def build_coordinator(
-        self, client: aioredis.Redis, **overrides: Any
-    ) -> RedisMessageCoordinator:
+    def build_coordinator(self, client: RedisClient, **overrides: Any) -> RedisMessageCoordinator:
         """A ``RedisMessageCoordinator`` on ``client`` under ``key_prefix``.
 
         ``overrides`` go to the coordinator (``queue_size=``, ``store=``, ...). Without
@@ -408,7 +366,7 @@ class CoordinationSettings(BaseSettings):
 
     def build_registry(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
         coordinator: RedisMessageCoordinator | None = None,
         **overrides: Any,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 import structlog
 
@@ -124,6 +125,7 @@ def test_redis_client_needs_a_url() -> None:
 async def test_redis_client_fails_fast_on_a_closed_port() -> None:
     settings = CoordinationSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     client = settings.redis_client()
+    assert isinstance(client, aioredis.Redis)  # a plain URL: not a Cluster client
     try:
         # No retries inside redis-py: the breaker, not the client, decides about outages.
         retry = client.connection_pool.connection_kwargs["retry"]

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
-import redis.asyncio as aioredis
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CircuitBreakerOpenError
 from tta_agent_coordination.resilience import CircuitState, RedisGuard, default_redis_guard
 from tta_agent_coordination.settings import CoordinationSettings
@@ -90,7 +90,7 @@ async def call_until(
 
 
 async def first_success_after(
-    guard: RedisGuard, client: aioredis.Redis, since: float, limit_s: float
+    guard: RedisGuard, client: RedisClient, since: float, limit_s: float
 ) -> float:
     """Seconds from ``since`` until a guarded PING succeeds (calling every 20 ms)."""
     deadline = since + limit_s

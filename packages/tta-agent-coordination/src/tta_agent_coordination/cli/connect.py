@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 import typer
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.settings import CoordinationSettings, redact_url
 from tta_agent_coordination.store import MessageStore
@@ -93,7 +93,7 @@ def run_async(
 
 
 @asynccontextmanager
-async def open_redis(settings: CoordinationSettings) -> AsyncGenerator[aioredis.Redis]:
+async def open_redis(settings: CoordinationSettings) -> AsyncGenerator[RedisClient]:
     """A client of the configured server, checked with PING, closed on exit.
 
     The PING turns an unreachable server into one clear error before any work starts.

@@ -6,23 +6,32 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
-import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CoordinationError
 from tta_agent_coordination.features import features
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.redis.store_marker import read_store_marker
+from tta_agent_coordination.redis.topology import describe_topology
 from tta_agent_coordination.settings import CoordinationSettings, redact_url
 
 from .connect import connect_store, get_state, run_async
 from .errors import EXIT_FAILURE, not_redis
 from .output import JSON_OPTION, out_console, print_json
 
-__all__ = ["Check", "doctor", "optional_parts", "register", "server_checks", "store_checks"]
+__all__ = [
+    "Check",
+    "doctor",
+    "optional_parts",
+    "register",
+    "server_checks",
+    "store_checks",
+    "topology_check",
+]
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -75,7 +84,7 @@ def _not_checked() -> list[Check]:
     ]
 
 
-async def server_checks(client: aioredis.Redis, server: str) -> list[Check]:
+async def server_checks(client: RedisClient, server: str) -> list[Check]:
     """Connectivity, version, Lua and Streams support of the server behind ``client``."""
     checks: list[Check] = []
     started = time.perf_counter()
@@ -94,7 +103,7 @@ async def server_checks(client: aioredis.Redis, server: str) -> list[Check]:
     try:
         info = dict(await client.info("server"))
         memory = dict(await client.info("memory"))
-    except (redis_errors.RedisError, OSError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
         memory = {}
         checks.append(Check("server version", "fail", f"INFO failed: {exc}"))
     version_text = str(info.get("redis_version", "")) if info else ""
@@ -133,7 +142,7 @@ async def server_checks(client: aioredis.Redis, server: str) -> list[Check]:
         checks.append(
             Check("lua", "ok" if lua_ok else "fail", "EVAL works" if lua_ok else repr(reply))
         )
-    except (redis_errors.RedisError, OSError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
         checks.append(Check("lua", "fail", f"EVAL failed: {exc}"))
 
     if not version:
@@ -145,9 +154,21 @@ async def server_checks(client: aioredis.Redis, server: str) -> list[Check]:
     return checks
 
 
-async def store_checks(
-    client: aioredis.Redis | None, settings: CoordinationSettings
-) -> list[Check]:
+async def topology_check(client: RedisClient) -> Check:
+    """What the client reaches (``docs/scaling.md``).
+
+    One server, a Cluster with N primaries, or a Sentinel service with its current primary.
+    """
+    try:
+        topology = await describe_topology(client)
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
+        return Check("topology", "fail", f"not read: {type(exc).__name__}: {exc}")
+    # A plain URL to a Cluster node works for the keys of that node only: MOVED elsewhere.
+    status: Status = "warn" if topology.cluster_node else "ok"
+    return Check("topology", status, topology.describe())
+
+
+async def store_checks(client: RedisClient | None, settings: CoordinationSettings) -> list[Check]:
     """The configured message store (reachable?) and the prefix's store marker.
 
     A prefix whose coordinators record to a store is marked in Redis
@@ -173,7 +194,7 @@ async def store_checks(
     if client is not None:
         try:
             marked = await read_store_marker(client, KeySpace(settings.key_prefix))
-        except (redis_errors.RedisError, OSError) as exc:
+        except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
             checks.append(Check("store marker", "warn", f"not read: {exc}", required=False))
             return checks
     if marked is not None and dsn is None:
@@ -196,7 +217,10 @@ async def store_checks(
 
 
 def doctor(ctx: typer.Context, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
-    """Check the Redis server (connection, version, Lua, Streams), store, optional parts.
+    """Check the Redis server (connection, topology, version, Lua, Streams), store, extras.
+
+    The topology line says single server, cluster with N primaries, or the Sentinel
+    service and its current primary.
 
     With TTA_COORD_POSTGRES_DSN the store must be reachable; a prefix recorded to a store
     by other processes while these settings have none is a warning.
@@ -216,6 +240,8 @@ def doctor(ctx: typer.Context, as_json: Annotated[bool, JSON_OPTION] = False) ->
         try:
             checks += await server_checks(client, settings.redacted_url or "")
             connected = any(c.name == "connect" and c.status == "ok" for c in checks)
+            if connected:
+                checks.append(await topology_check(client))
             checks += await store_checks(client if connected else None, settings)
         finally:
             await client.aclose()

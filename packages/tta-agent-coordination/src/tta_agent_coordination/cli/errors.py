@@ -153,7 +153,13 @@ def handle_errors(server: str | None = None) -> Generator[None]:
         raise fail(f"Redis refused a command: {exc}", EXIT_FAILURE) from None
     except StoreError as exc:  # its message names the store and what to check
         raise fail(str(exc), EXIT_FAILURE) from None
-    except (CoordinationError, AgentRegistryError, redis_errors.RedisError, OSError) as exc:
+    except (
+        CoordinationError,
+        AgentRegistryError,
+        redis_errors.RedisError,
+        redis_errors.RedisClusterException,
+        OSError,
+    ) as exc:
         raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
         raise fail("interrupted", EXIT_INTERRUPTED) from None

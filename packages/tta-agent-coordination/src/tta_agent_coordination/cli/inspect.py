@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-import redis.asyncio as aioredis
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from tta_agent_coordination.agents import AgentRecord
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.settings import CoordinationSettings
@@ -79,7 +79,7 @@ def _record_json(record: AgentRecord) -> dict[str, Any]:
 # --- breakers ------------------------------------------------------------------------------
 
 
-async def read_breakers(client: aioredis.Redis, keys: KeySpace) -> list[dict[str, Any]]:
+async def read_breakers(client: RedisClient, keys: KeySpace) -> list[dict[str, Any]]:
     """The shared breaker states under ``keys.prefix`` (``RedisBreakerStore`` hashes), by name.
 
     Each entry: ``name``, ``state``, ``generation``, ``failures`` (consecutive, closed),
@@ -99,12 +99,12 @@ async def read_breakers(client: aioredis.Redis, keys: KeySpace) -> list[dict[str
     async with client.pipeline(transaction=False) as pipe:
         for _, key in found:
             pipe.hmget(key, ["s", "g", "f", "u", "k", "i"])
-        pipe.time()
         replies: list[Any] = await pipe.execute()
-    seconds, micros = replies[-1]
+    # TIME on its own: a Cluster pipeline refuses keyless commands such as TIME.
+    seconds, micros = await client.time()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     result: list[dict[str, Any]] = []
-    for (name, _), values in zip(found, replies[:-1], strict=True):
+    for (name, _), values in zip(found, replies, strict=True):
         s, g, f, u, k, i = (_text(v) for v in values)
         if s is None:  # expired between SCAN and HMGET
             continue

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import redis.asyncio as aioredis
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.models import AgentId, MessagePriority
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
 
 async def missing_queues(
-    client: aioredis.Redis, coord: RedisMessageCoordinator, ids: Sequence[AgentId]
+    client: RedisClient, coord: RedisMessageCoordinator, ids: Sequence[AgentId]
 ) -> list[AgentId]:
     """The queues among ``ids`` that do not exist under the coordinator's prefix.
 
@@ -87,7 +87,7 @@ async def missing_queues(
 
 
 async def require_queues(
-    client: aioredis.Redis, coord: RedisMessageCoordinator, ids: Sequence[AgentId]
+    client: RedisClient, coord: RedisMessageCoordinator, ids: Sequence[AgentId]
 ) -> None:
     """Raise :class:`NoSuchQueueError` when any queue of ``ids`` does not exist."""
     missing = await missing_queues(client, coord, ids)

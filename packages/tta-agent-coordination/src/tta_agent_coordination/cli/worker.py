@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import AgentAlreadyRegisteredError
 from tta_agent_coordination.settings import CoordinationSettings
 
@@ -30,8 +31,6 @@ from .connect import connect_store, get_state, open_redis, run_async
 from .errors import CliError, CliUsageError, handle_errors, warn
 
 if TYPE_CHECKING:  # the prometheus extra is optional: imported only with --metrics-port
-    import redis.asyncio as aioredis
-
     from tta_agent_coordination.observability.prometheus import MetricsServer, PrometheusMetrics
     from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
     from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
@@ -407,7 +406,7 @@ async def _run_workers(
 @contextlib.asynccontextmanager
 async def _refreshing(
     exporter: PrometheusMetrics | None,
-    client: aioredis.Redis,
+    client: RedisClient,
     coordinator: RedisMessageCoordinator,
     registry: RedisAgentRegistry | None,
     workers: Sequence[AgentWorker],

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-import redis.asyncio as aioredis
-
 from tta_agent_coordination.agents import AgentRecord
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.dashboard.samples import QueueSamples, sparkline_points
 from tta_agent_coordination.models import (
     AgentId,
@@ -110,7 +109,7 @@ class QueueRows:
 class DashboardSources:
     """The dashboard's view of one deployment (one Redis and key prefix)."""
 
-    redis: aioredis.Redis
+    redis: RedisClient
     coordinator: RedisMessageCoordinator
     registry: RedisAgentRegistry
     store: MessageStore | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.observability.queue_gauges import QueueSnapshot
@@ -20,8 +21,6 @@ from tta_agent_coordination.redis.scripts import queue_stats
 from tta_agent_coordination.resilience.breaker_state import CircuitState
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DeploymentReader"]
@@ -46,7 +45,7 @@ class DeploymentReader:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         coordinator: RedisMessageCoordinator,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.redis.codec import text
 from tta_agent_coordination.redis.keys import KeySpace
 
@@ -43,7 +42,7 @@ class BreakerDirectory:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: KeySpace,
         *,
         scan_calls: int = 4,

@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.redis.breaker_scripts import (
@@ -83,7 +82,7 @@ class RedisBreakerStore(BreakerStore):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         key_prefix: str = "ao",
         *,
         timeout_s: float = 0.25,

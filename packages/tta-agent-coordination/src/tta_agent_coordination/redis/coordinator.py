@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic import BaseModel
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.interfaces import CallGuard, MessageCoordinator
 from tta_agent_coordination.models import (
     AgentId,
@@ -93,7 +93,7 @@ class RedisMessageCoordinator(MessageCoordinator):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         key_prefix: str = "ao",
         *,
         guard: CallGuard | None = None,

@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CircuitBreakerOpenError, CoordinatorUnavailableError
 from tta_agent_coordination.interfaces import CallGuard
 from tta_agent_coordination.observability.logging import get_logger
@@ -30,7 +30,13 @@ __all__ = ["UNAVAILABLE_ERRORS", "CoordinatorCore"]
 
 T = TypeVar("T")
 
-UNAVAILABLE_ERRORS = (RedisError, OSError, asyncio.TimeoutError, CircuitBreakerOpenError)
+UNAVAILABLE_ERRORS = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    asyncio.TimeoutError,
+    CircuitBreakerOpenError,
+)
 """What a guarded call raises when Redis is unreachable or its breaker is open (a send
 reports them in its results, a background subscription write logs them).
 """
@@ -66,7 +72,7 @@ class CoordinatorCore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: KeySpace,
         config: CoordinatorConfig,
         *,
@@ -98,7 +104,8 @@ class CoordinatorCore:
         watch = CancellationWatch()
         try:
             result = await self.guard.run(operation, fn, retry=retry)
-        except (TimeoutError, RedisError, OSError) as exc:
+        # RedisClusterException is not a RedisError: no reachable node, a slot uncovered.
+        except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             watch.reraise(exc)
             raise CoordinatorUnavailableError(f"{operation} failed: Redis error: {exc}") from exc
         watch.reraise()

@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.models import AgentId, DeadLetter, UndecodableDeadLetter
 from tta_agent_coordination.redis.codec import decode_dead_letter, text
@@ -63,7 +62,7 @@ def _decode(entries: Any) -> list[DeadLetter | UndecodableDeadLetter]:
 
 
 async def read_dead_letter_page(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     keys: KeySpace,
     agent_id: AgentId,
     *,
@@ -104,7 +103,7 @@ async def read_dead_letter_page(
 
 
 async def read_dead_letter(
-    redis: aioredis.Redis, keys: KeySpace, agent_id: AgentId, dead_letter_id: str
+    redis: RedisClient, keys: KeySpace, agent_id: AgentId, dead_letter_id: str
 ) -> DeadLetter | UndecodableDeadLetter | None:
     """The dead letter with stream entry id ``dead_letter_id``, or None when it is gone.
 

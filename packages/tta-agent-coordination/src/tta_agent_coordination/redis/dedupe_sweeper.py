@@ -17,13 +17,13 @@ would otherwise stay until their queue is sent to again; on a deployment that on
 ran this version it finds nothing to do.
 
 Finding the sets takes a SCAN of the key space under the prefix (``MATCH`` on the dedupe
-key pattern, ``TYPE zset``): one round trip per :data:`SCAN_COUNT` keys looked at, on the
-same order of work as recovering every queue.
+key pattern, ``TYPE zset``), of every primary on a Redis Cluster: one round trip per
+:data:`SCAN_COUNT` keys looked at, on the same order of work as recovering every queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from tta_agent_coordination.redis.codec import text
@@ -32,6 +32,7 @@ from tta_agent_coordination.redis.lua import ScriptCall
 from tta_agent_coordination.redis.queue_index import QueueIndex
 from tta_agent_coordination.redis.scripts import dedupe_sweep
 from tta_agent_coordination.redis.scripts.dedupe_sweep import SweepOutcome
+from tta_agent_coordination.redis.topology import scan_pages
 
 __all__ = ["SCAN_COUNT", "DedupeSweep", "sweep_orphan_dedupe_sets"]
 
@@ -59,15 +60,17 @@ async def sweep_orphan_dedupe_sets(core: CoordinatorCore, index: QueueIndex) -> 
     """
     keys = core.keys
     indexed = set(await index.members())
-    pattern = keys.dedupe_scan_pattern
-    cursor: int = 0
     total = DedupeSweep(0, 0, 0)
 
-    def scan_page() -> Awaitable[tuple[int, list[Any]]]:
-        return core.redis.scan(cursor, match=pattern, count=SCAN_COUNT, _type="zset")
+    def run(fn: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
+        return core.call("sweep_dedupe", fn, retry=True)
 
-    while True:
-        cursor, found = await core.call("sweep_dedupe", scan_page, retry=True)
+    # Every primary of a Cluster in turn (scan_pages): a dedupe set lives on the node of
+    # its queue's slot.
+    pages = scan_pages(
+        core.redis, match=keys.dedupe_scan_pattern, count=SCAN_COUNT, type_="zset", run=run
+    )
+    async for found in pages:
         calls: list[ScriptCall[SweepOutcome]] = []
         for raw in found:
             key = text(raw)
@@ -80,8 +83,6 @@ async def sweep_orphan_dedupe_sets(core: CoordinatorCore, index: QueueIndex) -> 
         if calls:
             done = await _sweep(core, calls)
             total = DedupeSweep(*(x + y for x, y in zip(total, done, strict=True)))
-        if int(cursor) == 0:
-            break
     if total.ids_removed or total.sets_deleted:
         core.log.info(
             "dedupe_swept",

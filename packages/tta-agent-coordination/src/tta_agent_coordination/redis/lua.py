@@ -20,10 +20,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Generic, NamedTuple, TypeVar
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CoordinatorUnavailableError
 
 __all__ = ["ScriptCall", "ScriptSet", "script_source"]
@@ -60,7 +60,7 @@ class ScriptCall(NamedTuple, Generic[R]):
 class ScriptSet:
     """The scripts one component uses, registered on one client (lazily, by name)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._client = client
         self._scripts: dict[str, AsyncScript] = {}
 
@@ -114,7 +114,12 @@ class ScriptSet:
             async with self._client.pipeline(transaction=False) as pipe:
                 for i in pending:
                     call = calls[i]
-                    pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.argv)
+                    # execute_command, not pipe.evalsha: a Cluster pipeline refuses the
+                    # latter outright, yet routes a raw EVALSHA by its first key's slot
+                    # (one pipeline per node, all nodes at once, MOVED/ASK followed).
+                    pipe.execute_command(
+                        "EVALSHA", script.sha, len(call.keys), *call.keys, *call.argv
+                    )
                 for command in extra:
                     pipe.execute_command(*command)
                 results = await pipe.execute(raise_on_error=False)

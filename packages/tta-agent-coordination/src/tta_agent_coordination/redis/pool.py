@@ -25,8 +25,9 @@ from typing import Any
 
 import redis.exceptions as redis_errors
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-__all__ = ["WaitingConnectionPool"]
+__all__ = ["WaitingConnectionPool", "WaitingSentinelConnectionPool"]
 
 
 class WaitingConnectionPool(ConnectionPool):
@@ -114,3 +115,32 @@ class WaitingConnectionPool(ConnectionPool):
                 waiter.set_result(None)
                 return
         self._free_permits += 1
+
+
+class WaitingSentinelConnectionPool(WaitingConnectionPool, SentinelConnectionPool):
+    """A :class:`WaitingConnectionPool` to the primary of a Sentinel service.
+
+    Connections go to whichever server the Sentinels report as the primary of
+    ``service_name`` (redis-py's ``SentinelConnectionPool``: after a failover, new
+    connections reach the new primary); commands wait in line for a free one as in
+    :class:`WaitingConnectionPool`. Disconnecting the pool (closing its client) also
+    closes the connections to the Sentinels, which no client owns otherwise.
+
+    Args:
+        service_name: the service the Sentinels monitor.
+        sentinel_manager: the ``redis.asyncio.sentinel.Sentinel`` that asks them.
+        **kwargs: as for :class:`WaitingConnectionPool` (``max_connections``,
+            ``timeout``, connection options).
+    """
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        super().__init__(service_name=service_name, sentinel_manager=sentinel_manager, **kwargs)
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the pool's connections, then those to the Sentinels."""
+        try:
+            await super().disconnect(inuse_connections)
+        finally:
+            manager: Sentinel = self.sentinel_manager
+            for sentinel in manager.sentinels:
+                await sentinel.aclose()

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.redis.codec import text
@@ -62,13 +61,13 @@ class QueueFlow:
     were created (recovery deletes the streams of an empty queue, which restarts it)."""
 
 
-async def count_queues(redis: aioredis.Redis, keys: KeySpace) -> int:
+async def count_queues(redis: RedisClient, keys: KeySpace) -> int:
     """How many queues the index holds (``SCARD``)."""
     return int(await redis.scard(keys.queue_index))
 
 
 async def read_queue_page(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     keys: KeySpace,
     *,
     cursor: str = "0",
@@ -133,7 +132,7 @@ def _entry_ms(entry_id: Any) -> int:
 
 
 async def read_queue_flows(
-    redis: aioredis.Redis, keys: KeySpace, agent_ids: Sequence[AgentId]
+    redis: RedisClient, keys: KeySpace, agent_ids: Sequence[AgentId]
 ) -> dict[AgentId, QueueFlow]:
     """The :class:`QueueFlow` of each queue, in two pipelined round trips for them all.
 

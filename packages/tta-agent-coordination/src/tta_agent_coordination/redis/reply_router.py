@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import (
     ConfigurationError,
     CoordinationError,
@@ -154,7 +154,7 @@ class ReplyRouter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: KeySpace,
         scripts: ScriptSet,
         call: CallFn,

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.redis.codec import text
 from tta_agent_coordination.redis.keys import KeySpace
 
@@ -32,7 +32,7 @@ __all__ = ["StoreMarker", "read_store_marker"]
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
-async def read_store_marker(redis: aioredis.Redis, keys: KeySpace) -> str | None:
+async def read_store_marker(redis: RedisClient, keys: KeySpace) -> str | None:
     """What the marker says (the recording store's kind), or None when nobody marked.
 
     Raises:
@@ -54,7 +54,7 @@ class StoreMarker:
 
     __slots__ = ("_keys", "_log", "_redis", "_store", "pending", "unrecorded")
 
-    def __init__(self, redis: aioredis.Redis, keys: KeySpace, store: Any, log: Any) -> None:
+    def __init__(self, redis: RedisClient, keys: KeySpace, store: Any, log: Any) -> None:
         self._redis = redis
         self._keys = keys
         self._store = store

@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import (
     ConfigurationError,
     CoordinationError,
@@ -51,6 +51,7 @@ from tta_agent_coordination.redis.stream_reads import (
     parse_id,
     slot_group,
 )
+from tta_agent_coordination.redis.topology import NodeConnections, node_connections
 
 __all__ = ["RunFn", "StreamWaiter", "WaiterStats", "parse_id", "slot_group"]
 
@@ -97,7 +98,7 @@ class StreamWaiter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         run: RunFn | None = None,
         max_block_s: float = 5.0,
@@ -251,17 +252,19 @@ class StreamWaiter:
         if client_id is None or not self._unblock:
             return
         try:
-            await self._redis.execute_command("CLIENT", "UNBLOCK", client_id)  # pyright: ignore[reportUnknownMemberType]
+            # On a Cluster, to the node whose connection is blocked (any node otherwise).
+            node = await node_connections(self._redis, reader.group)
+            await node.execute_command("CLIENT", "UNBLOCK", client_id)
         except ResponseError as exc:
             # NOPERM or an unknown command: re-arm periodically from now on.
             self._unblock = False
             self._log.warning("stream_waiter_unblock_refused", error=str(exc))
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             self._log.debug("stream_waiter_unblock_failed", error=str(exc))
 
     async def _read_loop(self, reader: SharedRead) -> None:
         loop = asyncio.get_running_loop()
-        pool = self._redis.connection_pool
+        pool: NodeConnections | None = None
         conn: Any = None
         in_flight = False
         failures = 0
@@ -275,7 +278,11 @@ class StreamWaiter:
                     block_s = min(block_s, self._linger_s)
                 try:
                     if conn is None:
-                        conn = await self._run("receive", pool.get_connection)
+                        # Asked again after each failure: on a Cluster, the slot's node
+                        # may have changed (a failover).
+                        find = functools.partial(node_connections, self._redis, reader.group)
+                        pool = link = await self._run("receive", find)
+                        conn = await self._run("receive", link.get_connection)
                         reader.client_id = None
                         if self._unblock:
                             reader.client_id = await self._run(
@@ -292,7 +299,7 @@ class StreamWaiter:
                     reader.disarm()
                     failures += 1
                     reader.fail(exc)
-                    if conn is not None:
+                    if conn is not None and pool is not None:
                         conn, dead = None, conn
                         with contextlib.suppress(Exception):
                             await dead.disconnect()
@@ -313,7 +320,7 @@ class StreamWaiter:
                 reader.task = None
             if not reader.waiting:
                 self._retire(reader)
-            if conn is not None:
+            if conn is not None and pool is not None:
                 if in_flight:
                     # Cancelled mid-read: the reply would arrive on a reused connection.
                     with contextlib.suppress(Exception):

@@ -14,8 +14,7 @@ import asyncio
 import json
 import uuid
 
-import redis.asyncio as aioredis
-
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CoordinatorUnavailableError
 from tta_agent_coordination.models import AgentId, MessageSubscription, MessageType
 from tta_agent_coordination.redis.codec import text
@@ -41,7 +40,7 @@ def _member(agent_id: AgentId, subscription_id: str) -> str:
 class SubscriptionStore:
     """Reads and writes subscriptions under one key space."""
 
-    def __init__(self, redis: aioredis.Redis, keys: KeySpace) -> None:
+    def __init__(self, redis: RedisClient, keys: KeySpace) -> None:
         self._redis = redis
         self._keys = keys
 

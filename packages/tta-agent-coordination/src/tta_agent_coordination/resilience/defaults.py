@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from weakref import WeakKeyDictionary
 
-import redis.asyncio as aioredis
-
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.resilience.guard import RedisGuard
 
 __all__ = ["default_redis_guard"]
 
-_GUARDS: WeakKeyDictionary[aioredis.Redis, RedisGuard] = WeakKeyDictionary()
+_GUARDS: WeakKeyDictionary[RedisClient, RedisGuard] = WeakKeyDictionary()
 
 
-def default_redis_guard(client: aioredis.Redis) -> RedisGuard:
+def default_redis_guard(client: RedisClient) -> RedisGuard:
     """The guard shared by every component that uses ``client`` without its own."""
     guard = _GUARDS.get(client)
     if guard is None:

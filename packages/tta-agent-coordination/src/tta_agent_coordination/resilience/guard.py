@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar, overload
 
-import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.resilience.breaker_store import BreakerStore
 from tta_agent_coordination.resilience.circuit_breaker import CircuitBreaker
 from tta_agent_coordination.resilience.config import DEFAULT_IGNORE, CircuitBreakerConfig
@@ -41,6 +41,8 @@ REDIS_FAILURE_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
+    # Not a RedisError: a Cluster with no reachable node, or a slot no node covers.
+    redis_errors.RedisClusterException,
     OSError,
     asyncio.TimeoutError,
 )
@@ -183,7 +185,7 @@ class RedisGuard(AgentCallGuard):
         breaker: CircuitBreaker | None = None,
         retry: RetryPolicy | None = None,
         *,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
     ) -> None:
         if breaker is None:
             check = redis_health_check(client) if client is not None else None

@@ -13,16 +13,16 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.resilience.health_check import HealthCheckFn
 
 __all__ = ["redis_health_check"]
 
 
-def redis_health_check(client: aioredis.Redis) -> HealthCheckFn:
+def redis_health_check(client: RedisClient) -> HealthCheckFn:
     """A health check for the Redis behind ``client``: PING on a connection of its own.
 
     It raises what redis-py raises when Redis does not answer (a ``ConnectionError``, a

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CoordinationError
 from tta_agent_coordination.redis.pool import WaitingConnectionPool
+from tta_agent_coordination.redis.topology import scan_pages
 
 __all__ = [
     "DEFAULT_TEST_REDIS_URL",
@@ -88,16 +89,13 @@ def unique_prefix(base: str = "t") -> str:
     return f"{base}{uuid.uuid4().hex[:12]}"
 
 
-async def delete_prefix(client: aioredis.Redis, prefix: str) -> int:
-    """Delete every key under ``prefix`` (``prefix:*``); the number deleted."""
+async def delete_prefix(client: RedisClient, prefix: str) -> int:
+    """Delete every key under ``prefix`` (``prefix:*``); the number deleted.
+
+    On a Redis Cluster every primary is scanned, and each DEL is split by slot.
+    """
     deleted = 0
-    batch: list[bytes | str] = []
-    keys = cast("AsyncIterator[bytes | str]", client.scan_iter(match=f"{prefix}:*", count=500))
-    async for key in keys:
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += int(await client.delete(*batch))
-            batch.clear()
-    if batch:
-        deleted += int(await client.delete(*batch))
+    async for page in scan_pages(client, match=f"{prefix}:*", count=500):
+        if page:
+            deleted += int(await client.delete(*page))
     return deleted

@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, cast
 
-import redis.asyncio as aioredis
 import typer
 from rich.console import Console
 
@@ -25,6 +24,7 @@ from tta_agent_coordination.cli.errors import (
     CliUsageError,
     handle_errors,
 )
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.observability.logging import configure_logging
 from tta_agent_coordination.redis.keys import KeySpace
 
@@ -134,7 +134,7 @@ async def _run(
 
 
 @asynccontextmanager
-async def _client(state: CliState, url: str | None) -> AsyncGenerator[tuple[aioredis.Redis, str]]:
+async def _client(state: CliState, url: str | None) -> AsyncGenerator[tuple[RedisClient, str]]:
     """The demo's Redis and how to name it: the server at ``url``, or an embedded FakeRedis."""
     if url is None:
         try:
@@ -160,14 +160,14 @@ async def _client(state: CliState, url: str | None) -> AsyncGenerator[tuple[aior
         await client.aclose()
 
 
-async def _has_keys(client: aioredis.Redis, prefix: str) -> bool:
+async def _has_keys(client: RedisClient, prefix: str) -> bool:
     keys = cast("AsyncIterator[str]", client.scan_iter(match=f"{prefix}:*", count=500))
     async for _ in keys:
         return True
     return False
 
 
-async def _delete_prefix(client: aioredis.Redis, prefix: str) -> None:
+async def _delete_prefix(client: RedisClient, prefix: str) -> None:
     """Delete every key the demo wrote (``prefix:*``), in batches."""
     batch: list[str] = []
     keys = cast("AsyncIterator[str]", client.scan_iter(match=f"{prefix}:*", count=500))

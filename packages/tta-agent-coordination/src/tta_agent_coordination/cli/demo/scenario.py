@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
 from pydantic import BaseModel
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import (
     CoordinationError,
     PermanentError,
@@ -261,7 +261,7 @@ class DemoScenario:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         key_prefix: str,
         settings: DemoSettings | None = None,
         on_event: Callable[[DemoEvent], object] | None = None,
@@ -666,7 +666,7 @@ def _short(label: str | None) -> str | None:
 
 
 async def run_demo(
-    client: aioredis.Redis,
+    client: RedisClient,
     key_prefix: str,
     *,
     settings: DemoSettings | None = None,

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from tta_agent_coordination.agents import AgentCapability
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import (
     CoordinationError,
     RegistryUnavailableError,
@@ -141,7 +141,7 @@ class RegistryCore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: KeySpace,
         config: RegistryConfig,
         *,
@@ -239,7 +239,7 @@ class RegistryCore:
         """
         try:
             return await self.guard.run(operation, fn, retry=retry)
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             raise RegistryUnavailableError(f"{operation} failed: Redis error: {exc}") from exc
 
     async def run(self, call: ScriptCall) -> Any:

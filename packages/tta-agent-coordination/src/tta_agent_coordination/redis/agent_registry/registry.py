@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tta_agent_coordination.agents import AgentRecord, CapabilityType, RegistryEvent
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CoordinationError
 from tta_agent_coordination.interfaces import (
     AgentRegistry,
@@ -91,7 +91,7 @@ class RedisAgentRegistry(AgentRegistry):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         key_prefix: str = "ao",
         *,
         config: RegistryConfig | None = None,
