@@ -55,9 +55,7 @@ async def test_a_delayed_send_from_another_coordinator_wakes_a_blocked_receive(
         await other.aclose()
 
 
-async def test_a_retry_wakes_a_receive_blocked_on_its_queue(
-    coordination_redis, key_prefix
-):
+async def test_a_retry_wakes_a_receive_blocked_on_its_queue(coordination_redis, key_prefix):
     coordinator = RedisMessageCoordinator(
         coordination_redis, key_prefix=key_prefix, backoff_base=0.05, backoff_max=0.05
     )
@@ -122,9 +120,7 @@ async def test_the_wake_stream_is_written_only_when_the_next_due_time_moves_earl
     assert await wake_id(coordination_redis, coordinator) == second
 
 
-async def test_recovery_deletes_the_wake_stream_of_an_emptied_queue(
-    coordination_redis, key_prefix
-):
+async def test_recovery_deletes_the_wake_stream_of_an_emptied_queue(coordination_redis, key_prefix):
     coordinator = RedisMessageCoordinator(
         coordination_redis, key_prefix=key_prefix, dedupe_window_s=0
     )
