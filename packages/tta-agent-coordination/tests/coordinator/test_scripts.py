@@ -153,7 +153,7 @@ def test_the_scripts_outside_the_queue_family_take_their_own_keys() -> None:
 
 def test_outcomes_are_parsed_into_named_fields() -> None:
     receive = QUEUE_CALLS["queue_receive"].parse(
-        [[["2-1-0", b"{}", 1, b"", b"100", 200]], 150, [b"0-0"] * 3, -1, 2, 1, [], 4]
+        [[["2-1-0", b"{}", 1, b"", b"100", 200]], 150, [b"0-0"] * 3, -1, 2, 1, [], 4, b"7-0"]
     )
     assert receive == queue_receive.ReceiveOutcome(
         deliveries=[["2-1-0", b"{}", 1, b"", b"100", 200]],
@@ -164,6 +164,7 @@ def test_outcomes_are_parsed_into_named_fields() -> None:
         expired=1,
         moved=[],
         malformed=4,
+        wake_id=b"7-0",
     )
     sent = QUEUE_CALLS["queue_send"].parse([[1, 0, -1, 2], 1_700_000_000_000, [0, 0, 0, 5]])
     assert sent == queue_send.SendOutcome(

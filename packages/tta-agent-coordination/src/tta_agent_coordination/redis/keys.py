@@ -11,6 +11,8 @@ one slot::
     <prefix>:{<type>:<instance>}:delayed:data    hash  message_id -> envelope of a delayed message
     <prefix>:{<type>:<instance>}:dlq             stream of dead letters (bounded by MAXLEN)
     <prefix>:{<type>:<instance>}:dedupe          zset  message_id -> dedupe expiry (ms, +inf)
+    <prefix>:{<type>:<instance>}:wake            stream (MAXLEN 1, expiring) written when the
+                                                  earliest due time of ``delayed`` moves earlier
 
 Keys outside any queue carry tags that cannot clash with a queue's (agent names never
 start with ``_``)::
@@ -75,6 +77,10 @@ class QueueKeys:
     delayed_data: str
     dlq: str
     dedupe: str
+    wake: str
+    """Stream a blocked receive waits on beside the ready streams: the scripts that add to
+    ``delayed`` append to it when the queue's earliest due time moves earlier (a retry or a
+    scheduled send due before anything already waiting), so a parked worker wakes for it."""
     all_keys: tuple[str, ...] = field(repr=False)
     """Every key of the queue in the fixed order the Lua scripts expect."""
 
@@ -223,6 +229,7 @@ def _queue_keys(prefix: str, agent_id: AgentId) -> QueueKeys:
     delayed_data = f"{tag}:delayed:data"
     dlq = f"{tag}:dlq"
     dedupe = f"{tag}:dedupe"
+    wake = f"{tag}:wake"
     return QueueKeys(
         agent_id=agent_id,
         tag=tag,
@@ -232,5 +239,6 @@ def _queue_keys(prefix: str, agent_id: AgentId) -> QueueKeys:
         delayed_data=delayed_data,
         dlq=dlq,
         dedupe=dedupe,
-        all_keys=(*ready, leases, delayed, delayed_data, dlq, dedupe),
+        wake=wake,
+        all_keys=(*ready, leases, delayed, delayed_data, dlq, dedupe, wake),
     )

@@ -5,7 +5,10 @@ messages dead-lettered), then reserves. A worker's receive covers two queues, it
 its type queue (``also=``), one script each, in that order. With ``block``, empty queues
 are waited on with the coordinator's shared ``StreamWaiter`` (one ``XREAD BLOCK`` for
 every waiting receive) for entries newer than the ones the scripts saw, never by
-polling; an ``interrupt`` event ends that wait (never a script call) at once.
+polling: new entries of the ready streams, and of each queue's wake stream, which gets
+one when a retry or scheduled send falls due before the wake-up the script computed
+(``queue_common.lua``, ``schedule_delayed``). An ``interrupt`` event ends that wait
+(never a script call) at once.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ class Receiver:
                         break
                     continue
                 streams.update(zip(keys.ready, (text(i) for i in outcome.last_ids), strict=True))
+                # A retry or scheduled send due before wake_at_ms (a nack, a delayed send
+                # from anywhere) appends to the wake stream: run the script again for it.
+                streams[keys.wake] = text(outcome.wake_id)
                 if outcome.wake_at_ms >= 0:
                     due = max(0.001, (outcome.wake_at_ms - outcome.server_now_ms) / 1000)
                     wake_s = due if wake_s is None else min(wake_s, due)

@@ -1,7 +1,7 @@
 -- Shared helpers of the queue scripts (inlined by the loader; see redis/lua.py).
 -- KEYS, in the order of QueueKeys.all_keys:
 --   1..3 ready streams (HIGH, NORMAL, LOW)   4 leases   5 delayed   6 delayed:data
---   7 dead-letter stream                      8 dedupe
+--   7 dead-letter stream                      8 dedupe   9 wake stream
 -- ARGV of every script that includes this file starts with 1 the consumer group and
 -- 2 the consumer name (CONSUMER_GROUP, CONSUMER_NAME in redis/keys.py, the one place they
 -- are defined); a script's own arguments follow from ARGV[3]. Each script's arguments
@@ -14,6 +14,10 @@ local GROUP = ARGV[1]
 local CONSUMER = ARGV[2]
 -- Score of a dedupe entry while its message is unsettled (2^53 - 1: "never expires").
 local UNSETTLED = 9007199254740991
+-- How long the wake stream outlives its last entry (ms). It only has to outlast the gap
+-- between a receive script returning its last id and the blocked read covering it (a few
+-- ms, seconds under load); after that it expires, so it never outlives its queue long.
+local WAKE_TTL_MS = 300000
 -- Messages moved by lease reclaims and expiries during this call, reported to the caller
 -- so that a message store learns every lifecycle change: {message_id, first enqueue ms,
 -- deliveries, 1 requeued | 2 dead-lettered, reason, failure type ('timeout', or
@@ -235,6 +239,29 @@ local function reclaim_leases(now, limit, retry_attempts, dlq_max, window_ms, fo
     if r == 1 then requeued = requeued + 1 elseif r == 2 then dead = dead + 1 end
   end
   return requeued, dead
+end
+
+-- Puts a message in the delayed set (a retry, a scheduled send, a restored one), due at
+-- due (ms) with its data blob. When it falls due before everything already there (the
+-- queue's next wake-up moves earlier), appends to the wake stream: a receive blocked on
+-- the queue (it waits on the wake stream beside the ready streams, from the id its
+-- script saw) then runs again and sleeps only until this due time. A message due after
+-- the earliest one writes nothing: every blocked receive already wakes by then.
+-- The first write is the HSET (deny-oom; see queue_send.lua).
+local function schedule_delayed(msgid, due, blob)
+  local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  redis.call('HSET', KEYS[6], msgid, blob)
+  redis.call('ZADD', KEYS[5], due, msgid)
+  if not first[2] or due < tonumber(first[2]) then
+    redis.call('XADD', KEYS[9], 'MAXLEN', 1, '*', 'd', due)
+    redis.call('PEXPIRE', KEYS[9], WAKE_TTL_MS)
+  end
+end
+
+-- The id of the wake stream's last entry ('0-0' when it has none), for a blocked receive.
+local function wake_last_id()
+  local last = redis.call('XREVRANGE', KEYS[9], '+', '-', 'COUNT', 1)
+  return last[1] and last[1][1] or '0-0'
 end
 
 -- Moves due retries from the delayed set into their ready streams; returns the count.

@@ -25,8 +25,9 @@ delay = math.floor(delay * tonumber(ARGV[10]) + 0.5)
 if delay <= 0 then
   enqueue(pidx, f.i, f.m, deliveries, err, f.x, f.t)
 else
-  redis.call('HSET', KEYS[6], f.i, cjson.encode({p = pidx, i = f.i, m = f.m,
+  -- schedule_delayed wakes a receive parked on this queue when the retry is the next due
+  -- (the nacking worker's own fetch loop is often parked with free slots).
+  schedule_delayed(f.i, now + delay, cjson.encode({p = pidx, i = f.i, m = f.m,
     a = deliveries, e = err, x = f.x, t = f.t}))
-  redis.call('ZADD', KEYS[5], now + delay, f.i)
 end
 return {1, f.i, f.t, deliveries}

@@ -7,10 +7,11 @@
 -- entry_problem) and the rest of the batch is delivered; a ready stream whose consumer
 -- group is missing gets it back (restore_group).
 -- Returns {deliveries, now, last ids of the three streams, next wake-up ms or -1,
--- recovered, expired, moved, malformed}; moved lists the messages requeued or
--- dead-lettered on the way (see queue_common); each delivery is {token, envelope, deliveries, last error,
--- first enqueue ms, lease deadline ms}. The last ids and wake-up time let a blocking
--- caller wait (XREAD BLOCK) for exactly the entries this call could not see.
+-- recovered, expired, moved, malformed, last id of the wake stream}; moved lists the
+-- messages requeued or dead-lettered on the way (see queue_common); each delivery is
+-- {token, envelope, deliveries, last error, first enqueue ms, lease deadline ms}. The last ids and wake-up time let a blocking
+-- caller wait (XREAD BLOCK) for exactly the entries this call could not see, and for a
+-- wake entry (a retry or scheduled send due before the wake-up this call returned).
 local now = now_ms()
 local count = tonumber(ARGV[3])
 local vis = tonumber(ARGV[4])
@@ -70,7 +71,9 @@ end
 
 local last_ids = {}
 local wake = -1
+local wake_id = '0-0'
 if #out == 0 then
+  wake_id = wake_last_id()
   for pidx = 1, 3 do
     local last = redis.call('XREVRANGE', KEYS[pidx], '+', '-', 'COUNT', 1)
     last_ids[pidx] = last[1] and last[1][1] or '0-0'
@@ -83,4 +86,4 @@ if #out == 0 then
     end
   end
 end
-return {out, now, last_ids, wake, recovered, expired, MOVED, malformed}
+return {out, now, last_ids, wake, recovered, expired, MOVED, malformed, wake_id}

@@ -47,10 +47,14 @@ class ReceiveOutcome(NamedTuple):
     """Raw entries of ``queue_common.MovedEntry`` (see ``moved_entries``)."""
     malformed: int
     """Entries not in the library's format, dead-lettered with failure ``malformed``."""
+    wake_id: Any
+    """Last id of the queue's wake stream (when nothing was reserved; ``0-0`` when empty):
+    a blocking caller waits on it too, so a retry or scheduled send that falls due before
+    ``wake_at_ms`` wakes it (``QueueKeys.wake``)."""
 
 
 def _parse(raw: list[Any]) -> ReceiveOutcome:
-    deliveries, now, last_ids, wake_at, recovered, expired, moved, malformed = raw
+    deliveries, now, last_ids, wake_at, recovered, expired, moved, malformed, wake_id = raw
     return ReceiveOutcome(
         deliveries,
         int(now),
@@ -60,6 +64,7 @@ def _parse(raw: list[Any]) -> ReceiveOutcome:
         int(expired),
         moved,
         int(malformed),
+        wake_id,
     )
 
 

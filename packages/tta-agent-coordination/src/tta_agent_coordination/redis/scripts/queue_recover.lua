@@ -40,7 +40,7 @@ if requeued + dead >= limit or promoted >= limit then more = 1 end
 local removed = 0
 if more == 0 and unsettled_count() == 0 and redis.call('ZCARD', KEYS[4]) == 0
     and redis.call('EXISTS', KEYS[7]) == 0 then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[9])
   -- Keep ids still inside their dedupe window (a resend must stay a duplicate, and a
   -- store restore relies on it); the set goes once they have all expired.
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)

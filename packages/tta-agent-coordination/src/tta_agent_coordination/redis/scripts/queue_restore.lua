@@ -24,9 +24,8 @@ for i = 3, #ARGV, 8 do
     local pidx = tonumber(ARGV[i])
     local due = tonumber(ARGV[i + 7])
     if due > now then
-      redis.call('HSET', KEYS[6], msgid, cjson.encode({p = pidx, i = msgid, m = ARGV[i + 2],
+      schedule_delayed(msgid, due, cjson.encode({p = pidx, i = msgid, m = ARGV[i + 2],
         a = tonumber(ARGV[i + 3]), e = ARGV[i + 4], x = ARGV[i + 5], t = ARGV[i + 6]}))
-      redis.call('ZADD', KEYS[5], due, msgid)
     else
       enqueue(pidx, msgid, ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5],
         ARGV[i + 6])

@@ -4,7 +4,8 @@
 -- (0 = never), delay ms (0 = none), not_before ms (server clock; 0 = none).
 -- A message is due at max(now + delay, not_before), both on this server's clock: one due
 -- after now goes to the delayed set (promoted into its ready stream by receive or
--- recovery once due, as a retry is), otherwise straight into its ready stream. Either
+-- recovery once due, as a retry is; a parked receive is woken through the wake stream
+-- when it is due before anything already delayed: schedule_delayed), otherwise straight into its ready stream. Either
 -- way it counts as unsettled (queue_size, dedupe) from now on.
 -- Returns {codes, now, dues}: one code per message (1 enqueued, 2 scheduled, 0 duplicate
 -- (unsettled, or settled within the dedupe window, or earlier in this batch), -1 queue
@@ -12,7 +13,7 @@
 -- due time (ms) per message, 0 unless scheduled.
 --
 -- Out of memory (maxmemory with noeviction): the first write of this script must be a
--- deny-oom command (XGROUP CREATE, XADD, HSET), so that Redis refuses the whole call with
+-- deny-oom command (XGROUP CREATE, XADD, HSET: schedule_delayed's first write), so that Redis refuses the whole call with
 -- an OOM error before anything moved. Redis checks a script without a `#!lua` shebang for
 -- OOM only at its first write, and lets every later write through: a first write that
 -- is not deny-oom (the ZREMRANGEBYSCORE prune this script used to start with) let
@@ -42,9 +43,8 @@ for i = 4, #ARGV, 6 do
     dues[#dues + 1] = 0
   elseif due > now then
     -- The layout of a scheduled retry (queue_nack.lua), with no delivery yet.
-    redis.call('HSET', KEYS[6], msgid, cjson.encode({p = pidx, i = msgid, m = ARGV[i + 2],
+    schedule_delayed(msgid, due, cjson.encode({p = pidx, i = msgid, m = ARGV[i + 2],
       a = 0, e = '', x = ARGV[i + 3], t = tostring(now)}))
-    redis.call('ZADD', KEYS[5], due, msgid)
     redis.call('ZADD', KEYS[8], UNSETTLED, msgid)
     marked = true
     unsettled = unsettled + 1
