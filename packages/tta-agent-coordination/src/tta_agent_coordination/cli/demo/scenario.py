@@ -10,9 +10,12 @@ Agents (each worker with its own registry, as separate processes would have):
 
 The script, in four acts:
 
-1. **Play** — five commands at once. ``open the gate`` fails transiently on its first
-   delivery and is retried; ``summon a dragon`` is poison (``PermanentError``): it is
-   dead-lettered and its requester gets ``RemoteHandlerError``.
+1. **Play** — five commands at once, four to any ``world_builder`` (the type queue w1
+   and w2 share: whichever instance is free takes each) and one to ``w2`` itself.
+   ``open the gate`` fails transiently on its first delivery and is retried after a
+   backoff that is visibly scheduled in the type queue's delayed set; ``summon a
+   dragon`` is poison (``PermanentError``): it is dead-lettered and its requester gets
+   ``RemoteHandlerError``.
 2. **Crash** — ``w1`` freezes in the middle of ``cross the bridge`` and stops sending
    heartbeats. Once its registration expires a replacement ``w1`` registers; the
    registry hands the frozen instance's leased message back to the queue and the
@@ -75,6 +78,8 @@ __all__ = [
 INPUT = AgentId("input_processor", "ip1")
 W1 = AgentId("world_builder", "w1")
 W2 = AgentId("world_builder", "w2")
+ANY_BUILDER = AgentId("world_builder")
+"""Any live ``world_builder`` instance: the type queue that w1 and w2 share."""
 NARRATOR = AgentId("narrative_generator", "n1")
 
 FLAKY = "open the gate"
@@ -87,14 +92,15 @@ BELL = "ring the bell"
 """Sent while Redis is down; goes through once the breaker has closed."""
 
 _PLAY: tuple[tuple[str, AgentId], ...] = (
-    ("look around", W2),
-    (FLAKY, W1),
-    ("light a torch", W2),
+    ("look around", ANY_BUILDER),
+    (FLAKY, ANY_BUILDER),
+    ("light a torch", ANY_BUILDER),
     (POISON, W2),
-    ("go north", W1),
+    ("go north", ANY_BUILDER),
 )
 COMMANDS: tuple[tuple[str, AgentId], ...] = (*_PLAY, (DOOMED, W1), (BELL, W2))
-"""Every player command of the script and the ``world_builder`` instance it goes to."""
+"""Every player command and where it goes: any ``world_builder`` (the type queue shared by
+w1 and w2, whichever is free takes it) or one instance."""
 
 EventLevel = Literal["info", "ok", "warn", "error"]
 """How an event is shown: plain, a success, a handled failure, a failed check."""
@@ -205,6 +211,10 @@ class DemoResult:
     """Commands in the ``world_builder`` dead-letter queues."""
     narrated: list[str] = field(default_factory=list[str])
     """Commands whose ``world_changed`` event was narrated, in order."""
+    shared_answered_by: list[str] = field(default_factory=list[str])
+    """The instance that answered each request sent to any ``world_builder``."""
+    retry_seen_delayed: bool = False
+    """Whether the transient failure's retry was seen waiting in the delayed set."""
     flaky_attempts: int = 0
     """Delivery on which the transiently failing command succeeded."""
     doomed_finished_by: str | None = None
@@ -454,7 +464,8 @@ class DemoScenario:
 
     async def _ask(self, command: str, target: AgentId) -> None:
         """Send one command as a request and wait for its reply."""
-        self._emit("input_processor", f"asks {target} to {command!r}")
+        anyone = "any " if target.is_type_wide else ""
+        self._emit("input_processor", f"asks {anyone}{target} to {command!r}")
         try:
             reply = await self.coordinator.request(
                 INPUT,
@@ -467,6 +478,8 @@ class DemoScenario:
             self._emit("input_processor", f"{command!r} refused: {exc.remote_message}", "warn")
             return
         self._result.answered += 1
+        if target.is_type_wide:
+            self._result.shared_answered_by.append(str(reply.sender))
         self._emit("input_processor", f"{command!r} answered by {reply.payload['built_by']}", "ok")
 
     async def _play(self) -> None:
@@ -485,11 +498,32 @@ class DemoScenario:
             await member.worker.start()
         await self._pause()
         self._begin("play", "the player sends five commands at once")
-        await asyncio.gather(*(self._ask(command, target) for command, target in _PLAY))
+        watching = asyncio.ensure_future(self._watch_retry())
+        try:
+            await asyncio.gather(*(self._ask(command, target) for command, target in _PLAY))
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         await self._until(
             "narration of the first commands", lambda: len(self._result.narrated) >= 4
         )
         await self._pause()
+
+    async def _watch_retry(self) -> None:
+        """Show the transient failure's retry waiting in the type queue's delayed set."""
+        while True:
+            stats = await self.coordinator.queue_stats(ANY_BUILDER)
+            if stats.delayed:
+                self._result.retry_seen_delayed = True
+                self._emit(
+                    "world_builder (any instance)",
+                    f"{stats.delayed} retry scheduled in the delayed set, due in "
+                    f"{self._settings.retry_delay_s:g}s on the Redis clock; the first free "
+                    "instance takes it",
+                    "warn",
+                )
+                return
+            await asyncio.sleep(0.01)
 
     async def _crash(self) -> None:
         self._begin("crash", f"the player sends {DOOMED!r} to world_builder:w1")
@@ -531,7 +565,7 @@ class DemoScenario:
         return record is None or not record.alive
 
     async def _idle(self) -> bool:
-        for agent in (W1, W2, NARRATOR):
+        for agent in (W1, W2, ANY_BUILDER, NARRATOR):
             if (await self.coordinator.queue_stats(agent)).unsettled:
                 return False
         return all(m.worker.stats.in_flight == 0 for m in self._members)
@@ -604,13 +638,13 @@ class DemoScenario:
         frozen = self._members[0].worker
         result.crashed_abandoned = frozen.stats.abandoned
         result.crashed_stop_reason = frozen.stop_reason
-        for agent in (W1, W2):
+        for agent in (W1, W2, ANY_BUILDER):
             letters = await self.coordinator.dead_letters(agent)
             result.dead_letters.extend(
                 str(d.message.payload.get("command")) if isinstance(d, DeadLetter) else "?"
                 for d in letters
             )
-        for agent in (W1, W2, NARRATOR):
+        for agent in (W1, W2, ANY_BUILDER, NARRATOR):
             result.unsettled += (await self.coordinator.queue_stats(agent)).unsettled
         result.breaker_transitions = list(self._transitions)
         result.breaker_final = self.breaker.state.value
@@ -635,6 +669,13 @@ class DemoScenario:
             check("requests answered", len(ok_commands), r.answered),
             check("requests refused (RemoteHandlerError)", 1, r.remote_errors),
             check("world_builder acks", len(ok_commands), r.acked),
+            check(
+                "requests to any world_builder answered by w1/w2",
+                sum(1 for _, t in _PLAY if t.is_type_wide),
+                len(r.shared_answered_by),
+                len(r.shared_answered_by) == sum(1 for _, t in _PLAY if t.is_type_wide)
+                and set(r.shared_answered_by) <= {str(W1), str(W2)},
+            ),
             check("transient failures retried", 1, r.retried),
             check(f"{FLAKY!r} succeeded on delivery", 2, r.flaky_attempts),
             check("dead-lettered", 1, r.dead_lettered),
