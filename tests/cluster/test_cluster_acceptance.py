@@ -92,6 +92,10 @@ async def test_every_lua_script_runs_on_the_cluster(
         assert got is not None
         assert await coord.extend_lease(target, got.token, 5)
         assert await coord.ack(target, got.token)
+        # a scheduled send, cancelled while it waits in the delayed set
+        later = await coord.send_message(SENDER, target, msg(11, target), delay_s=600)
+        assert later.scheduled_for is not None
+        assert await coord.cancel_scheduled(target, msg(11, target).message_id)
         # nack to the DLQ, replay, purge, stats
         await coord.send_message(SENDER, target, msg(10, target))
         got = await coord.receive(target, visibility_timeout=5)

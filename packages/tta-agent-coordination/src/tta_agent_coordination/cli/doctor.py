@@ -93,7 +93,7 @@ async def server_checks(client: RedisClient, server: str) -> list[Check]:
     except redis_errors.InvalidResponse as exc:
         checks.append(Check("connect", "fail", not_redis(server, exc)))
         return checks + _not_checked()
-    except (redis_errors.RedisError, OSError) as exc:
+    except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
         checks.append(Check("connect", "fail", f"{server}: {type(exc).__name__}: {exc}"))
         return checks + _not_checked()
     elapsed_ms = (time.perf_counter() - started) * 1000
