@@ -138,7 +138,8 @@ async def one_run(url: str, processes: int, messages: int, work_ms: float, *, ki
     """Start ``processes`` workers, send ``messages``, wait until all are handled."""
     prefix = f"btq-{uuid.uuid4().hex[:8]}"
     client = aioredis.Redis.from_url(url)
-    coordinator = RedisMessageCoordinator(client, key_prefix=prefix)
+    # The whole run is sent before the workers drain it: room for all of it.
+    coordinator = RedisMessageCoordinator(client, key_prefix=prefix, queue_size=messages + 1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-tq-"))
     logs = {f"w{i}": tmp / f"w{i}.log" for i in range(processes)}
     procs = {name: _spawn(url, prefix, name, path, work_ms) for name, path in logs.items()}
