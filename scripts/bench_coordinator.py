@@ -41,6 +41,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.utils import HIREDIS_AVAILABLE
 
+from doc_block import replace_block
 from tta_agent_coordination.models import AgentId, AgentMessage, MessagePriority, MessageType
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 
@@ -607,16 +608,10 @@ Method:
 
 
 def write_doc(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else INTRO
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(INTRO, encoding="utf-8")
+    replace_block(path, START, END, f"{START}\n{section}\n{END}")
 
 
 # --- main ------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
+from doc_block import replace_block
 from tta_agent_coordination.models import AgentId, AgentMessage, MessageType
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.runtime.context import MessageContext
@@ -196,14 +197,7 @@ def _render(results: list[Result]) -> str:
 
 
 def _write_doc(block: str) -> None:
-    text = DOC_PATH.read_text()
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## Idle workers\n\n" + block + "\n"
-    DOC_PATH.write_text(text)
+    replace_block(DOC_PATH, START, END, block, missing="## Idle workers\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 import structlog
 
+from doc_block import replace_block
 from tta_agent_coordination.models import AgentId, AgentMessage, MessageType
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.runtime.context import MessageContext
@@ -258,19 +259,8 @@ def _render(runs: list[Run], work_ms: float) -> str:
 
 
 def _write_doc(block: str) -> None:
-    text = DOC_PATH.read_text()
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        text = head + block + tail
-    else:
-        text = (
-            text.rstrip("\n")
-            + "\n\n## Type-wide queues: competing instances (`scripts/bench_type_queue.py`)\n\n"
-            + block
-            + "\n"
-        )
-    DOC_PATH.write_text(text)
+    heading = "## Type-wide queues: competing instances (`scripts/bench_type_queue.py`)\n\n"
+    replace_block(DOC_PATH, START, END, block, missing=heading)
 
 
 def main(argv: list[str] | None = None) -> int:
