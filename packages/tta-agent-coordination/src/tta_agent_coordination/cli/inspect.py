@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from dataclasses import asdict
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -11,6 +12,7 @@ from rich.table import Table
 from tta_agent_coordination.agents import AgentRecord
 from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
+from tta_agent_coordination.redis.breaker_pages import find_breakers, read_breaker_rows
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.settings import CoordinationSettings
 
@@ -86,47 +88,8 @@ async def read_breakers(client: RedisClient, keys: KeySpace) -> list[dict[str, A
     ``retry_after_s`` (open: seconds until it half-opens, by the server clock),
     ``probes_in_flight`` and ``probe_successes`` (half-open).
     """
-    found: list[tuple[str, str]] = []
-    scan = cast(Any, client).scan_iter(match=keys.breaker_scan_pattern, count=500)
-    async for raw in scan:
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        name = keys.breaker_from_key(key)
-        if name is not None:
-            found.append((name, key))
-    if not found:
-        return []
-    found.sort()
-    async with client.pipeline(transaction=False) as pipe:
-        for _, key in found:
-            pipe.hmget(key, ["s", "g", "f", "u", "k", "i"])
-        replies: list[Any] = await pipe.execute()
-    # TIME on its own: a Cluster pipeline refuses keyless commands such as TIME.
-    seconds, micros = await client.time()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    result: list[dict[str, Any]] = []
-    for (name, _), values in zip(found, replies, strict=True):
-        s, g, f, u, k, i = (_text(v) for v in values)
-        if s is None:  # expired between SCAN and HMGET
-            continue
-        retry = max(int(u or 0) - now_ms, 0) / 1000 if s == "open" else None
-        result.append(
-            {
-                "name": name,
-                "state": s,
-                "generation": int(g or 0),
-                "failures": int(f or 0),
-                "retry_after_s": retry,
-                "probes_in_flight": int(i or 0),
-                "probe_successes": int(k or 0),
-            }
-        )
-    return result
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    names = await find_breakers(client, keys)
+    return [asdict(row) for row in await read_breaker_rows(client, keys, names)]
 
 
 def breakers(ctx: typer.Context, as_json: Annotated[bool, JSON_OPTION] = False) -> None:

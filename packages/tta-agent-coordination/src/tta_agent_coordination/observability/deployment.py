@@ -9,12 +9,13 @@ here reads a message.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.observability.queue_gauges import QueueSnapshot
+from tta_agent_coordination.redis.breaker_pages import find_breakers
 from tta_agent_coordination.redis.codec import text
 from tta_agent_coordination.redis.lua import ScriptSet
 from tta_agent_coordination.redis.scripts import queue_stats
@@ -95,13 +96,9 @@ class DeploymentReader:
             redis.exceptions.RedisError: Redis failed.
         """
         keys = self._keys
-        found: list[tuple[str, str]] = []
-        scan = cast(Any, self._client).scan_iter(match=keys.breaker_scan_pattern, count=500)
-        async for raw in scan:
-            key = text(raw)
-            name = keys.breaker_from_key(key)
-            if name is not None:
-                found.append((name, key))
+        found = [
+            (name, keys.breaker_state(name)) for name in await find_breakers(self._client, keys)
+        ]
         if not found:
             return {}
         async with self._client.pipeline(transaction=False) as pipe:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tta_agent_coordination.clients import RedisClient
+from tta_agent_coordination.clients import RedisClient, is_cluster
 from tta_agent_coordination.redis.codec import text
 from tta_agent_coordination.redis.keys import KeySpace
+from tta_agent_coordination.redis.topology import scan_pages
 
-__all__ = ["BreakerDirectory", "BreakerRow"]
+__all__ = ["BreakerDirectory", "BreakerRow", "find_breakers", "read_breaker_rows"]
 
 _FIELDS = ("s", "g", "f", "u", "k", "i")
 """The fields of a breaker state hash (``breaker_common.lua``): state, generation,
@@ -35,6 +36,59 @@ class BreakerRow:
     """Open: seconds until it half-opens (server clock); None otherwise."""
     probes_in_flight: int
     probe_successes: int
+
+
+async def find_breakers(redis: RedisClient, keys: KeySpace) -> list[str]:
+    """The names of every shared breaker under ``keys.prefix``, sorted.
+
+    One full ``SCAN`` (of every primary on a Cluster): for a one-off read, not a view
+    refreshed often (:class:`BreakerDirectory`).
+    """
+    names: set[str] = set()
+    async for page in scan_pages(redis, match=keys.breaker_scan_pattern, count=500):
+        for raw in page:
+            name = keys.breaker_from_key(text(raw))
+            if name is not None:
+                names.add(name)
+    return sorted(names)
+
+
+async def read_breaker_rows(
+    redis: RedisClient, keys: KeySpace, names: list[str]
+) -> list[BreakerRow]:
+    """The states of the breakers ``names``, in that order.
+
+    A hash gone since its name was found (expired or deleted) is left out.
+    """
+    if not names:
+        return []
+    cluster = is_cluster(redis)
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hmget(keys.breaker_state(name), list(_FIELDS))
+        if not cluster:
+            pipe.time()
+        replies: list[Any] = await pipe.execute()
+    # A Cluster pipeline refuses keyless commands such as TIME: there it is a call of its own.
+    seconds, micros = await redis.time() if cluster else replies.pop()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    rows: list[BreakerRow] = []
+    for name, values in zip(names, replies, strict=True):
+        s, g, f, u, k, i = (None if v is None else text(v) for v in values)
+        if s is None:
+            continue
+        rows.append(
+            BreakerRow(
+                name=name,
+                state=s,
+                generation=int(g or 0),
+                failures=int(f or 0),
+                retry_after_s=max(int(u or 0) - now_ms, 0) / 1000 if s == "open" else None,
+                probes_in_flight=int(i or 0),
+                probe_successes=int(k or 0),
+            )
+        )
+    return rows
 
 
 class BreakerDirectory:
@@ -80,31 +134,6 @@ class BreakerDirectory:
     async def read(self) -> list[BreakerRow]:
         """Advance the scan a little, then the states of every breaker known, by name."""
         await self._advance()
-        names = sorted(self._known)
-        if not names:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hmget(self._keys.breaker_state(name), list(_FIELDS))
-            pipe.time()
-            replies: list[Any] = await pipe.execute()
-        seconds, micros = replies[-1]
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
-        rows: list[BreakerRow] = []
-        for name, values in zip(names, replies[:-1], strict=True):
-            s, g, f, u, k, i = (None if v is None else text(v) for v in values)
-            if s is None:  # the hash expired or was deleted
-                self._known.discard(name)
-                continue
-            rows.append(
-                BreakerRow(
-                    name=name,
-                    state=s,
-                    generation=int(g or 0),
-                    failures=int(f or 0),
-                    retry_after_s=max(int(u or 0) - now_ms, 0) / 1000 if s == "open" else None,
-                    probes_in_flight=int(i or 0),
-                    probe_successes=int(k or 0),
-                )
-            )
+        rows = await read_breaker_rows(self._redis, self._keys, sorted(self._known))
+        self._known = {row.name for row in rows}  # forget hashes that expired or were deleted
         return rows
