@@ -51,7 +51,13 @@ async def test_1000_idle_workers_share_a_few_connections_and_cost_no_cpu(
         # of the test client's pool (1,000) at the same moment, the reader one more.
         for i in range(0, WORKERS, 100):
             await asyncio.gather(*(w.start() for w in workers[i : i + 100]))
-        await asyncio.sleep(1.0)  # every first receive found its queue empty and waits
+        # Every first receive finds its queue empty and waits (bounded: a loaded CI
+        # machine runs a thousand first receives slower than a laptop).
+        for _ in range(300):
+            if coordinator.stream_waiter.stats.waiters == WORKERS:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)  # the last joiners' kicks re-armed the read
         stats = coordinator.stream_waiter.stats
         assert stats.waiters == WORKERS
         # 3,003 ready streams (each worker's own three, the type queue's three shared by

@@ -126,6 +126,42 @@ async def test_a_joining_waiter_is_covered_without_waiting_for_the_block(
         await waiter.aclose()
 
 
+async def test_a_kick_sent_before_the_read_blocks_is_sent_again(
+    coordination_redis, key_prefix, monkeypatch
+):
+    # The reader marks itself blocked just before it sends its XREAD; a joiner's
+    # CLIENT UNBLOCK can reach Redis first and find nothing to unblock. Here the send is
+    # held back 100 ms, so the first kick always misses: the kick must try again, or
+    # the joiner's stream waits out the whole 30 s read.
+    from tta_agent_coordination.redis import stream_waiter
+
+    xread = stream_waiter._xread
+
+    async def late_xread(conn: Any, data: bytes, block_s: float) -> Any:
+        await asyncio.sleep(0.1)
+        return await xread(conn, data, block_s)
+
+    monkeypatch.setattr(stream_waiter, "_xread", late_xread)
+    waiter = StreamWaiter(coordination_redis, max_block_s=30, linger_s=LINGER_S)
+    try:
+        a, b = _streams(key_prefix, 2)
+        first = asyncio.create_task(waiter.wait({a: "0-0"}, 10))
+        for _ in range(300):  # the reader has connected and is about to send its read
+            if any(r.blocked for r in waiter._readers):  # pyright: ignore[reportPrivateUsage]
+                break
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(waiter.wait({b: "0-0"}, 10))
+        await asyncio.sleep(0.4)  # the first read is on; the kick's retries ended it
+        started = time.monotonic()
+        await coordination_redis.xadd(b, {"x": "1"})
+        assert await asyncio.wait_for(second, 5) == {b}
+        assert time.monotonic() - started < 2.0
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    finally:
+        await waiter.aclose()
+
+
 @pytest.mark.parametrize("delay", [0, 0.0001, 0.001, 0.003, 0.01, 0.03])
 async def test_cancelled_at_any_point_leaves_nothing_behind(
     coordination_redis, key_prefix, waiter, delay

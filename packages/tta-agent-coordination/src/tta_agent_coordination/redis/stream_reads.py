@@ -109,6 +109,8 @@ class SharedRead:
         """Waits registered with this reader (each counted once)."""
         self.blocked = False
         self.kicked = False
+        self.reads = 0
+        """Reads issued so far: a kick knows whether the read it aimed at is still on."""
         self.task: asyncio.Task[None] | None = None
 
     def needs_rearm(self, key: str, last: StreamId) -> bool:

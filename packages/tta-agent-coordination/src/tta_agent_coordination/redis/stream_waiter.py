@@ -60,6 +60,8 @@ RunFn = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 2.0
+_KICK_RETRIES_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+"""Pauses between ``CLIENT UNBLOCK`` attempts that found the read not yet blocked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,14 +249,27 @@ class StreamWaiter:
         task.add_done_callback(self._kicks.discard)
 
     async def _kick(self, reader: SharedRead) -> None:
-        """End the reader's blocked read so that it re-arms with the new streams."""
+        """End the reader's blocked read so that it re-arms with the new streams.
+
+        The reader marks itself blocked just before it sends its ``XREAD``, so the
+        ``CLIENT UNBLOCK`` can reach Redis first and find nothing to unblock (it then
+        answers 0). The kick tries again, briefly, while that same read is still on:
+        else the new streams would wait out the whole read (``max_block_s``).
+        """
         client_id = reader.client_id
         if client_id is None or not self._unblock:
             return
+        read = reader.reads
         try:
             # On a Cluster, to the node whose connection is blocked (any node otherwise).
             node = await node_connections(self._redis, reader.group)
-            await node.execute_command("CLIENT", "UNBLOCK", client_id)
+            for delay in _KICK_RETRIES_S:
+                if await node.execute_command("CLIENT", "UNBLOCK", client_id):
+                    return
+                await asyncio.sleep(delay)
+                if reader.reads != read or not reader.blocked or reader.client_id != client_id:
+                    return  # that read ended anyway; the next one covers the new streams
+            self._log.debug("stream_waiter_kick_missed", client_id=client_id)
         except ResponseError as exc:
             # NOPERM or an unknown command: re-arm periodically from now on.
             self._unblock = False
@@ -290,6 +305,7 @@ class StreamWaiter:
                             )
                     data = reader.command(max(1, int(block_s * 1000)))
                     reader.kicked = False
+                    reader.reads += 1
                     reader.blocked = in_flight = True
                     read = functools.partial(_xread, conn, data, block_s)
                     reply = await self._run("receive", read)
