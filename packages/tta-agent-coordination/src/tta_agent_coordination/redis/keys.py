@@ -88,6 +88,14 @@ class QueueKeys:
         """The ready stream of ``priority``."""
         return self.ready[PRIORITIES_HIGH_FIRST.index(priority)]
 
+    @property
+    def replication_mark(self) -> str:
+        """A short-lived key: its write lets ``WAIT`` confirm a duplicate send.
+
+        A duplicate writes nothing itself; see ``redis/replication.py``.
+        """
+        return f"{self.tag}:replmark"
+
 
 @dataclass(frozen=True)
 class KeySpace:
