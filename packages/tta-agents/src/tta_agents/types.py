@@ -4,7 +4,8 @@ The core knows no agent type: ``AgentId.type`` is any safe string. TTA's three s
 (and the OpenHands agent) are an enum here, as in the original ``agent_orchestration``
 package, with the original short member names (``AgentType.IPA``) and long aliases
 (``AgentType.INPUT_PROCESSOR``). An enum member is accepted wherever the core takes an agent
-type and is stored as its value, so ``AgentId(AgentType.IPA, "x") == AgentId("input_processor", "x")``.
+type and is stored as its value:
+``AgentId(AgentType.IPA, "x") == AgentId("input_processor", "x")``.
 """
 
 from __future__ import annotations

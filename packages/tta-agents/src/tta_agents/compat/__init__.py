@@ -31,7 +31,6 @@ from tta_agent_coordination.errors import (
 )
 from tta_agent_coordination.interfaces import AgentRegistry, MessageCoordinator
 from tta_agent_coordination.models import MessageSubscription, QueueMessage, RoutingKey
-
 from tta_agents.compat._support import CompatWarning, MustAwait
 from tta_agents.compat.admin import poll_queue_metrics_once, recover_all, run_recovery
 from tta_agents.compat.breaker import (

@@ -21,8 +21,6 @@ with warnings.catch_warnings():
     )
     from tta_agent_coordination import (
         CircuitState,
-    )
-    from tta_agent_coordination import (
         RedisBreakerStore,
     )
 

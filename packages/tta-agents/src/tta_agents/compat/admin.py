@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
-from tta_agent_coordination import AgentId
 
+from tta_agent_coordination import AgentId
 from tta_agents.compat.coordinator import DEFAULT_KEY_PREFIX, RedisMessageCoordinator
 from tta_agents.compat.metrics import MessageMetrics
 from tta_agents.types import legacy_agent_key

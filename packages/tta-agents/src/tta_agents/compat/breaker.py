@@ -25,7 +25,6 @@ from typing import Any, ParamSpec, TypeVar
 
 from tta_agent_coordination.errors import CircuitBreakerOpenError, ConfigurationError
 from tta_agent_coordination.observability.logging import get_logger
-
 from tta_agents.compat._core import (
     CircuitState,
     CoreCircuitBreaker,
@@ -206,9 +205,7 @@ class CircuitBreaker:
     async def initialize(self) -> None:
         """Nothing to load: the state is read from Redis at every call (kept for the API)."""
 
-    async def call(
-        self, func: Callable[[], Awaitable[T]], correlation_id: str | None = None
-    ) -> T:
+    async def call(self, func: Callable[[], Awaitable[T]], correlation_id: str | None = None) -> T:
         """Run ``func()`` through the breaker and return its result.
 
         Raises:
@@ -248,7 +245,9 @@ class CircuitBreaker:
         _COLLECTOR.successful_calls += 1
         return result
 
-    async def execute(self, func: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def execute(
+        self, func: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """Run ``func(*args, **kwargs)`` through the breaker (see :meth:`call`)."""
         return await self.call(lambda: func(*args, **kwargs))
 

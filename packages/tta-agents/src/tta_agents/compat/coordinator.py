@@ -33,7 +33,6 @@ from tta_agent_coordination import (
     RedisMessageCoordinator as CoreRedisMessageCoordinator,
 )
 from tta_agent_coordination.errors import ConfigurationError
-
 from tta_agents.compat.metrics import MessageMetrics
 
 __all__ = ["DEFAULT_KEY_PREFIX", "ZERO_VISIBILITY_S", "RedisMessageCoordinator"]

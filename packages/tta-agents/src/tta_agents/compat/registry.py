@@ -20,7 +20,6 @@ from tta_agent_coordination import AgentId
 from tta_agent_coordination import RedisAgentRegistry as CoreRedisAgentRegistry
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.interfaces import RegistrableAgent
-
 from tta_agents.compat._support import GUIDE, MustAwait
 from tta_agents.compat.coordinator import DEFAULT_KEY_PREFIX
 
