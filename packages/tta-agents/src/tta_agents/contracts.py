@@ -134,4 +134,5 @@ class NGAResponse(_Response):
 
     story: str
     raw: Any = None
-    context_used: dict[str, Any] = Field(default_factory=dict[str, Any])
+    context_used: bool = False
+    """Whether the generator was given a non-empty context."""
