@@ -232,3 +232,43 @@ def test_a_non_positive_timeout_is_refused(coordination_coordinator):
 def test_an_invalid_instance_is_refused(coordination_coordinator):
     with pytest.raises(ValueError, match="invalid agent instance"):
         nga_worker(coordination_coordinator, None, "bad name", NGA())
+
+
+class FailingWBA(WBA):
+    async def process_world_request(self, world_id: str, updates=None) -> dict[str, Any]:
+        raise ConnectionError("neo4j down")
+
+
+class FailingNGA(NGA):
+    async def generate_narrative(self, prompt: str, context=None) -> dict[str, Any]:
+        raise ConnectionError("llm down")
+
+
+async def test_world_and_narrative_fallbacks_keep_their_contracts(
+    coordination_coordinator, coordination_registry
+):
+    coord = coordination_coordinator
+    workers = [
+        wba_worker(coord, coordination_registry, "w1", FailingWBA(), **FAST),
+        nga_worker(coord, coordination_registry, "n1", FailingNGA(), **FAST),
+    ]
+    for worker in workers:
+        await worker.start()
+    try:
+        world = await coord.request(
+            CLIENT, wba(), {"world_id": "w-9", "updates": {"door": "open"}}, timeout=10
+        )
+        assert world.payload["world_state"] == {
+            "id": "w-9",
+            "regions": [],
+            "entities": [],
+            "door": "open",
+        }
+        assert world.payload["source"] == MOCK_FALLBACK_SOURCE
+        story = await coord.request(CLIENT, nga(), {"prompt": "north"}, timeout=10)
+        assert story.payload["story"] == "Generated story for: north..."
+        assert story.payload["context_used"] is False
+        assert "llm down" in story.payload["fallback_reason"]
+    finally:
+        for worker in workers:
+            await worker.stop()
