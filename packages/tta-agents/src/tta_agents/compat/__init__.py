@@ -23,6 +23,7 @@ from tta_agent_coordination import (
     MessageType,
     ReceivedMessage,
 )
+from tta_agent_coordination.agents import AgentCapability, AgentRecord, CapabilityType
 from tta_agent_coordination.errors import (
     AgentRegistryError,
     CircuitBreakerOpenError,
@@ -50,11 +51,14 @@ from tta_agents.types import AgentType, create_agent_id
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
+    "AgentCapability",
     "AgentId",
     "AgentMessage",
+    "AgentRecord",
     "AgentRegistry",
     "AgentRegistryError",
     "AgentType",
+    "CapabilityType",
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerMetrics",

@@ -24,7 +24,7 @@ class CompatWarning(RuntimeWarning):
     """
 
 
-class MustAwait(Coroutine[Any, T, T]):
+class MustAwait(Coroutine[Any, Any, T]):
     """The coroutine of a call that was synchronous in the original API.
 
     The original ran ``register``/``deregister``/``stop_heartbeats`` as fire-and-forget

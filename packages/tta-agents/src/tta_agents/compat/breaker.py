@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CircuitBreakerOpenError, ConfigurationError
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agents.compat._core import (
@@ -165,7 +166,7 @@ class CircuitBreaker:
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisClient,
         name: str,
         config: CircuitBreakerConfig | CoreCircuitBreakerConfig | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
@@ -311,7 +312,7 @@ class CircuitBreakerRegistry:
         key_prefix: the key prefix (``"ao"``).
     """
 
-    def __init__(self, redis: Any, key_prefix: str = DEFAULT_KEY_PREFIX) -> None:
+    def __init__(self, redis: RedisClient, key_prefix: str = DEFAULT_KEY_PREFIX) -> None:
         self._redis = redis
         self._prefix = key_prefix
         self._breakers: dict[str, CircuitBreaker] = {}

@@ -32,6 +32,7 @@ from tta_agent_coordination import (
 from tta_agent_coordination import (
     RedisMessageCoordinator as CoreRedisMessageCoordinator,
 )
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agents.compat.metrics import MessageMetrics
 
@@ -63,7 +64,7 @@ class RedisMessageCoordinator(CoreRedisMessageCoordinator):
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisClient,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         metrics: MessageMetrics | None = None,
         **kwargs: Any,

@@ -18,6 +18,8 @@ from typing import Any
 
 from tta_agent_coordination import AgentId
 from tta_agent_coordination import RedisAgentRegistry as CoreRedisAgentRegistry
+from tta_agent_coordination.agents import AgentRecord
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.interfaces import RegistrableAgent
 from tta_agents.compat._support import GUIDE, MustAwait
@@ -45,7 +47,7 @@ class RedisAgentRegistry(CoreRedisAgentRegistry):
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisClient,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         heartbeat_ttl_s: float = 30.0,
         heartbeat_interval_s: float | None = None,
@@ -72,7 +74,7 @@ class RedisAgentRegistry(CoreRedisAgentRegistry):
 
     def register(  # pyright: ignore[reportIncompatibleMethodOverride]
         self, agent: RegistrableAgent, **kwargs: Any
-    ) -> MustAwait[Any]:
+    ) -> MustAwait[AgentRecord]:
         """Register ``agent`` (restoring its saved state first); **await it**.
 
         Returns the core's ``AgentRecord`` once awaited. See the core's ``register``.
@@ -107,7 +109,7 @@ class RedisAgentRegistry(CoreRedisAgentRegistry):
         records = await self.list_registered()
         return {"local": local, "redis_index": [r.model_dump(mode="json") for r in records]}
 
-    async def _register_local(self, agent: RegistrableAgent, **kwargs: Any) -> Any:
+    async def _register_local(self, agent: RegistrableAgent, **kwargs: Any) -> AgentRecord:
         record = await super().register(agent, **kwargs)
         self._local[agent.agent_id.concrete()] = agent
         return record
