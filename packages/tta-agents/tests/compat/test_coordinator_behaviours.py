@@ -14,9 +14,11 @@ import os
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tta_agent_coordination.testing import DEFAULT_TEST_REDIS_URL
+from tta_agent_coordination.testing import DEFAULT_TEST_REDIS_URL, delete_prefix, unique_prefix
 from tta_agents.compat import (
     AgentId,
     AgentType,
@@ -458,3 +460,24 @@ async def test_compat_negative_visibility_is_refused(coordinator):
 
     with pytest.raises(ConfigurationError):
         await coordinator.receive(RECIPIENT, visibility_timeout=-1)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(priorities=st.lists(st.sampled_from(list(MessagePriority)), min_size=1, max_size=10))
+async def test_b04_property_priority_then_send_order(coordination_redis, make_message, priorities):
+    prefix = unique_prefix()
+    coord = RedisMessageCoordinator(coordination_redis, prefix)
+    try:
+        for i, priority in enumerate(priorities):
+            message = make_message(RECIPIENT, {"i": i}, priority)
+            assert (await coord.send_message(SENDER, RECIPIENT, message)).delivered
+        order = [p["i"] for p in await drain(coord, RECIPIENT)]
+        expected = sorted(range(len(priorities)), key=lambda i: (-priorities[i], i))
+        assert order == expected
+    finally:
+        await coord.aclose()
+        await delete_prefix(coordination_redis, prefix)

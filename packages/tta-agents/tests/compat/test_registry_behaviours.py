@@ -162,3 +162,11 @@ async def test_compat_registry_defaults_are_the_originals(make_registry):
     registry = make_registry()
     assert registry.heartbeat_ttl_s == 30.0
     assert registry.heartbeat_interval_s == pytest.approx(10.0)
+
+
+async def test_discover_by_agent_type_finds_live_agents(make_registry):
+    registry = make_registry(heartbeat_ttl_s=5)
+    await registry.register(StateAgent("d1", "ipa-d1"))
+    found = await registry.discover(AgentType.IPA)
+    assert [r.name for r in found] == ["ipa-d1"]
+    assert await registry.discover(AgentType.NGA) == []
