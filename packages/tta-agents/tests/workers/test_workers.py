@@ -272,3 +272,22 @@ async def test_world_and_narrative_fallbacks_keep_their_contracts(
     finally:
         for worker in workers:
             await worker.stop()
+
+
+async def test_workers_run_on_the_compat_coordinator_and_registry(coordination_redis, key_prefix):
+    from tta_agents.compat import RedisAgentRegistry, RedisMessageCoordinator
+
+    coord = RedisMessageCoordinator(coordination_redis, key_prefix)
+    registry = RedisAgentRegistry(coordination_redis, key_prefix, coordinator=coord)
+    try:
+        async with ipa_worker(coord, registry, "i1", IPA(), **FAST):
+            reply = await coord.request(CLIENT, ipa(), {"text": "Look"}, timeout=10)
+            assert reply.payload["normalized_text"] == "look"
+            [record] = await registry.list_registered()
+            assert record["name"] == "input_processor:i1"
+        # The request was enqueued and acked (its reply went to the requester's inbox).
+        assert coord.metrics.delivery.delivered_ok == 1
+        assert coord.metrics.per_queue[("acked", "input_processor")] == 1
+    finally:
+        await registry.aclose()
+        await coord.aclose()
