@@ -1,27 +1,16 @@
-"""The core's circuit-breaker names, reached through its public top-level aliases.
+"""The core's circuit-breaker names, from their public homes.
 
-``tta_agents`` may import only the core's public API (an import-linter contract), and the
-breaker classes live in ``tta_agent_coordination.resilience`` (and the Redis store in
-``tta_agent_coordination.redis``), which that contract forbids. The top-level package still
-exports them as deprecated aliases (until 0.3.0); this module is the one place that reads
-them, silencing that deprecation, so that a proper public home needs one change here.
+The breaker classes are public in ``tta_agent_coordination.resilience`` (transport-free);
+the breaker store whose state is shared through Redis lives in
+``tta_agent_coordination.redis.breaker_store``, the one transport module ``tta_agents``
+may import (the import-linter contract ``tta-agents-on-public-api`` names it).
 """
 
 from __future__ import annotations
 
-import warnings
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from tta_agent_coordination import (
-        CircuitBreaker as CoreCircuitBreaker,
-    )
-    from tta_agent_coordination import (
-        CircuitBreakerConfig as CoreCircuitBreakerConfig,
-    )
-    from tta_agent_coordination import (
-        CircuitState,
-        RedisBreakerStore,
-    )
+from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
+from tta_agent_coordination.resilience import CircuitBreaker as CoreCircuitBreaker
+from tta_agent_coordination.resilience import CircuitBreakerConfig as CoreCircuitBreakerConfig
+from tta_agent_coordination.resilience import CircuitState
 
 __all__ = ["CircuitState", "CoreCircuitBreaker", "CoreCircuitBreakerConfig", "RedisBreakerStore"]
