@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,41 +21,13 @@ import pytest
 from tta_agent_coordination import AgentId, AgentMessage, MessageType, SendStatus
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.settings import CoordinationSettings
-from tta_agent_coordination.testing import real_redis_required
+
+from .conftest import PRIVATE_DIR, private_cluster_script
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parents[2]
-BASE = 7300
-URL = f"redis+cluster://127.0.0.1:{BASE}"
 SENDER = AgentId("producer", "p1")
 CONFIRMED = (SendStatus.ENQUEUED, SendStatus.DUPLICATE)
-
-
-def _script(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TTA_COORD_CLUSTER_BASE_PORT": str(BASE)}
-    return subprocess.run(
-        ["bash", str(ROOT / "scripts" / "redis-cluster"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-@pytest.fixture
-def private_cluster() -> Iterator[str]:
-    up = _script("up", "cluster")
-    if up.returncode != 0:
-        reason = f"the private cluster did not start: {up.stderr[-1500:]}"
-        if real_redis_required():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        yield URL
-    finally:
-        _script("down")
 
 
 def _message(n: int, recipient: AgentId) -> AgentMessage:
@@ -154,9 +124,9 @@ async def _primary_port(client, key: str) -> int:
 async def _restart_killed_node() -> None:
     """Start the killed node again (as an operator would): it rejoins as the replica of
     the promoted one, and its slots can confirm sends with ``WAIT 1`` again."""
-    await asyncio.to_thread(_script, "up", "cluster")
+    await asyncio.to_thread(private_cluster_script, "up", "cluster")
 
 
 def _kill(port: int) -> None:
-    pid = int((ROOT / f".redis-cluster-{BASE}" / f"{port}.pid").read_text().strip())
+    pid = int((PRIVATE_DIR / f"{port}.pid").read_text().strip())
     os.kill(pid, signal.SIGKILL)
