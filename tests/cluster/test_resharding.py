@@ -45,8 +45,10 @@ async def test_a_queue_keeps_every_message_while_its_slot_moves(private_cluster:
     await client.initialize()
     slot = client.keyslot(ready_key)
     source = client.get_node_from_key(ready_key)
+    assert source is not None
     target = next(n for n in client.get_primaries() if n.name != source.name)
     moved = asyncio.Event()
+    migration: asyncio.Task[None] | None = None
     try:
         await worker.start()
         for n in range(TOTAL):
@@ -68,6 +70,7 @@ async def test_a_queue_keeps_every_message_while_its_slot_moves(private_cluster:
                 migration.add_done_callback(lambda _: moved.set())
             await asyncio.sleep(0.002)
         await asyncio.wait_for(moved.wait(), 60)
+        assert migration is not None
         await migration  # its errors, if any
         for _ in range(600):
             if len(set(handled)) == TOTAL:
