@@ -275,29 +275,24 @@ class ReplyRouter:
             update["expires_at"] = datetime.now(UTC) + timedelta(seconds=timeout)
         message = base.model_copy(update=update)
         pending = self.expect(correlation_id, recipient)
-        # The request's span is current while it is sent: its send span, and so the
-        # handler's span, descend from it.
-        trace = self._tracing.request(message)
+        trace = self._tracing.request(message)  # current: the send descends from it
         try:
-            with trace:
-                async with asyncio.timeout(timeout):
-                    result = await self._send(sender, recipient, message)
-                    if not result.delivered:
-                        if result.status is not SendStatus.UNKNOWN:
-                            raise RequestNotDeliveredError(
-                                str(recipient), correlation_id, result.error
-                            )
-                        # Maybe enqueued (a send that timed out after Redis ran it): if it
-                        # was, its reply comes; if not, the caller gets RequestTimeoutError
-                        # at the deadline. Never "not delivered" for what may be handled.
-                        self._log.warning(
-                            "request_outcome_unknown",
-                            correlation_id=correlation_id,
-                            recipient=str(recipient),
-                            error=result.error,
-                        )
-                    reply = await pending
-                    trace.replied(reply)
+            async with trace, asyncio.timeout(timeout):
+                result = await self._send(sender, recipient, message)
+                if not result.delivered:
+                    if result.status is not SendStatus.UNKNOWN:
+                        raise RequestNotDeliveredError(str(recipient), correlation_id, result.error)
+                    # Maybe enqueued (a send that timed out after Redis ran it): if it
+                    # was, its reply comes; if not, the caller gets RequestTimeoutError
+                    # at the deadline. Never "not delivered" for what may be handled.
+                    self._log.warning(
+                        "request_outcome_unknown",
+                        correlation_id=correlation_id,
+                        recipient=str(recipient),
+                        error=result.error,
+                    )
+                reply = await pending
+                trace.replied(reply)
         except TimeoutError:
             raise RequestTimeoutError(str(recipient), correlation_id, timeout) from None
         finally:
