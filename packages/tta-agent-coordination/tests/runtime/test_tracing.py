@@ -9,9 +9,11 @@ workers and across a request and its reply, on FakeRedis and on the real Redis.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -42,6 +44,7 @@ from tta_agent_coordination.observability.tracing import (
     Tracing,
     tracing_available,
 )
+from tta_agent_coordination.observability.tracing_scopes import otel_api
 from tta_agent_coordination.replies import REPLY_INBOX_HEADER
 
 from .conftest import WorkerFactory, eventually
@@ -530,9 +533,14 @@ async def test_untraced_messages_have_no_trace_headers(
         await coord.aclose()
 
 
-def run_python(code: str) -> Any:
+def run_python(code: str, env: dict[str, str] | None = None) -> Any:
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=env,
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -585,3 +593,28 @@ async def main():
 print(json.dumps(asyncio.run(main())))
 """
     assert run_python(code) == [False, True, {"sum": 3}, ["tta-reply-status"], False]
+
+
+def test_a_provider_named_in_the_environment_is_used() -> None:
+    code = """
+import json
+from tta_agent_coordination.observability.tracing import Tracing
+print(json.dumps(Tracing().tracer() is not None))
+"""
+    env = {**os.environ, "OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"}
+    assert run_python(code, env) is True
+
+
+def test_the_global_provider_is_found_without_the_apis_private_global(
+    monkeypatch: pytest.MonkeyPatch, provider: TracerProvider
+) -> None:
+    # Should a release of the API rename the global it keeps the provider in, the
+    # lookup falls back to get_tracer_provider(): slower, as correct.
+    api = otel_api()
+    assert api is not None
+    assert api.global_provider() is None
+    monkeypatch.setattr(api, "trace", SimpleNamespace(get_tracer_provider=lambda: provider))
+    assert api.global_provider() is provider
+    proxy = trace.ProxyTracerProvider()
+    monkeypatch.setattr(api, "trace", SimpleNamespace(get_tracer_provider=lambda: proxy))
+    assert api.global_provider() is None

@@ -124,13 +124,13 @@ class Tracing:
             self._off = True
             return None
         provider = self._provider
-        explicit = provider is not None
         if provider is None:
-            provider = api.trace.get_tracer_provider()
-        if isinstance(provider, api.no_tracing):
-            # An explicit no-op provider stays off; the global proxy may be replaced by
-            # the application's provider later (set_tracer_provider), so ask again then.
-            self._off = explicit
+            # None until the application sets its provider: ask again next time.
+            provider = api.global_provider()
+            if provider is None:
+                return None
+        elif isinstance(provider, api.no_tracing):
+            self._off = True  # an explicit no-op provider: off for good
             return None
         self._tracer = provider.get_tracer(INSTRUMENTATION_NAME, _version())
         return self._tracer

@@ -9,6 +9,7 @@ no-op scope (:data:`NO_SCOPE`) otherwise.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -73,6 +74,26 @@ class OtelApi:
         self.propagate = propagate
         self.trace = trace
         self.no_tracing = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        # OTEL_PYTHON_TRACER_PROVIDER names a provider the API loads on first use.
+        self._from_environment = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+    def global_provider(self) -> Any | None:
+        """The application's global tracer provider; None while none is set.
+
+        Asked on every traced operation until the application sets one, so it avoids
+        ``get_tracer_provider()``, which looks up the environment on each call until
+        then (~0.8 us, the whole cost of an untraced send otherwise): the API's own
+        global is read first. Should a release rename it, this is as correct, only
+        slower.
+        """
+        current = getattr(self.trace, "_TRACER_PROVIDER", _UNKNOWN)
+        if current is None and not self._from_environment:
+            return None
+        provider = self.trace.get_tracer_provider()
+        return None if isinstance(provider, self.no_tracing) else provider
+
+
+_UNKNOWN = object()
 
 
 _api_cache: list[OtelApi | None] = []
