@@ -17,6 +17,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -618,3 +620,42 @@ def test_the_global_provider_is_found_without_the_apis_private_global(
     proxy = trace.ProxyTracerProvider()
     monkeypatch.setattr(api, "trace", SimpleNamespace(get_tracer_provider=lambda: proxy))
     assert api.global_provider() is None
+
+
+_header_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).filter(
+    lambda name: name not in ("traceparent", "tracestate", "baggage")
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    headers=st.dictionaries(_header_names, st.text(max_size=20), max_size=5),
+    count=st.integers(min_value=1, max_value=4),
+)
+def test_sent_copies_keep_every_header_and_add_their_own_context(
+    headers: dict[str, str], count: int
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    messages = [
+        AgentMessage(
+            sender=CLIENT, recipient=ALPHA, message_type=MessageType.EVENT, headers=headers
+        )
+        for _ in range(count)
+    ]
+    trace_ = Tracing(provider).start_send(messages)
+    assert trace_ is not None
+    with trace_:
+        pass
+    copies = trace_.messages
+    assert [m.message_id for m in copies] == [m.message_id for m in messages]
+    assert all(m.headers == headers for m in messages)  # the originals are untouched
+    contexts = set()
+    for copy in copies:
+        assert {k: v for k, v in copy.headers.items() if k != "traceparent"} == headers
+        contexts.add(traceparent_span_id(copy))
+    assert len(contexts) == count  # one creation context per message
+    producers = {span_id(s) for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER}
+    assert contexts == producers
+    provider.shutdown()

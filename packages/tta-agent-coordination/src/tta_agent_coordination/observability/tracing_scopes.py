@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from tta_agent_coordination.models import AgentMessage, FailureType
+from tta_agent_coordination.models import AgentMessage, FailureType, MessageResult
 from tta_agent_coordination.replies import REPLY_STATUS_HEADER
 
 if TYPE_CHECKING:
@@ -353,7 +353,7 @@ class SendTrace(AbstractContextManager["SendTrace"]):
                 self._api.context.detach(self._token)
             self._span.end()
 
-    def record(self, results: Sequence[Any]) -> None:
+    def record(self, results: Sequence[MessageResult]) -> None:
         """Record the send's outcome (its ``MessageResult`` list, in order)."""
         span = self._span
         failed = [r for r in results if not r.delivered]
