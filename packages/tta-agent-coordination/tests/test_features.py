@@ -31,16 +31,24 @@ def test_every_feature_is_reported_in_order() -> None:
 
 def test_the_dev_environment_has_the_extras() -> None:
     found = features()
-    for name in ("postgres", "prometheus", "dashboard", "otel", "hiredis", "fakeredis"):
+    extras = ("postgres", "prometheus", "dashboard", "otel", "hiredis", "fakeredis", "tta_agents")
+    for name in extras:
         assert found[name].installed, found[name]
         assert found[name].usable, found[name]
         assert found[name].reason == "installed and usable"
     assert found["postgres"].version == importlib.metadata.version(
         "tta-agent-coordination-postgres"
     )
-    assert not found["tta_agents"].installed
-    assert found["tta_agents"].reason == (
-        "not installed: the TTA extension (tta-agents) is not published yet"
+    assert found["tta_agents"].version == importlib.metadata.version("tta-agents")
+
+
+def test_without_the_tta_extension_the_hint_names_no_missing_package(monkeypatch) -> None:
+    hide_modules(monkeypatch, "tta_agents")
+    found = features()["tta_agents"]
+    assert not found.installed
+    assert found.reason == (
+        "not installed: the TTA extension (tta-agents) is not on PyPI yet; "
+        "use the workspace member or its git URL (README, Install)"
     )
 
 

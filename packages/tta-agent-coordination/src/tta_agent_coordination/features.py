@@ -155,9 +155,10 @@ _SPECS: tuple[_Spec, ...] = (
         "the TTA extension: TTA agent types and pipeline",
         "tta_agents",
         "tta-agents",
-        # Nothing to install yet: naming a package that does not exist sends users to a
-        # pip error (issue 21). Say what is true until the extension is published.
-        "the TTA extension (tta-agents) is not published yet",
+        # Not on PyPI before the first release: naming a package that does not exist
+        # sends users to a pip error (issue 21). Say what is true until it is published.
+        "the TTA extension (tta-agents) is not on PyPI yet; "
+        "use the workspace member or its git URL (README, Install)",
     ),
 )
 

@@ -2,8 +2,62 @@
 
 Built only on ``tta_agent_coordination``'s public API (an import-linter contract checks
 it). See ``docs/TTA_MIGRATION_GUIDE.md``.
+
+- :mod:`tta_agents.types`: ``AgentType`` and ``create_agent_id`` / ``ipa`` / ``wba`` / ``nga``.
+- :mod:`tta_agents.contracts`: ``OrchestrationRequest``/``OrchestrationResponse`` and each
+  agent's payload models.
+- :mod:`tta_agents.workers`: ``ipa_worker`` / ``wba_worker`` / ``nga_worker`` around TTA's
+  adapters.
+- :mod:`tta_agents.compat`: the original ``agent_orchestration`` names, for a switch that
+  only changes imports.
 """
+
+from tta_agents.contracts import (
+    IPARequest,
+    IPAResponse,
+    NGARequest,
+    NGAResponse,
+    OrchestrationRequest,
+    OrchestrationResponse,
+    WBARequest,
+    WBAResponse,
+)
+from tta_agents.types import AgentType, create_agent_id, ipa, nga, openhands, wba
+from tta_agents.workers import (
+    AGENT_TIMEOUTS_S,
+    AgentAdapter,
+    InputProcessorAdapter,
+    NarrativeGeneratorAdapter,
+    WorldBuilderAdapter,
+    ipa_worker,
+    nga_worker,
+    wba_worker,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "AGENT_TIMEOUTS_S",
+    "AgentAdapter",
+    "AgentType",
+    "IPARequest",
+    "IPAResponse",
+    "InputProcessorAdapter",
+    "NGARequest",
+    "NGAResponse",
+    "NarrativeGeneratorAdapter",
+    "OrchestrationRequest",
+    "OrchestrationResponse",
+    "WBARequest",
+    "WBAResponse",
+    "WorldBuilderAdapter",
+    "__version__",
+    "create_agent_id",
+    "ipa",
+    "ipa_worker",
+    "nga",
+    "nga_worker",
+    "openhands",
+    "wba",
+    "wba_worker",
+]

@@ -556,11 +556,12 @@ class RedisMessageCoordinator(MessageCoordinator):
         """Return every leased message of ``agent_id``'s queue at once (its consumer died).
 
         Each release counts as a delivery, as an expired lease does. Returns how many
-        messages were moved. An instance's release leaves its type queue alone (other
-        instances hold leases there); a type-wide id releases every lease of the type
+        messages were moved. An instance's release also returns the leases *it* holds in
+        its type queue (its receives recorded it as their lessee), leaving the other
+        instances' leases there alone; a type-wide id releases every lease of the type
         queue, for when no instance of the type is running.
         """
-        return await self._recovery.recover(agent_id, force=True)
+        return await self._recovery.release(agent_id)
 
     async def known_queues(self) -> list[AgentId]:
         """Every queue sent to under this prefix (from the queue index), sorted."""
