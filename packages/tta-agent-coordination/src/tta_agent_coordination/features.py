@@ -84,6 +84,13 @@ def _postgres_check() -> str | None:
     return None
 
 
+def _otel_check() -> str | None:
+    # Other opentelemetry-* distributions share the namespace: the API must be there.
+    if _version("opentelemetry-api") is None:
+        return "opentelemetry-api missing: pip install 'tta-agent-coordination[otel]'"
+    return None
+
+
 def _hiredis_check() -> str | None:
     # redis-py is a core dependency and already imported, so asking it is free.
     import redis.utils
@@ -117,6 +124,15 @@ _SPECS: tuple[_Spec, ...] = (
         "starlette",
         "pip install 'tta-agent-coordination[dashboard]'",
         needs=("jinja2", "uvicorn", "python_multipart"),
+    ),
+    _Spec(
+        "otel",
+        "OpenTelemetry tracing: spans and W3C trace context in message headers",
+        # A namespace package: found without importing anything of the API.
+        "opentelemetry",
+        "opentelemetry-api",
+        "pip install 'tta-agent-coordination[otel]'",
+        extra_check=_otel_check,
     ),
     _Spec(
         "hiredis",

@@ -39,6 +39,7 @@ from tta_agent_coordination.observability.metrics import (
     NoOpMessageMetrics,
     timing_of,
 )
+from tta_agent_coordination.observability.tracing import Tracing
 from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.dead_letters import DeadLetterAdmin
@@ -82,6 +83,10 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_flush_interval_s: how long a partial batch waits for more events.
         reply_ttl_s: how long a requester's reply inbox keeps replies nobody reads.
         close_store: close ``store`` in :meth:`aclose` (a store built for it alone).
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for the send, request and
+            reply spans (the trace context travels in each message's ``headers``); None
+            uses the global one. A no-op without ``opentelemetry-api`` (the ``otel``
+            extra); see docs/observability.md, "Tracing".
         **config: any field of :class:`CoordinatorConfig` (``queue_size``,
             ``retry_attempts``, ``backoff_base``, ``backoff_factor``, ``backoff_max``,
             ``backoff_jitter``, ``dedupe_window_s``, ``dlq_max_len``,
@@ -105,6 +110,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_flush_interval_s: float = 0.05,
         reply_ttl_s: float = 60.0,
         close_store: bool = False,
+        tracer_provider: Any | None = None,
         **config: Any,
     ) -> None:
         keys = KeySpace(key_prefix)
@@ -120,7 +126,13 @@ class RedisMessageCoordinator(MessageCoordinator):
         )
         guard = guard if guard is not None else default_redis_guard(redis)
         core = CoordinatorCore(
-            redis, keys, settings, guard=guard, metrics=metrics, lifecycle=lifecycle
+            redis,
+            keys,
+            settings,
+            guard=guard,
+            metrics=metrics,
+            lifecycle=lifecycle,
+            tracing=Tracing(tracer_provider),
         )
         self._core = core
         self._timing = timing_of(metrics)

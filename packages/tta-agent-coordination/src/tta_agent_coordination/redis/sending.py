@@ -150,11 +150,24 @@ class Sender:
         """Enqueue ``messages`` (each to its own recipient) in one round trip.
 
         ``plan`` holds one ``(delay_ms, not_before_ms)`` per message
-        (``scheduling.schedules``); None sends every message at once.
+        (``scheduling.schedules``); None sends every message at once. With tracing on,
+        the messages sent are copies carrying their send span's context in ``headers``
+        (``observability.tracing``).
         """
-        core = self._core
         if not messages:
             return []
+        trace = self._core.tracing.start_send(messages)
+        if trace is None:
+            return await self._send_many(messages, plan)
+        with trace:
+            results = await self._send_many(trace.messages, plan)
+            trace.record(results)
+            return results
+
+    async def _send_many(
+        self, messages: Sequence[AgentMessage], plan: Sequence[Schedule] | None
+    ) -> list[MessageResult]:
+        core = self._core
         if plan is None:
             items = [self._prepare(m) for m in messages]
         else:
