@@ -35,6 +35,8 @@ class Agents:
     stall: dict[str, float] = field(default_factory=dict)
     started: dict[str, asyncio.Event] = field(default_factory=dict)
     barrier: asyncio.Event | None = None
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     def names(self) -> list[str]:
         return [name for name, _, _ in self.calls]
@@ -50,8 +52,13 @@ async def _handle(agents: Agents, name: str, ctx: MessageContext[Any], result: d
         if all(n in agents.started for n in ("wba", "nga")):
             agents.barrier.set()
         await asyncio.wait_for(agents.barrier.wait(), 5)
-    if name in agents.stall:
-        await asyncio.sleep(agents.stall[name])
+    agents.in_flight += 1
+    agents.most_in_flight = max(agents.most_in_flight, agents.in_flight)
+    try:
+        if name in agents.stall:
+            await asyncio.sleep(agents.stall[name])
+    finally:
+        agents.in_flight -= 1
     return result
 
 
@@ -281,3 +288,17 @@ async def test_misuse_raises_pipeline_error(
         Step(StepKind.IPA, timeout_s=0)
     with pytest.raises(ValueError, match="no agent type"):
         _ = StepKind.PARALLEL.agent_type
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_max_concurrent_bounds_the_workflows_running_at_once(
+    coordination_coordinator: RedisMessageCoordinator, agents: Agents, slots: int
+) -> None:
+    agents.stall["ipa"] = 0.6  # long enough for both to overlap when allowed
+    pipeline = TTAPipeline(coordination_coordinator, max_concurrent=slots, progress_events=False)
+    steps = [Step(StepKind.IPA)]
+    results = await asyncio.gather(
+        pipeline.run("a", "x", steps=steps), pipeline.run("b", "y", steps=steps)
+    )
+    assert all(r.ok for r in results)
+    assert agents.most_in_flight == slots

@@ -146,6 +146,8 @@ def _print_migration(report: MigrationReport) -> None:
             extra += f", {q.duplicates} duplicate copies removed"
         if q.already_present:
             extra += f", {q.already_present} already in the new queue"
+        if q.vanished:
+            extra += f", {q.vanished} VANISHED from the legacy keys meanwhile (check them)"
         console.print(
             f"{q.legacy} -> {q.queue}: {verb} {q.ready} ready, {q.delayed} delayed, "
             f"{q.requeued} requeued, {q.dead} dead{extra}"

@@ -290,3 +290,59 @@ async def test_invalid_arguments_raise_migration_error(
             await migrate_keys(cluster, coordinator, prefix=key_prefix)
     finally:
         await coordinator.aclose()
+
+
+class OldConsumer(CrashingTarget):
+    """Restores, then takes the legacy entries away as a still-running original consumer."""
+
+    def __init__(self, inner: RedisMessageCoordinator, redis: aioredis.Redis, key: str) -> None:
+        super().__init__(inner, crash_on=0, after=False)
+        self.redis = redis
+        self.key = key
+
+    async def restore_messages(self, messages: Sequence[PendingMessage]) -> list[bool]:
+        flags = await super().restore_messages(messages)
+        await self.redis.delete(self.key)
+        return flags
+
+
+async def test_an_entry_taken_meanwhile_is_reported_as_vanished(
+    coordination_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    writer = LegacyWriter(coordination_redis, key_prefix)
+    await writer.send(WBA, "m-taken")
+    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
+    try:
+        key = f"{key_prefix}:sched:world_builder:w1:prio:5"
+        report = await migrate_keys(
+            coordination_redis, OldConsumer(coordinator, coordination_redis, key), prefix=key_prefix
+        )
+        (queue,) = report.queues
+        assert (queue.moved, queue.vanished) == (0, 1)
+        assert not await coordination_redis.hexists(
+            f"{key_prefix}:migrate:moved", "world_builder:w1|m-taken"
+        )
+    finally:
+        await coordinator.aclose()
+
+
+async def test_a_dry_run_spots_an_id_reused_within_one_queue(
+    coordination_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    writer = LegacyWriter(coordination_redis, key_prefix)
+    await writer.send(WBA, "m-reused", payload={"v": 1})
+    await writer.send(WBA, "m-reused", payload={"v": 2})
+    await writer.send(WBA, "m-copy", payload={"v": 3})
+    body = await writer.send(WBA, "m-copy2", payload={"v": 4})
+    await coordination_redis.rpush(f"{key_prefix}:dlq:world_builder:w1", body)
+    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
+    try:
+        plan = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix, dry_run=True)
+        done = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+        for report in (plan, done):
+            (queue,) = report.queues
+            assert (queue.ready, queue.dead, queue.duplicates) == (3, 0, 1)
+            (kept,) = report.unmovable
+            assert "m-reused" in kept.reason
+    finally:
+        await coordinator.aclose()

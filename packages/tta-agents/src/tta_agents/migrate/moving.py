@@ -107,6 +107,10 @@ class QueueMigration(BaseModel):
     """Dead letters, and reservations whose lease was their last allowed attempt."""
     duplicates: int = 0
     """Copies of a message already moved (left by the original's races): removed."""
+    vanished: int = 0
+    """Entries removed from their legacy key by someone else while this run moved them (an
+    original consumer still running, or a concurrent run): check them by hand, a message
+    restored here may also have been handled by the original code."""
     already_present: int = 0
     """Moved messages whose id the new queue already held (an interrupted run restored
     them): their legacy entries were removed, nothing was enqueued twice."""
@@ -212,28 +216,36 @@ class _Mover:
         self.retry_attempts = target.config.retry_attempts
 
     async def queue(self, entries: list[LegacyEntry], counts: QueueMigration, now_us: int) -> None:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # journal field -> fingerprint of its first copy
         for chunk in _chunks(entries, self.chunk):
             await self._chunk(chunk, counts, now_us, seen)
 
     async def _chunk(
-        self, chunk: list[LegacyEntry], counts: QueueMigration, now_us: int, seen: set[str]
+        self,
+        chunk: list[LegacyEntry],
+        counts: QueueMigration,
+        now_us: int,
+        seen: dict[str, str],
     ) -> None:
         fields = [e.journal_field for e in chunk]
         recorded: list[bytes | str | None] = await self.redis.hmget(self.keys.journal, fields)
         moved_as = [_moved_as(e, now_us, self.retry_attempts) for e in chunk]
         restore: list[int] = []
+        # The fingerprint each entry's message id is (or will be) recorded with.
+        known: list[str | None] = []
         for i, (entry, prev) in enumerate(zip(chunk, recorded, strict=True)):
+            field = entry.journal_field
+            known.append(as_text(prev)[:64] if prev is not None else seen.get(field))
             # Restore only the first copy of a message the journal does not know; a later
             # copy, or a recorded one, is settled by the journal script alone.
-            if prev is None and entry.journal_field not in seen:
+            if known[i] is None:
                 restore.append(i)
-            seen.add(entry.journal_field)
+                seen[field] = entry.fingerprint
         if self.report.dry_run:
-            for i, (entry, prev) in enumerate(zip(chunk, recorded, strict=True)):
-                if i in restore:
+            for i, entry in enumerate(chunk):
+                if known[i] is None:
                     setattr(counts, moved_as[i], getattr(counts, moved_as[i]) + 1)
-                elif prev is not None and as_text(prev)[:64] != entry.fingerprint:
+                elif known[i] != entry.fingerprint:
                     self._conflict(entry)
                 else:
                     counts.duplicates += 1
@@ -271,6 +283,14 @@ class _Mover:
                 counts.duplicates += 1
             elif outcome is Finished.CONFLICT:
                 self._conflict(entry)
+            else:
+                counts.vanished += 1
+                log.warning(
+                    "legacy entry vanished while migrating (is an original consumer running?)",
+                    key=entry.key,
+                    message_id=entry.message.message_id,
+                    restored=restored.get(i, False),
+                )
 
     def _conflict(self, entry: LegacyEntry) -> None:
         self.report.unmovable.append(
