@@ -15,8 +15,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tta_agent_coordination.cli.connect import get_state, open_redis, run_async
+from tta_agent_coordination.cli.connect import get_state, open_redis, parse_agent, run_async
+from tta_agent_coordination.cli.errors import CliUsageError, handle_errors
 from tta_agent_coordination.cli.output import JSON_OPTION, err_console, out_console, print_json
+from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.settings import CoordinationSettings
 from tta_agents.migrate import (
     LegacyReport,
@@ -75,6 +77,17 @@ def migrate_keys_command(
         bool, typer.Option("--dry-run", help="Report what would move; change nothing.")
     ] = False,
     legacy_prefix: LegacyPrefix = None,
+    rename: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rename",
+            metavar="OLD=NEW",
+            help=(
+                "Move the legacy agent OLD (type:instance) to the agent id NEW; for names "
+                "the core refuses. Repeatable."
+            ),
+        ),
+    ] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Move every queued, delayed, reserved and dead legacy message into the new key space.
@@ -84,6 +97,8 @@ def migrate_keys_command(
     after a crash; entries that are not valid messages stay in place and are listed.
     """
     state = get_state(ctx)
+    with handle_errors(state.server):
+        renames = _renames(rename or [])
 
     async def work(settings: CoordinationSettings) -> MigrationReport:
         async with open_redis(settings) as client:
@@ -94,6 +109,7 @@ def migrate_keys_command(
                     coordinator,
                     prefix=_legacy_prefix(settings, legacy_prefix),
                     dry_run=dry_run,
+                    renames=renames,
                 )
             finally:
                 await coordinator.aclose()
@@ -105,6 +121,19 @@ def migrate_keys_command(
         print_json(data)
         return
     _print_migration(report)
+
+
+def _renames(pairs: list[str]) -> dict[str, AgentId]:
+    """``OLD=NEW`` pairs as a mapping (``CliUsageError`` for a malformed one)."""
+    out: dict[str, AgentId] = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip():
+            raise CliUsageError(
+                f"--rename takes OLD=NEW (type:instance=type:instance), got {pair!r}"
+            )
+        out[old.strip()] = parse_agent(new)
+    return out
 
 
 def _print_legacy(report: LegacyReport) -> None:

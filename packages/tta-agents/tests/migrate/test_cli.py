@@ -147,3 +147,30 @@ def test_an_unreachable_server_is_one_error_line(prefixes: tuple[str, str]) -> N
     assert result.exit_code == 1
     assert result.stderr.startswith("Error:")
     assert "Traceback" not in result.output
+
+
+def test_rename_moves_a_refused_name_and_a_bad_pair_is_a_usage_error(
+    redis_url: str, prefixes: tuple[str, str]
+) -> None:
+    legacy, new = prefixes
+
+    async def write(client: Any) -> None:
+        await LegacyWriter(client, legacy).send(("input_processor", "spiel:1"), "m-renamed-1")
+
+    _with_redis(redis_url, write)
+    bad = _invoke(redis_url, new, "migrate-keys", "--legacy-prefix", legacy, "--rename", "x")
+    assert bad.exit_code == 2
+    assert "--rename takes OLD=NEW" in bad.stderr
+    moved = _invoke(
+        redis_url,
+        new,
+        "migrate-keys",
+        "--legacy-prefix",
+        legacy,
+        "--rename",
+        "input_processor:spiel:1=input_processor:spiel-1",
+    )
+    assert moved.exit_code == 0, moved.output
+    assert "input_processor:spiel:1 -> input_processor:spiel-1: moved 1 ready" in moved.stdout, (
+        moved.stderr
+    )

@@ -346,3 +346,34 @@ async def test_a_dry_run_spots_an_id_reused_within_one_queue(
             assert "m-reused" in kept.reason
     finally:
         await coordinator.aclose()
+
+
+async def test_a_name_the_core_refuses_moves_under_its_rename(
+    coordination_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    writer = LegacyWriter(coordination_redis, key_prefix)
+    bad = ("input_processor", "spiel:1")
+    await writer.send(bad, "m-renamed")
+    await writer.subscribe(bad, "event")
+    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
+    renamed = AgentId("input_processor", "spiel-1")
+    try:
+        refused = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+        assert refused.moved == 0
+        assert len(refused.unmovable) == 2  # the message and the subscription set
+        assert "--rename input_processor:spiel:1=" in refused.unmovable[0].reason
+        report = await migrate_keys(
+            coordination_redis,
+            coordinator,
+            prefix=key_prefix,
+            renames={"input_processor:spiel:1": renamed},
+        )
+        assert [(q.legacy, q.queue, q.ready) for q in report.queues] == [
+            ("input_processor:spiel:1", "input_processor:spiel-1", 1)
+        ]
+        assert report.unmovable == []
+        got = await drain(coordinator, renamed)
+        assert [m for m, _, _ in got] == ["m-renamed"]
+        assert await coordinator.subscribers(MessageType.EVENT) == [renamed]
+    finally:
+        await coordinator.aclose()

@@ -152,8 +152,16 @@ async def scan_keys(redis: RedisClient, pattern: str) -> list[str]:
     return sorted(found)
 
 
-def to_agent_id(agent: LegacyAgentKey) -> AgentId | None:
-    """The core queue of a legacy agent key, or None when its names are not valid there."""
+def to_agent_id(
+    agent: LegacyAgentKey, renames: Mapping[str, AgentId] | None = None
+) -> AgentId | None:
+    """The core queue of a legacy agent key, or None when its names are not valid there.
+
+    ``renames`` maps a legacy ``"type:instance"`` to the core id it moves to instead (for
+    names the core refuses, such as an instance holding ``:``).
+    """
+    if renames and str(agent) in renames:
+        return renames[str(agent)]
     try:
         return AgentId(agent.type, agent.instance)
     except ValueError:
@@ -294,9 +302,14 @@ def _split(
             into.append(item)
 
 
-async def read_queue(redis: RedisClient, keys: LegacyKeys, agent: LegacyAgentKey) -> LegacyQueue:
+async def read_queue(
+    redis: RedisClient,
+    keys: LegacyKeys,
+    agent: LegacyAgentKey,
+    renames: Mapping[str, AgentId] | None = None,
+) -> LegacyQueue:
     """Read and parse every message of one legacy agent queue (no writes)."""
-    queue = to_agent_id(agent)
+    queue = to_agent_id(agent, renames)
     result = LegacyQueue(agent, queue, [], [], [], [], 0)
     reserved_key = keys.reserved(agent)
     deadlines_key = keys.reserved_deadlines(agent)
@@ -314,7 +327,7 @@ async def read_queue(redis: RedisClient, keys: LegacyKeys, agent: LegacyAgentKey
     )
     dead: list[bytes | str] = await redis.lrange(dlq_key, 0, -1)
     if queue is None:
-        reason = f"agent {agent} is not a valid core AgentId (rename it before migrating)"
+        reason = f"agent {agent} is not a valid core AgentId (rename it: --rename {agent}=NEW)"
         for priority, members in sched.items():
             result.unmovable += [
                 Unmovable(key=keys.sched(agent, priority), reason=reason, preview=preview(m))

@@ -18,7 +18,7 @@ Entries that are not valid messages of the core are left in place and listed. Se
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -312,11 +312,15 @@ def _legacy_agent(keys: LegacyKeys, entry: LegacyEntry) -> LegacyAgentKey:
 
 
 async def _subscriptions(
-    redis: RedisClient, target: MigrationTarget, keys: LegacyKeys, report: MigrationReport
+    redis: RedisClient,
+    target: MigrationTarget,
+    keys: LegacyKeys,
+    report: MigrationReport,
+    renames: Mapping[str, AgentId],
 ) -> None:
     for key in await scan_keys(redis, keys.pattern("subs")):
         agent = keys.parse_agent_key(key, "subs")
-        agent_id = to_agent_id(agent) if agent is not None else None
+        agent_id = to_agent_id(agent, renames) if agent is not None else None
         if agent_id is None:
             report.unmovable.append(Unmovable(key=key, reason="not a valid core AgentId"))
             continue
@@ -348,6 +352,7 @@ async def migrate_keys(
     prefix: str = "ao",
     dry_run: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
+    renames: Mapping[str, AgentId] | None = None,
 ) -> MigrationReport:
     """Move every queued, delayed, reserved and dead legacy message into ``coordinator``.
 
@@ -364,6 +369,8 @@ async def migrate_keys(
         prefix: the original ``key_prefix``.
         dry_run: report what would move, change nothing.
         chunk_size: messages per restore and journal call.
+        renames: legacy ``"type:instance"`` -> the core id its queue and subscriptions
+            move to (for agent names the core refuses; see ``legacy_report``).
 
     Returns:
         What moved, per queue, and what was left in place and why.
@@ -381,8 +388,9 @@ async def migrate_keys(
     report = MigrationReport(dry_run=dry_run)
     mover = _Mover(redis, coordinator, keys, report, chunk_size)
     now_us = await server_now_us(redis)
+    renames = dict(renames or {})
     for agent in await find_agents(redis, keys):
-        legacy = await read_queue(redis, keys, agent)
+        legacy = await read_queue(redis, keys, agent, renames)
         report.unmovable += legacy.unmovable
         if legacy.queue is None:
             continue
@@ -396,5 +404,5 @@ async def migrate_keys(
             moved=counts.moved,
             duplicates=counts.duplicates,
         )
-    await _subscriptions(redis, coordinator, keys, report)
+    await _subscriptions(redis, coordinator, keys, report, renames)
     return report
