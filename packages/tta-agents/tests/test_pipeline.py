@@ -302,3 +302,18 @@ async def test_max_concurrent_bounds_the_workflows_running_at_once(
     )
     assert all(r.ok for r in results)
     assert agents.most_in_flight == slots
+
+
+async def test_a_context_that_is_not_json_fails_only_the_step_that_sends_it(
+    coordination_coordinator: RedisMessageCoordinator, agents: Agents
+) -> None:
+    pipeline = TTAPipeline(coordination_coordinator, progress_events=False)
+    result = await pipeline.run("s10", "x", context={"handle": object()})
+    assert result.status is WorkflowStatus.FAILED
+    assert [(s.kind, s.ok) for s in result.steps] == [
+        (StepKind.IPA, True),
+        (StepKind.WBA, True),
+        (StepKind.NGA, False),  # the NGA request carries the whole context
+    ]
+    assert (result.steps[2].error or "").startswith("MessageValidationError")
+    assert agents.names() == ["ipa", "wba"]
