@@ -30,6 +30,7 @@ async def test_the_report_lists_every_kind_of_legacy_key(
         f"{key_prefix}:cb:state:neo4j", json.dumps({"state": "open", "failure_count": 5})
     )
     await coordination_redis.set(f"{key_prefix}:cb:state:llm", "garbage")
+    await coordination_redis.zadd(f"{key_prefix}:sched:world_builder:w1:prio:7", {"x": 1})
 
     report = await legacy_report(coordination_redis, key_prefix)
 
@@ -47,7 +48,9 @@ async def test_the_report_lists_every_kind_of_legacy_key(
     assert bad.queue is None
     assert bad.unparsable == 1
     assert report.messages == 12  # movable: the bad agent's message is unparsable
-    assert len(report.unparsable) == 5  # 4 entries and the broken registry record
+    # 4 entries, the priority-7 zset and the broken registry record
+    assert len(report.unparsable) == 6
+    assert any(u.key.endswith(":prio:7") for u in report.unparsable)
     assert report.subscriptions == {"world_builder:w1": ["event", "request"]}
     agents = {a.agent: a for a in report.agents}
     assert agents["world_builder:w1"].has_state
@@ -66,4 +69,4 @@ async def test_the_report_lists_every_kind_of_legacy_key(
     after = await legacy_report(coordination_redis, key_prefix)
     assert after.migrated == 12
     assert after.messages == 0
-    assert len(after.unparsable) == 5
+    assert len(after.unparsable) == 6

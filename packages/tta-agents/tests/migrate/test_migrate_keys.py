@@ -273,6 +273,7 @@ async def test_a_client_decoding_responses_migrates_too(key_prefix: str) -> None
         assert report.moved == 2
         got = await drain(coordinator, IPA_ID)
         assert [(m, a) for m, a, _ in got] == [("m-text", 1), ("m-held", 2)]
+
     finally:
         await coordinator.aclose()
         await client.aclose()

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 
@@ -168,13 +168,22 @@ def to_agent_id(
         return None
 
 
-async def find_agents(redis: RedisClient, keys: LegacyKeys) -> list[LegacyAgentKey]:
-    """Every agent with a legacy queue key (sched, reserved, deadlines or dlq), sorted."""
+async def find_agents(
+    redis: RedisClient, keys: LegacyKeys, odd: list[Unmovable] | None = None
+) -> list[LegacyAgentKey]:
+    """Every agent with a legacy queue key (sched, reserved, deadlines or dlq), sorted.
+
+    A ``sched`` key that does not parse, or has a priority the original never used, is
+    added to ``odd`` (when given): nothing reads it, so it is reported.
+    """
     agents: set[LegacyAgentKey] = set()
     for key in await scan_keys(redis, keys.pattern("sched")):
         parsed = keys.parse_sched(key)
-        if parsed is not None:
-            agents.add(parsed.agent)
+        if parsed is None or parsed.priority not in LEGACY_PRIORITIES:
+            if odd is not None:
+                odd.append(Unmovable(key=key, reason="not a sched key of priority 9, 5 or 1"))
+            continue
+        agents.add(parsed.agent)
     for kind in ("reserved", "reserved_deadlines", "dlq"):
         for key in await scan_keys(redis, keys.pattern(kind)):
             agent = keys.parse_agent_key(key, kind)
@@ -195,8 +204,8 @@ def _iso_ms(value: Any) -> int:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return 0
-    if moment.tzinfo is None:  # the original wrote naive UTC stamps in places
-        return 0
+    if moment.tzinfo is None:  # a naive stamp: the original's are UTC
+        moment = moment.replace(tzinfo=UTC)
     return max(0, int(moment.timestamp() * 1000))
 
 

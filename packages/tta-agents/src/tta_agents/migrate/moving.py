@@ -389,7 +389,7 @@ async def migrate_keys(
     mover = _Mover(redis, coordinator, keys, report, chunk_size)
     now_us = await server_now_us(redis)
     renames = dict(renames or {})
-    for agent in await find_agents(redis, keys):
+    for agent in await find_agents(redis, keys, report.unmovable):
         legacy = await read_queue(redis, keys, agent, renames)
         report.unmovable += legacy.unmovable
         if legacy.queue is None:

@@ -100,7 +100,7 @@ async def legacy_report(redis: RedisClient, prefix: str = "ao") -> LegacyReport:
     keys = LegacyKeys(prefix)
     report = LegacyReport(prefix=keys.prefix)
     now_us = await server_now_us(redis)
-    for agent in await find_agents(redis, keys):
+    for agent in await find_agents(redis, keys, report.unparsable):
         legacy = await read_queue(redis, keys, agent)
         row = LegacyQueueReport(
             agent=str(agent),
