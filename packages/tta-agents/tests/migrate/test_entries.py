@@ -51,3 +51,19 @@ def test_legacy_key_names_parse_back() -> None:
     assert keys.parse_breaker(keys.breaker_state("neo4j")) == "neo4j"
     assert keys.parse_breaker("ao:cb:state:") is None
     assert LegacyKeys("a*b").pattern("dlq") == "a\\*b:dlq:*"
+
+
+async def test_a_score_that_is_not_a_time_is_unmovable(
+    coordination_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    writer = LegacyWriter(coordination_redis, key_prefix)
+    body = writer.payload(WBA, "m-forever")
+    await coordination_redis.zadd(
+        f"{key_prefix}:sched:world_builder:w1:prio:5", {body: float("inf")}
+    )
+    queue = await read_queue(
+        coordination_redis, LegacyKeys(key_prefix), LegacyAgentKey("world_builder", "w1")
+    )
+    assert queue.scheduled == []
+    (kept,) = queue.unmovable
+    assert kept.reason == "score inf is not a time"

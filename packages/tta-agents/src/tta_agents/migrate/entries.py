@@ -280,12 +280,14 @@ def _entry(
     priority: int | None,
     score_us: float,
 ) -> LegacyEntry | Unmovable:
+    if not math.isfinite(score_us):
+        return Unmovable(key=key, reason=f"score {score_us} is not a time", preview=preview(member))
     try:
         parsed = _Parsed(raw, queue, priority)
     except ValueError as exc:
         return Unmovable(key=key, reason=str(exc), preview=preview(member))
     enqueued_ms = parsed.enqueued_ms
-    if not enqueued_ms and source is EntrySource.SCHEDULED and math.isfinite(score_us):
+    if not enqueued_ms and source is EntrySource.SCHEDULED:
         enqueued_ms = max(0, int(score_us // 1000))
     return LegacyEntry(
         source=source,
