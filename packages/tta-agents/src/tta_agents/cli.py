@@ -144,7 +144,7 @@ def _print_legacy(report: LegacyReport) -> None:
         table = Table(title=f"legacy queues under {report.prefix!r}")
         for header in ("agent", "moves to", "high", "normal", "low", "delayed", "reserved"):
             table.add_column(header, no_wrap=header in ("agent", "moves to"))
-        for header in ("expired", "dead", "unparsable", "audit"):
+        for header in ("expired", "dead", "unparsable", "audit", "orphans"):
             table.add_column(header)
         for q in report.queues:
             table.add_row(
@@ -152,7 +152,7 @@ def _print_legacy(report: LegacyReport) -> None:
                 q.queue or "(invalid name)",
                 *(str(q.ready.get(p, 0)) for p in (9, 5, 1)),
                 *(str(n) for n in (q.delayed, q.reserved, q.expired, q.dead)),
-                *(str(n) for n in (q.unparsable, q.audit)),
+                *(str(n) for n in (q.unparsable, q.audit, q.orphans)),
             )
         console.print(table)
     console.print(f"movable messages: {report.messages}; already migrated: {report.migrated}")

@@ -31,6 +31,10 @@ async def test_the_report_lists_every_kind_of_legacy_key(
     )
     await coordination_redis.set(f"{key_prefix}:cb:state:llm", "garbage")
     await coordination_redis.zadd(f"{key_prefix}:sched:world_builder:w1:prio:7", {"x": 1})
+    # Leaked by the original: in the audit list only (a crash between RPUSH and ZADD).
+    leak = writer.payload(("narrative_generator", "n1"), "m-leaked")
+    await coordination_redis.rpush(f"{key_prefix}:queue:narrative_generator:n1", leak)
+    await coordination_redis.rpush(f"{key_prefix}:queue:world_builder:w1", leak, "junk")
 
     report = await legacy_report(coordination_redis, key_prefix)
 
@@ -42,7 +46,9 @@ async def test_the_report_lists_every_kind_of_legacy_key(
     assert (wba.reserved, wba.expired) == (1, 2)  # the junk reservation is unparsable
     assert wba.dead == 1
     assert wba.unparsable == 3
-    assert wba.audit == 7  # one audit entry per send
+    assert wba.audit == 9  # one per send, the leaked copy and junk
+    assert wba.orphans == 1
+    assert rows["narrative_generator:n1"].orphans == 1
     assert rows["input_processor:default"].ready == {9: 0, 5: 1, 1: 0}
     bad = rows["input_processor:spiel:1"]
     assert bad.queue is None
@@ -69,4 +75,6 @@ async def test_the_report_lists_every_kind_of_legacy_key(
     after = await legacy_report(coordination_redis, key_prefix)
     assert after.migrated == 12
     assert after.messages == 0
+    # Moved messages left their audit entries; the journal tells them from leaks.
+    assert {q.agent: q.orphans for q in after.queues}["world_builder:w1"] == 1
     assert len(after.unparsable) == 6

@@ -171,7 +171,7 @@ def to_agent_id(
 async def find_agents(
     redis: RedisClient, keys: LegacyKeys, odd: list[Unmovable] | None = None
 ) -> list[LegacyAgentKey]:
-    """Every agent with a legacy queue key (sched, reserved, deadlines or dlq), sorted.
+    """Every agent with a legacy queue key (sched, reserved, deadlines, dlq, audit), sorted.
 
     A ``sched`` key that does not parse, or has a priority the original never used, is
     added to ``odd`` (when given): nothing reads it, so it is reported.
@@ -184,7 +184,7 @@ async def find_agents(
                 odd.append(Unmovable(key=key, reason="not a sched key of priority 9, 5 or 1"))
             continue
         agents.add(parsed.agent)
-    for kind in ("reserved", "reserved_deadlines", "dlq"):
+    for kind in ("reserved", "reserved_deadlines", "dlq", "queue"):
         for key in await scan_keys(redis, keys.pattern(kind)):
             agent = keys.parse_agent_key(key, kind)
             if agent is not None:

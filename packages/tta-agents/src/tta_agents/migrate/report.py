@@ -8,9 +8,10 @@ from typing import Any, cast
 from pydantic import BaseModel, Field
 
 from tta_agent_coordination.clients import RedisClient
-from tta_agents.legacy_keys import LEGACY_PRIORITIES, LegacyKeys
+from tta_agents.legacy_keys import LEGACY_PRIORITIES, LegacyAgentKey, LegacyKeys
 from tta_agents.migrate.entries import (
     EntrySource,
+    LegacyQueue,
     Unmovable,
     as_text,
     find_agents,
@@ -43,6 +44,9 @@ class LegacyQueueReport(BaseModel):
     """Reservation deadlines without a reservation (not migrated; harmless)."""
     audit: int = 0
     """Entries of the "audit" list (``queue:…``): not migrated."""
+    orphans: int = 0
+    """Audit entries whose message is nowhere else (not scheduled, reserved or dead, and
+    not moved by the migration): leaked by the original's crash windows. Not migrated."""
 
 
 class LegacyAgentState(BaseModel):
@@ -78,6 +82,33 @@ class LegacyReport(BaseModel):
         )
 
 
+def _message_id(raw: bytes | str) -> str | None:
+    try:
+        data = json.loads(as_text(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    message = cast("dict[str, Any]", data).get("message") if isinstance(data, dict) else None
+    if not isinstance(message, dict):
+        return None
+    value = cast("dict[str, Any]", message).get("message_id")
+    return value if isinstance(value, str) else None
+
+
+async def _audit(
+    redis: RedisClient, keys: LegacyKeys, agent: LegacyAgentKey, legacy: LegacyQueue
+) -> tuple[int, int]:
+    """The audit list's length, and how many of its messages are nowhere else."""
+    entries: list[bytes | str] = await redis.lrange(keys.audit(agent), 0, -1)
+    live = {e.message.message_id for e in (*legacy.scheduled, *legacy.reserved, *legacy.dead)}
+    ids = {i for i in map(_message_id, entries) if i is not None and i not in live}
+    if ids and legacy.queue is not None:
+        fields = sorted(ids)
+        moved = await redis.hmget(keys.journal, [f"{legacy.queue}|{i}" for i in fields])
+        ids = {i for i, m in zip(fields, moved, strict=True) if m is None}
+    orphans = sum(1 for i in map(_message_id, entries) if i in ids)
+    return len(entries), orphans
+
+
 def _state_of(raw: bytes | str | None) -> str:
     try:
         data = json.loads(as_text(raw)) if raw is not None else None
@@ -108,8 +139,8 @@ async def legacy_report(redis: RedisClient, prefix: str = "ao") -> LegacyReport:
             ready=dict.fromkeys(LEGACY_PRIORITIES, 0),
             unparsable=len(legacy.unmovable),
             stale_deadlines=legacy.stale_deadlines,
-            audit=await redis.llen(keys.audit(agent)),
         )
+        row.audit, row.orphans = await _audit(redis, keys, agent, legacy)
         for entry in legacy.scheduled:
             if entry.score_us > now_us:
                 row.delayed += 1
