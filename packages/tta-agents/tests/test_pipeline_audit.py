@@ -63,8 +63,12 @@ async def test_every_request_of_a_workflow_is_recorded_once(
             "session-9", "hello", workflow_id="wf-audit"
         )
         assert result.ok, result
-        await coordinator.flush_store()
         assert handled == ["input_processor", "world_builder", "narrative_generator"]
+        # A worker replies, then acks: the last ack may land just after run() returned.
+        await coordinator.flush_store()
+        for worker in workers:
+            await worker.stop()
+        await coordinator.flush_store()
         for index, agent_type in enumerate(handled):
             rows = await store.history(AgentId(agent_type))
             (row,) = [r for r in rows if r.recipient == AgentId(agent_type)]
