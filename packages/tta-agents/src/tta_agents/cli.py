@@ -65,7 +65,9 @@ def legacy_report_command(
 
     report = run_async(state, work)
     if as_json:
-        print_json(report.model_dump(mode="json"))
+        data: dict[str, Any] = report.model_dump(mode="json")
+        data["messages"] = report.messages
+        print_json(data)
         return
     _print_legacy(report)
 

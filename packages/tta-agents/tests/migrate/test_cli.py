@@ -111,6 +111,7 @@ def test_report_dry_run_migrate_and_rerun(redis_url: str, prefixes: tuple[str, s
         "world_builder:w1",
     }
     assert data["subscriptions"] == {"world_builder:w1": ["event", "request"]}
+    assert (data["messages"], data["migrated"]) == (12, 0)
 
     text = _invoke(redis_url, new, "legacy-report", "--legacy-prefix", legacy)
     assert text.exit_code == 0, text.output
