@@ -10,6 +10,10 @@ it). See ``docs/TTA_MIGRATION_GUIDE.md``.
   adapters.
 - :mod:`tta_agents.compat`: the original ``agent_orchestration`` names, for a switch that
   only changes imports.
+- :mod:`tta_agents.pipeline`: ``TTAPipeline``, the IPA → WBA → NGA workflow over type-wide
+  requests.
+- :mod:`tta_agents.migrate`: ``legacy_report`` and ``migrate_keys``, the original key
+  layout into the new key space (``tta-coord tta migrate-keys``).
 """
 
 from tta_agents.contracts import (
@@ -21,6 +25,21 @@ from tta_agents.contracts import (
     OrchestrationResponse,
     WBARequest,
     WBAResponse,
+)
+from tta_agents.migrate import (
+    LegacyReport,
+    MigrationError,
+    MigrationReport,
+    legacy_report,
+    migrate_keys,
+)
+from tta_agents.pipeline import (
+    PipelineError,
+    PipelineResult,
+    Step,
+    StepKind,
+    TTAPipeline,
+    WorkflowStatus,
 )
 from tta_agents.types import AgentType, create_agent_id, ipa, nga, openhands, wba
 from tta_agents.workers import (
@@ -43,18 +62,29 @@ __all__ = [
     "IPARequest",
     "IPAResponse",
     "InputProcessorAdapter",
+    "LegacyReport",
+    "MigrationError",
+    "MigrationReport",
     "NGARequest",
     "NGAResponse",
     "NarrativeGeneratorAdapter",
     "OrchestrationRequest",
     "OrchestrationResponse",
+    "PipelineError",
+    "PipelineResult",
+    "Step",
+    "StepKind",
+    "TTAPipeline",
     "WBARequest",
     "WBAResponse",
+    "WorkflowStatus",
     "WorldBuilderAdapter",
     "__version__",
     "create_agent_id",
     "ipa",
     "ipa_worker",
+    "legacy_report",
+    "migrate_keys",
     "nga",
     "nga_worker",
     "openhands",
