@@ -81,7 +81,9 @@ QUEUE_CALLS: dict[str, ScriptCall[Any]] = {
         limit=5,
         force=True,
     ),
-    "queue_restore": queue_restore.call(KEYS, [RestoreItem(1, "m1", "{}", 2, "e", 0, 123)]),
+    "queue_restore": queue_restore.call(
+        KEYS, [RestoreItem(1, "m1", "{}", 2, "e", 0, 123)], dlq_max_len=10, dedupe_window_ms=0
+    ),
     "queue_dlq_replay": queue_dlq_replay.call(KEYS, cursor="-", batch=10, message_ids=None),
     "queue_stats": queue_stats.call(KEYS),
     "queue_dlq_reject": queue_dlq_reject.call(
@@ -128,7 +130,7 @@ def test_arguments_follow_the_head_in_the_documented_order() -> None:
     assert QUEUE_CALLS["queue_nack"].argv[2:] == ["1-1-0", "transient", "e", 1, 2, 3, 4, 1.5, 6, 7]
     assert QUEUE_CALLS["queue_extend"].argv[2:] == ["1-1-0", 9]
     assert QUEUE_CALLS["queue_recover"].argv[2:] == [1, 2, 3, 4, 5, 1, ""]
-    assert QUEUE_CALLS["queue_restore"].argv[2:] == [1, "m1", "{}", 2, "e", 0, 123, 0]
+    assert QUEUE_CALLS["queue_restore"].argv[2:] == [10, 0, 1, "m1", "{}", 2, "e", 0, 123, 0, ""]
     assert QUEUE_CALLS["queue_cancel"].argv[2:] == ["m1"]
     assert QUEUE_CALLS["queue_dlq_replay"].argv[2:] == ["-", 10, "0"]
     assert QUEUE_CALLS["queue_stats"].argv[2:] == []

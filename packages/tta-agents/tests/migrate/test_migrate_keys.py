@@ -95,7 +95,8 @@ async def _check_migrated(coordinator: RedisMessageCoordinator) -> None:
     assert dead["m-dead-1"].attempts == 4
     assert dead["m-res-last"].attempts == 4  # 3 nacks + the lease it never settled
     assert dead["m-res-last"].message.headers[LEGACY_DEAD_HEADER].startswith("lease expired")
-    assert dead["m-dead-1"].failure_type is FailureType.TIMEOUT
+    assert dead["m-dead-1"].failure_type is FailureType.TRANSIENT  # past its retries
+    assert dead["m-res-last"].failure_type is FailureType.TIMEOUT
 
 
 async def test_a_legacy_deployment_migrates_exactly_once_in_order(

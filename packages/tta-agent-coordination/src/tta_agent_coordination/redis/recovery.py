@@ -127,9 +127,12 @@ class Recovery:
                             m.expires_at_ms,
                             m.incarnation,
                             m.available_at_ms,
+                            m.failure.value if m.failure is not None else "",
                         )
                         for m in (messages[i] for i in chunk)
                     ],
+                    dlq_max_len=core.config.dlq_max_len,
+                    dedupe_window_ms=int(core.config.dedupe_window_s * 1000),
                 )
                 restored = await core.run("restore", call)
                 for i, flag in zip(chunk, restored, strict=True):

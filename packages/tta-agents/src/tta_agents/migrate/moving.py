@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from tta_agent_coordination.clients import RedisClient, is_cluster
 from tta_agent_coordination.errors import CoordinationError
 from tta_agent_coordination.interfaces import CoordinatorLimits
-from tta_agent_coordination.models import AgentId, MessageSubscription, MessageType
+from tta_agent_coordination.models import AgentId, FailureType, MessageSubscription, MessageType
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.store import PendingMessage
 from tta_agents.legacy_keys import LegacyAgentKey, LegacyKeys
@@ -145,25 +145,30 @@ def _moved_as(entry: LegacyEntry, now_us: int, retry_attempts: int) -> str:
     return "dead"
 
 
-def _pending(entry: LegacyEntry, moved_as: str) -> PendingMessage:
+def _pending(entry: LegacyEntry, moved_as: str, retry_attempts: int) -> PendingMessage:
     message = entry.message
     attempts = entry.attempts
     available_at_ms = 0
-    expires_at_ms = 0
+    # The message's own expiry, if it has one, as a send would have stored it.
+    expires = message.expires_at
+    expires_at_ms = int(expires.timestamp() * 1000) if expires is not None else 0
     if entry.source is EntrySource.SCHEDULED:
         available_at_ms = max(0, math.ceil(entry.score_us / 1000))
     elif entry.source is EntrySource.RESERVED:
         attempts += 1  # the lease its consumer never settled was a delivery
+    failure: FailureType | None = None
     if moved_as == "dead":
-        # The core has no public call that dead-letters a message directly: an expiry in
-        # the past makes the queue's next receive dead-letter it (failure TIMEOUT) without
-        # ever delivering it. The headers keep the original reason and error.
-        expires_at_ms = 1
-        reason = (
-            "dead-lettered before the migration"
-            if entry.source is EntrySource.DEAD
-            else "lease expired on its last allowed attempt"
-        )
+        # Restored straight into the dead-letter queue (never delivered). The original
+        # DLQ kept no failure type: a message past its retries ran out of transient
+        # failures, any other was refused as permanent; a lease that expired on its last
+        # attempt timed out. The headers keep the original reason and error.
+        if entry.source is EntrySource.DEAD:
+            exhausted = entry.attempts > retry_attempts
+            failure = FailureType.TRANSIENT if exhausted else FailureType.PERMANENT
+            reason = "dead-lettered before the migration"
+        else:
+            failure = FailureType.TIMEOUT
+            reason = "lease expired on its last allowed attempt"
         headers = {**message.headers, LEGACY_DEAD_HEADER: reason}
         if entry.last_error is not None:
             headers[LEGACY_ERROR_HEADER] = entry.last_error
@@ -178,6 +183,7 @@ def _pending(entry: LegacyEntry, moved_as: str) -> PendingMessage:
         incarnation=entry.enqueued_ms,
         expires_at_ms=expires_at_ms,
         available_at_ms=available_at_ms,
+        failure=failure,
     )
 
 
@@ -250,7 +256,7 @@ class _Mover:
                 else:
                     counts.duplicates += 1
             return
-        pending = [_pending(chunk[i], moved_as[i]) for i in restore]
+        pending = [_pending(chunk[i], moved_as[i], self.retry_attempts) for i in restore]
         flags = await self.target.restore_messages(pending)
         restored = dict(zip(restore, flags, strict=True))
         first = chunk[0]
