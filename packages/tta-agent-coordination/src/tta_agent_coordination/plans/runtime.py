@@ -1,0 +1,362 @@
+"""``PlanRuntime``: the public API of the durable plan runtime.
+
+::
+
+    runtime = PlanRuntime(coordinator, planner=MyPlanner(), reflector=MyReflector(),
+                          flags=RuntimeFlags(enhanced=True, reflection=True))
+    worker = runtime.worker()          # the driver; run several for fail-over
+    await worker.start()
+    result = await runtime.execute(Task(agent=AgentId("writer"), payload={...}))
+
+A run's state lives in Redis (``store.py``), is changed only through the pure state
+machine (``machine.py``) by compare-and-set, and is advanced by driver workers
+(``driver.py``) from messages: nothing of a run lives in a process's memory. See
+``docs/plans.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from tta_agent_coordination.clients import RedisClient
+from tta_agent_coordination.errors import (
+    ConfigurationError,
+    CoordinatorUnavailableError,
+    RemoteHandlerError,
+    RequestNotDeliveredError,
+    RequestTimeoutError,
+)
+from tta_agent_coordination.interfaces import AgentRegistry
+from tta_agent_coordination.models import AgentId, AgentMessage, MessageType
+from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.plans.driver import (
+    DEADLINE_KIND,
+    KICK_KIND,
+    TIMEOUT_KIND,
+    RunDriver,
+    deadline_message_id,
+    kick_message_id,
+)
+from tta_agent_coordination.plans.errors import RunWaitTimeoutError
+from tta_agent_coordination.plans.flags import RuntimeFlags
+from tta_agent_coordination.plans.machine import Cancelled, Policy, new_run, next_work
+from tta_agent_coordination.plans.metrics import NoOpPlanMetrics, PlanMetrics
+from tta_agent_coordination.plans.models import (
+    RunEvent,
+    RunMode,
+    RunResult,
+    RunStatus,
+    StepResult,
+    Task,
+    check_run_id,
+)
+from tta_agent_coordination.plans.protocols import Narrator, Planner, Reflector
+from tta_agent_coordination.plans.results import from_error, from_reply
+from tta_agent_coordination.plans.store import RunStore, RunSummary
+from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
+from tta_agent_coordination.runtime.worker import AgentWorker
+
+__all__ = ["PlanRuntime", "client_of"]
+
+_FOLLOW_WAIT_S = 1.0
+"""Longest single wait for new events; the state is re-checked in between."""
+_EXECUTE_MARGIN_S = 30.0
+"""How much longer than ``run_timeout_s`` ``execute`` waits by default."""
+
+
+def client_of(coordinator: RedisMessageCoordinator) -> RedisClient:
+    """The Redis client ``coordinator`` works on.
+
+    The coordinator has no public accessor for its client yet, so this reads the one
+    attribute it keeps it in; pass ``redis=`` to ``PlanRuntime`` to avoid relying on it.
+
+    Raises:
+        ConfigurationError: the coordinator does not keep its client where expected.
+    """
+    core = getattr(coordinator, "_core", None)
+    client = getattr(core, "redis", None)
+    if client is None:
+        raise ConfigurationError(
+            "cannot find the coordinator's Redis client: pass redis= to PlanRuntime"
+        )
+    return cast("RedisClient", client)
+
+
+class PlanRuntime:
+    """Plans a task into steps on agents and runs them durably (see the module docstring).
+
+    Args:
+        coordinator: the queues; the runtime's keys live under its prefix.
+        registry: where driver workers register (None: they run unregistered).
+        planner: assesses and plans tasks.
+        reflector: judges step attempts (used when ``flags.reflection`` is on).
+        narrator: tells the user what happens (used when ``flags.conversation`` is on).
+        flags: feature flags and budgets (``RuntimeFlags()`` reads the environment).
+        metrics: per-mode runs, steps, durations and outcomes.
+        instance: the runtime's name; runtimes with different names under one prefix
+            have separate driver queues (``plan_runtime.<instance>``).
+        redis: the client for the runs' keys; the coordinator's own by default.
+
+    Raises:
+        ConfigurationError: ``instance`` is not a valid agent name.
+    """
+
+    def __init__(
+        self,
+        coordinator: RedisMessageCoordinator,
+        registry: AgentRegistry | None = None,
+        *,
+        planner: Planner,
+        reflector: Reflector | None = None,
+        narrator: Narrator | None = None,
+        flags: RuntimeFlags | None = None,
+        metrics: PlanMetrics | None = None,
+        instance: str = "default",
+        redis: RedisClient | None = None,
+    ) -> None:
+        try:
+            self.address = AgentId(f"plan_runtime.{instance}")
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid runtime instance {instance!r}: {exc}") from None
+        self.flags = flags if flags is not None else RuntimeFlags()
+        self._coordinator = coordinator
+        self._registry = registry
+        self._planner = planner
+        self._reflector = reflector
+        self._narrator = narrator
+        self._metrics: PlanMetrics = metrics if metrics is not None else NoOpPlanMetrics()
+        self.store = RunStore(
+            redis if redis is not None else client_of(coordinator),
+            coordinator.keys.prefix,
+            events_max_len=self.flags.events_max_len,
+            retention_s=self.flags.retention_s,
+        )
+        self.driver = RunDriver(
+            coordinator,
+            self.store,
+            self.address,
+            planner=planner,
+            reflector=reflector,
+            narrator=narrator,
+            metrics=self._metrics,
+            planner_timeout_s=self.flags.planner_timeout_s,
+            reflector_timeout_s=self.flags.reflector_timeout_s,
+        )
+        self._log = get_logger(__name__, runtime=instance)
+
+    # --- choosing a path ------------------------------------------------------------------
+
+    async def choose_mode(self, task: Task) -> RunMode:
+        """Legacy, single-shot or multi-step for ``task`` (flags, A/B split, assessment).
+
+        A planner whose ``assess`` raises or hangs makes the task single-shot: the safe
+        path that equals legacy.
+        """
+        flags = self.flags
+        if not flags.enhanced_for(task.session_id):
+            return RunMode.LEGACY
+        if flags.planning_threshold == "never":
+            return RunMode.SINGLE_SHOT
+        if flags.planning_threshold == "always":
+            return RunMode.MULTI_STEP
+        try:
+            verdict = await asyncio.wait_for(self._planner.assess(task), flags.planner_timeout_s)
+        except Exception as exc:  # an assessment failure falls back to single-shot
+            self._log.warning("assess_failed", error=repr(exc))
+            return RunMode.SINGLE_SHOT
+        return RunMode.MULTI_STEP if verdict == "multi_step" else RunMode.SINGLE_SHOT
+
+    def _policy(self) -> Policy:
+        flags = self.flags
+        return Policy(
+            max_steps=flags.max_steps,
+            max_retries_per_step=flags.max_retries_per_step,
+            max_replans=flags.max_replans,
+            reflection=flags.reflection and self._reflector is not None,
+            conversation=flags.conversation and self._narrator is not None,
+            planner_fallback=flags.planner_fallback,
+        )
+
+    # --- the legacy path ------------------------------------------------------------------
+
+    async def execute_legacy(self, task: Task) -> StepResult:
+        """The single-shot path, unchanged: one request to ``task.agent``, its result.
+
+        Not durable (the caller waits for the reply); a failure or a timeout is a
+        result with ``ok=False``, as a run's step would record it.
+        """
+        try:
+            reply = await self._coordinator.request(
+                self.address, task.agent, task.payload, timeout=task.timeout_s
+            )
+        except (RemoteHandlerError, RequestTimeoutError, RequestNotDeliveredError) as exc:
+            return from_error(exc)
+        return from_reply(reply)
+
+    # --- runs -------------------------------------------------------------------------------
+
+    async def start(self, task: Task, *, run_id: str | None = None) -> str:
+        """Create a run of ``task`` and hand it to the drivers; its id.
+
+        Starting again with the same ``run_id`` changes nothing (and returns it).
+
+        Raises:
+            ConfigurationError: ``run_id`` is not a valid run id.
+            CoordinatorUnavailableError: Redis failed.
+        """
+        run_id = run_id if run_id is not None else uuid.uuid4().hex
+        try:
+            check_run_id(run_id)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        mode = await self.choose_mode(task)
+        first = new_run(run_id, task, mode, self._policy())
+        now_ms = int(time.time() * 1000)
+        state = first.state.model_copy(update={"created_ms": now_ms})
+        created = await self.store.create(state, first.events, now_ms)
+        if created:
+            self._metrics.run_started(mode.value)
+            for kind, _data in first.events:
+                if kind == "step_started":
+                    self._metrics.step_started(mode.value)
+        await self._send_self(
+            deadline_message_id(run_id), DEADLINE_KIND, run_id, delay_s=self.flags.run_timeout_s
+        )
+        await self._send_self(kick_message_id(run_id), KICK_KIND, run_id)
+        return run_id
+
+    async def _send_self(
+        self, message_id: str, kind: str, run_id: str, *, delay_s: float | None = None
+    ) -> None:
+        message = AgentMessage(
+            message_id=message_id,
+            sender=self.address,
+            recipient=self.address,
+            message_type=MessageType.EVENT,
+            payload={"kind": kind, "run_id": run_id},
+        )
+        outcome = await self._coordinator.send_message(
+            self.address, self.address, message, delay_s=delay_s
+        )
+        if not outcome.delivered:
+            raise CoordinatorUnavailableError(
+                f"run {run_id!r}: {kind} not sent ({outcome.status.value}): {outcome.error}"
+            )
+
+    async def status(self, run_id: str) -> RunStatus:
+        """The run's status.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        return (await self.store.require(run_id)).status
+
+    async def result(self, run_id: str) -> RunResult:
+        """The run as a :class:`RunResult` now (its steps so far, when it is still live).
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        return (await self.store.require(run_id)).to_result()
+
+    async def list_runs(self, limit: int = 50) -> list[RunSummary]:
+        """The newest ``limit`` runs with their status."""
+        return await self.store.list_runs(limit)
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a live run; False when it had ended already.
+
+        A step already sent may still be handled by its agent; its reply is ignored,
+        and no further step starts.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        _state, applied = await self.driver.apply(run_id, lambda _s: Cancelled(reason))
+        if applied:
+            await self.driver.reconcile(run_id)  # the closing narration, if any
+        return applied
+
+    async def events(
+        self, run_id: str, after: str = "0", *, follow: bool = True
+    ) -> AsyncIterator[RunEvent]:
+        """The run's events after entry id ``after``, as they come, until the run is over.
+
+        With ``follow`` (the default) the iterator waits for new events (through the
+        coordinator's ``stream_waiter``: no polling) and ends once the run has ended and
+        nothing is left to tell; without, it ends after the events stored now. Any
+        process can follow any run.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        log = self.store.keys.run(run_id).log
+        last = after
+        while True:
+            batch = await self.store.read_events(run_id, last)
+            for event in batch:
+                last = event.id
+                yield event
+            if batch:
+                continue
+            state = await self.store.require(run_id)
+            if not follow:
+                return
+            if state.status.terminal and next_work(state) is None:
+                tail = await self.store.read_events(run_id, last)
+                for event in tail:
+                    yield event
+                return
+            waiter_id = "0-0" if last in ("0", "0-0") else last
+            await self._coordinator.stream_waiter.wait({log: waiter_id}, _FOLLOW_WAIT_S)
+
+    async def execute(
+        self,
+        task: Task,
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - how long the caller waits
+    ) -> RunResult:
+        """Start a run of ``task`` and wait until it has ended; its result.
+
+        Raises:
+            RunWaitTimeoutError: the run did not end within ``timeout`` seconds
+                (``run_timeout_s`` + 30 by default); it goes on.
+        """
+        run_id = await self.start(task, run_id=run_id)
+        limit = timeout if timeout is not None else self.flags.run_timeout_s + _EXECUTE_MARGIN_S
+        try:
+            async with asyncio.timeout(limit):
+                async for _event in self.events(run_id):
+                    pass
+        except TimeoutError:
+            raise RunWaitTimeoutError(run_id, limit) from None
+        return await self.result(run_id)
+
+    # --- the driver -------------------------------------------------------------------------
+
+    def worker(self, name: str | None = None, **options: Any) -> AgentWorker:
+        """An ``AgentWorker`` that drives runs; start it, and run several for fail-over.
+
+        Each worker is one instance (``name``, unique per process by default) of the
+        driver type, competing on the driver queue. ``options`` go to ``AgentWorker``
+        (``concurrency``, ``visibility_timeout``, ...).
+        """
+        instance = name if name is not None else f"d{os.getpid()}-{secrets.token_hex(3)}"
+        worker = AgentWorker(
+            self._coordinator,
+            options.pop("registry", self._registry),
+            AgentId(self.address.type, instance),
+            **options,
+        )
+        worker.add_handler(self.driver.on_kick, MessageType.EVENT, kind=KICK_KIND)
+        worker.add_handler(self.driver.on_timeout, MessageType.EVENT, kind=TIMEOUT_KIND)
+        worker.add_handler(self.driver.on_deadline, MessageType.EVENT, kind=DEADLINE_KIND)
+        worker.add_handler(self.driver.on_response, MessageType.RESPONSE)
+        return worker

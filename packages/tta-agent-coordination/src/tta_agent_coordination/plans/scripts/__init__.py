@@ -1,0 +1,1 @@
+"""Lua scripts of the plan runtime (``run_create.lua``, ``run_advance.lua``)."""
