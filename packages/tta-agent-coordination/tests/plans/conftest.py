@@ -7,6 +7,7 @@ import pytest
 from tta_agent_coordination import AgentId, AgentWorker, RedisMessageCoordinator
 from tta_agent_coordination.errors import PermanentError
 from tta_agent_coordination.plans import (
+    Assessment,
     Decision,
     Plan,
     PlanRuntime,
@@ -43,6 +44,7 @@ class Agents:
         self.coordinator = coordinator
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail_first: set[str] = set()
+        self.slow_first: dict[str, float] = {}
         self.hang: set[str] = set()
         self.workers: list[AgentWorker] = []
 
@@ -66,7 +68,9 @@ class Agents:
                 raise PermanentError(f"{name} refused")
             if name in self.fail_first:
                 self.fail_first.discard(name)
-                raise PermanentError(f"{name} failed once")
+                raise RuntimeError(f"{name} failed once")
+            if name in self.slow_first:
+                await asyncio.sleep(self.slow_first.pop(name))
             if name in self.hang:
                 await asyncio.sleep(30)
             return {"done": name, "by": agent.type, "input": payload.get("text", "")}
@@ -94,9 +98,9 @@ class RulePlanner:
         self.steps = steps
         self.timeout_s = timeout_s
         self.plans = 0
-        self.verdict = "multi_step"
+        self.verdict: Assessment = "multi_step"
 
-    async def assess(self, task: Task) -> str:
+    async def assess(self, task: Task) -> Assessment:
         return self.verdict
 
     async def plan(self, task: Task, ctx: RunContext) -> Plan:
@@ -141,9 +145,7 @@ async def make_runtime(coordinator) -> AsyncIterator[DriverFactory]:
         planner: Any = None, *, drive: bool = True, flags: RuntimeFlags | None = None, **kwargs: Any
     ) -> tuple[PlanRuntime, AgentWorker]:
         flags = flags or RuntimeFlags(enhanced=True, run_timeout_s=20.0)
-        runtime = PlanRuntime(
-            coordinator, planner=planner or RulePlanner(), flags=flags, **kwargs
-        )
+        runtime = PlanRuntime(coordinator, planner=planner or RulePlanner(), flags=flags, **kwargs)
         worker = runtime.worker(
             poll_interval=0.1, visibility_timeout=2.0, grace_period=0.5, maintenance_interval=0.2
         )
@@ -155,3 +157,23 @@ async def make_runtime(coordinator) -> AsyncIterator[DriverFactory]:
     yield factory
     for worker in workers:
         await worker.stop(grace_period=0)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    """Wait until ``await check()`` is true (polling), failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def queue_drained(coordinator: RedisMessageCoordinator, agent: AgentId) -> None:
+    """Wait until nothing is ready or leased in ``agent``'s queue (delayed timers aside)."""
+
+    async def drained() -> bool:
+        stats = await coordinator.queue_stats(agent)
+        return sum(stats.ready.values()) + stats.leased == 0
+
+    await eventually(drained)
