@@ -59,8 +59,8 @@ from tta_agent_coordination.plans.models import (
 from tta_agent_coordination.plans.protocols import Narrator, Planner, Reflector
 from tta_agent_coordination.plans.results import from_error, from_reply
 from tta_agent_coordination.plans.store import RunStore, RunSummary
+from tta_agent_coordination.plans.worker import PlanDriverWorker
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-from tta_agent_coordination.runtime.worker import AgentWorker
 
 __all__ = ["PlanRuntime", "client_of"]
 
@@ -341,15 +341,16 @@ class PlanRuntime:
 
     # --- the driver -------------------------------------------------------------------------
 
-    def worker(self, name: str | None = None, **options: Any) -> AgentWorker:
+    def worker(self, name: str | None = None, **options: Any) -> PlanDriverWorker:
         """An ``AgentWorker`` that drives runs; start it, and run several for fail-over.
 
         Each worker is one instance (``name``, unique per process by default) of the
         driver type, competing on the driver queue. ``options`` go to ``AgentWorker``
-        (``concurrency``, ``visibility_timeout``, ...).
+        (``concurrency``, ``visibility_timeout``, ...) and ``recovery_interval`` (see
+        :class:`~tta_agent_coordination.plans.worker.PlanDriverWorker`).
         """
         instance = name if name is not None else f"d{os.getpid()}-{secrets.token_hex(3)}"
-        worker = AgentWorker(
+        worker = PlanDriverWorker(
             self._coordinator,
             options.pop("registry", self._registry),
             AgentId(self.address.type, instance),
