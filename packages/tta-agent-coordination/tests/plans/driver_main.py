@@ -18,10 +18,10 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from rules import StatelessPlanner, StatelessReflector  # noqa: E402
+from rules import StatelessPlanner, StatelessReflector
 
-from tta_agent_coordination import RedisMessageCoordinator  # noqa: E402
-from tta_agent_coordination.plans import PlanRuntime, RuntimeFlags  # noqa: E402
+from tta_agent_coordination import RedisMessageCoordinator
+from tta_agent_coordination.plans import PlanRuntime, RuntimeFlags
 
 
 async def main(config: dict[str, Any]) -> None:

@@ -36,7 +36,9 @@ WRITES = 10
 
 
 @pytest.fixture
-async def shared() -> AsyncIterator[tuple[RedisMessageCoordinator, str, str]]:
+async def shared() -> AsyncIterator[
+    tuple[RedisMessageCoordinator, RedisMessageCoordinator, str, str]
+]:
     try:
         client = await real_redis()
     except RealRedisUnavailableError as exc:
@@ -96,7 +98,7 @@ async def run_once(
     agents.fail_first.add("check")
     runtime = runtime_for(drivers)
     config = {"redis_url": url, "prefix": prefix, "kill_at": kill_at, "kill_point": point}
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a process to SIGKILL, started once
         [sys.executable, str(DRIVER), json.dumps(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -140,10 +142,11 @@ async def run_once(
 
 
 async def test_a_driver_killed_at_any_transition_leaves_the_same_outcome(shared):
-    baseline = await run_once(*shared, 0, "after")
+    coordinator, drivers, prefix, url = shared
+    baseline = await run_once(coordinator, drivers, prefix, url, 0, "after")
     assert baseline[0] is RunStatus.COMPLETED
     assert baseline[3] == ["check", "check", "draft"]
     for kill_at in range(1, WRITES + 1):
         for point in ("before", "after"):
-            got = await run_once(*shared, kill_at, point)
+            got = await run_once(coordinator, drivers, prefix, url, kill_at, point)
             assert got == baseline, f"killed {point} write {kill_at}"

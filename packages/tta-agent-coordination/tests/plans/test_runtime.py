@@ -338,3 +338,19 @@ async def test_a_plan_step_can_go_to_an_agent_type_with_several_instances(agents
     assert result.status is RunStatus.COMPLETED
     assert len(result.steps) == 4
     assert Plan(steps=(Step(id="x", agent=WRITER),)).steps[0].agent.is_type_wide
+
+
+async def test_a_run_admin_follows_and_cancels_but_never_plans(agents, make_runtime, coordinator):
+    from tta_agent_coordination.plans import PlanError, RunAdmin
+
+    runtime, _ = await make_runtime(drive=False, flags=flags())
+    run_id = await runtime.start(TASK)
+    admin = RunAdmin(coordinator)
+    assert await admin.status(run_id) is RunStatus.PLANNING
+    assert [s.run_id for s in await admin.list_runs()] == [run_id]
+    with pytest.raises(PlanError, match="needs a planner"):
+        await admin.driver.reconcile(run_id)
+    assert await admin.cancel(run_id)
+    assert (await admin.result(run_id)).status is RunStatus.CANCELLED
+    kinds = [e.kind async for e in admin.events(run_id)]
+    assert kinds == ["created", "cancelled"]

@@ -13,6 +13,7 @@ a driver can be killed anywhere and another one continues; step requests have
 deterministic ids and a late or duplicate reply changes nothing. See ``docs/plans.md``.
 """
 
+from tta_agent_coordination.plans.admin import RunAdmin
 from tta_agent_coordination.plans.errors import PlanError, RunNotFoundError, RunWaitTimeoutError
 from tta_agent_coordination.plans.flags import (
     PlannerFallback,
@@ -63,6 +64,7 @@ __all__ = [
     "PrometheusPlanMetrics",
     "Reflection",
     "Reflector",
+    "RunAdmin",
     "RunContext",
     "RunEvent",
     "RunMode",

@@ -28,6 +28,7 @@ from typing import Any
 from tta_agent_coordination.errors import CoordinatorUnavailableError
 from tta_agent_coordination.models import AgentId, AgentMessage, MessageType, SendStatus
 from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.plans.errors import PlanError
 from tta_agent_coordination.plans.machine import (
     CLOSING,
     OPENING,
@@ -111,7 +112,7 @@ class RunDriver:
         store: RunStore,
         address: AgentId,
         *,
-        planner: Planner,
+        planner: Planner | None,
         reflector: Reflector | None,
         narrator: Narrator | None,
         metrics: PlanMetrics,
@@ -227,6 +228,10 @@ class RunDriver:
         return Narrated(work.anchor, await self._narrate(state, work))
 
     async def _plan(self, state: RunState, plan_version: int) -> Event:
+        if self._planner is None:
+            # A RunAdmin (no planner) never reconciles; refusing keeps it from ever
+            # recording a planner failure that did not happen.
+            raise PlanError(f"run {state.run_id!r} needs a planner: drive it with a PlanRuntime")
         try:
             plan = await asyncio.wait_for(
                 self._planner.plan(state.task, state.context()), self._planner_timeout
