@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.plans.models import check_run_id
 
 __all__ = ["PlanKeys", "RunKeys"]
@@ -39,9 +40,13 @@ class PlanKeys:
         """The keys of ``run_id``.
 
         Raises:
-            ValueError: ``run_id`` is not a valid run id.
+            ConfigurationError: ``run_id`` is not a valid run id.
         """
-        tag = f"{self.prefix}:p:{{_run:{check_run_id(run_id)}}}"
+        try:
+            check_run_id(run_id)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        tag = f"{self.prefix}:p:{{_run:{run_id}}}"
         return RunKeys(state=f"{tag}:state", log=f"{tag}:log")
 
     @property
