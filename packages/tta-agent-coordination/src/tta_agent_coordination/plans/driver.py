@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
 from typing import Any
 
@@ -289,6 +290,9 @@ class RunDriver:
             correlation_id=message_id,
             reply_to=self.address,
             headers={PLAN_RUN_HEADER: state.run_id},
+            # As request(expire=True): a request nobody received before its timeout is
+            # dead-lettered rather than handled for a run that has moved on.
+            expires_at=datetime.now(UTC) + timedelta(seconds=step.timeout_s),
         )
         # The timer first: a crash after it but before the request leaves a timer that
         # the redelivered message schedules again (same id, deduplicated).
