@@ -49,9 +49,11 @@ class RulePlanner:
     """Long tasks need steps; a replan fills the gap the review found."""
 
     async def assess(self, task: Task) -> Assessment:
+        """Multi-step when the description is more than three words."""
         return "multi_step" if len(task.description.split()) > 3 else "single_shot"
 
     async def plan(self, task: Task, ctx: RunContext) -> Plan:
+        """Four steps first; after a review's gap, the two that fill it."""
         topic = str(task.payload["topic"])
         if ctx.replans == 0:
             names = [("gather", RESEARCHER), ("outline", WRITER), ("draft", WRITER)]
@@ -70,6 +72,7 @@ class RuleReflector:
     """Retry failures; replan once when a review reports a gap; else go on."""
 
     async def reflect(self, step: StepRecord, ctx: RunContext) -> Reflection:
+        """Judge one step attempt."""
         if not step.result.ok:
             return Reflection(decision=Decision.RETRY, reason="the step failed; try again")
         gaps = step.result.output.get("gaps", [])
@@ -82,14 +85,17 @@ class Narrator:
     """What the user is told."""
 
     async def opening(self, task: Task) -> str | None:
+        """The first message."""
         return f"I'll {task.description}."
 
     async def progress(self, step: StepRecord, ctx: RunContext) -> str | None:
+        """A message per step attempt."""
         if step.result.ok:
             return f"{step.step_id} done by {step.result.output.get('by')}."
         return f"{step.step_id} failed ({step.result.error.message if step.result.error else ''})"
 
     async def closing(self, result: RunResult) -> str | None:
+        """The last message."""
         return f"Finished: {result.status.value} after {len(result.steps)} step attempts."
 
 
