@@ -21,15 +21,16 @@ interrupted before ``sent`` was recorded is repeated, and the queue's dedupe dro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tta_agent_coordination.errors import CoordinatorUnavailableError
+from tta_agent_coordination.errors import ConfigurationError, CoordinatorUnavailableError
 from tta_agent_coordination.models import AgentId, AgentMessage, MessageType, SendStatus
 from tta_agent_coordination.observability.logging import get_logger
-from tta_agent_coordination.plans.errors import PlanError
+from tta_agent_coordination.plans.errors import PlanError, RunNotFoundError
 from tta_agent_coordination.plans.machine import (
     CLOSING,
     OPENING,
@@ -334,7 +335,8 @@ class RunDriver:
     async def on_kick(self, ctx: MessageContext[Any]) -> None:
         """A run was started (or must be looked at again): reconcile it."""
         run_id = str(ctx.message.payload.get("run_id", ""))
-        await self.reconcile(run_id)
+        async with self._run_exists(run_id, ctx):
+            await self.reconcile(run_id)
 
     async def on_timeout(self, ctx: MessageContext[Any]) -> None:
         """A step attempt's timer fired: record a timeout if the attempt is still in flight."""
@@ -347,14 +349,16 @@ class RunDriver:
                 return None
             return StepFinished(key, timeout_error(step.timeout_s))
 
-        await self.apply(run_id, decide)
-        await self.reconcile(run_id)
+        async with self._run_exists(run_id, ctx):
+            await self.apply(run_id, decide)
+            await self.reconcile(run_id)
 
     async def on_deadline(self, ctx: MessageContext[Any]) -> None:
         """The run's timeout passed."""
         run_id = str(ctx.message.payload.get("run_id", ""))
-        await self.apply(run_id, lambda _s: DeadlineReached())
-        await self.reconcile(run_id)
+        async with self._run_exists(run_id, ctx):
+            await self.apply(run_id, lambda _s: DeadlineReached())
+            await self.reconcile(run_id)
 
     async def on_response(self, ctx: MessageContext[Any]) -> None:
         """A step's reply: record it (once; late and duplicate ones change nothing)."""
@@ -365,8 +369,26 @@ class RunDriver:
             return
         run_id, key = parsed
         result = from_reply(reply)
-        await self.apply(run_id, lambda _s: StepFinished(key, result))
-        await self.reconcile(run_id)
+        async with self._run_exists(run_id, ctx):
+            await self.apply(run_id, lambda _s: StepFinished(key, result))
+            await self.reconcile(run_id)
+
+    @contextlib.asynccontextmanager
+    async def _run_exists(self, run_id: str, ctx: MessageContext[Any]) -> AsyncGenerator[None]:
+        """Settle a message of a run that no longer exists (expired) instead of retrying it.
+
+        A reply or timer can outlive its run (``retention_s``), and a malformed run id
+        can never exist: either is logged and acked, never retried into the DLQ.
+        """
+        try:
+            yield
+        except (RunNotFoundError, ConfigurationError) as exc:
+            self._log.warning(
+                "message_for_unknown_run",
+                run=run_id,
+                message=ctx.message.message_id,
+                error=str(exc),
+            )
 
 
 def timeout_message_id(run_id: str, key: str) -> str:
