@@ -10,6 +10,7 @@ from tta_agent_coordination.plans import (
     Decision,
     InMemoryPlanMetrics,
     Plan,
+    PlanRuntime,
     Reflection,
     RunMode,
     RunNotFoundError,
@@ -354,3 +355,84 @@ async def test_a_run_admin_follows_and_cancels_but_never_plans(agents, make_runt
     assert (await admin.result(run_id)).status is RunStatus.CANCELLED
     kinds = [e.kind async for e in admin.events(run_id)]
     assert kinds == ["created", "cancelled"]
+
+
+async def test_a_failing_assessment_means_single_shot(agents, make_runtime):
+    await start_agents(agents)
+
+    class Unsure(RulePlanner):
+        async def assess(self, task):
+            raise RuntimeError("cannot tell")
+
+    runtime, _ = await make_runtime(Unsure(), flags=flags())
+    assert await runtime.choose_mode(TASK) is RunMode.SINGLE_SHOT
+    result = await runtime.execute(TASK, timeout=20)
+    assert result.mode is RunMode.SINGLE_SHOT
+    assert result.result == await runtime.execute_legacy(TASK)
+
+
+async def test_bad_reflections_and_failing_narrators_fall_back(agents, make_runtime):
+    await start_agents(agents)
+
+    class Wrong(ScriptedReflector):
+        async def reflect(self, step, ctx):
+            return "continue"
+
+    class Mute:
+        async def opening(self, task):
+            raise RuntimeError("no voice")
+
+        async def progress(self, step, ctx):
+            return None
+
+        async def closing(self, result):
+            await asyncio.sleep(30)
+
+    runtime, _ = await make_runtime(
+        flags=flags(reflection=True, conversation=True, reflector_timeout_s=0.3),
+        reflector=Wrong(),
+        narrator=Mute(),
+    )
+    result = await runtime.execute(TASK, timeout=20)
+    assert result.status is RunStatus.COMPLETED
+    assert result.messages == ()
+    events = [e async for e in runtime.events(result.run_id)]
+    reasons = [e.data["reason"] for e in events if e.kind == "reflected"]
+    assert all(
+        r.startswith("reflector failed (TypeError: the reflector returned str") for r in reasons
+    )
+
+
+async def test_cancel_of_a_narrated_run_gets_its_closing_message(agents, make_runtime):
+    await start_agents(agents)
+    agents.hang.add("draft")
+
+    class Teller:
+        async def opening(self, task):
+            return "starting"
+
+        async def progress(self, step, ctx):
+            return None
+
+        async def closing(self, result):
+            return f"stopped: {result.reason}"
+
+    runtime, _ = await make_runtime(flags=flags(conversation=True), narrator=Teller())
+    run_id = await runtime.start(TASK)
+    await eventually(lambda: _true(bool(agents.calls)))
+    assert await runtime.cancel(run_id, "changed my mind")
+    kinds = [e.kind async for e in runtime.events(run_id)]
+    assert kinds[-2:] == ["cancelled", "message"]
+    assert (await runtime.result(run_id)).messages == ("starting", "stopped: changed my mind")
+
+
+def test_a_runtime_needs_a_valid_instance_and_a_coordinator_client():
+    from typing import cast
+
+    from tta_agent_coordination import RedisMessageCoordinator
+    from tta_agent_coordination.plans.admin import client_of
+
+    with pytest.raises(ConfigurationError, match="invalid runtime instance"):
+        PlanRuntime(cast(RedisMessageCoordinator, object()), planner=RulePlanner(), instance="a b")
+    with pytest.raises(ConfigurationError, match="pass redis="):
+        client_of(cast(RedisMessageCoordinator, object()))
