@@ -76,6 +76,7 @@ def test_every_run_ends_within_its_budget_and_records_each_attempt_once(data, po
     kinds: list[str] = [kind for kind, _ in first.events]
     started = kinds.count("step_started")
     strays = 0
+    delivered: dict[str, StepResult] = {}  # the genuine result sent for each attempt
     # Every applied transition either plans, sends, finishes or judges a step attempt
     # (narration aside): the budgets bound how many there can be.
     bound = 4 * policy.max_steps + 2 * (policy.max_replans + 1) + 4
@@ -102,7 +103,9 @@ def test_every_run_ends_within_its_budget_and_records_each_attempt_once(data, po
                     break
                 assert state.status is RunStatus.RUNNING
                 assert state.sent
-                event = StepFinished(state.current_key, data.draw(results, label="result"))
+                genuine = data.draw(results, label="result")
+                delivered[state.current_key] = genuine
+                event = StepFinished(state.current_key, genuine)
             elif work.kind == "narrate":
                 event = Narrated(work.anchor, data.draw(st.none() | st.just("msg")))
             elif work.kind == "plan":
@@ -144,6 +147,8 @@ def test_every_run_ends_within_its_budget_and_records_each_attempt_once(data, po
     assert state.replans <= policy.max_replans
     keys = [record.key for record in state.records]
     assert len(keys) == len(set(keys)), "an attempt was recorded twice"
+    for record in state.records:
+        assert delivered.get(record.key) == record.result, "a stray result was recorded"
     finished = kinds.count("step_succeeded") + kinds.count("step_failed")
     assert finished == len(state.records)
     attempts = Counter((r.plan_version, r.index) for r in state.records)
