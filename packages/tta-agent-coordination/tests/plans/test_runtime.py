@@ -436,3 +436,9 @@ def test_a_runtime_needs_a_valid_instance_and_a_coordinator_client():
         PlanRuntime(cast(RedisMessageCoordinator, object()), planner=RulePlanner(), instance="a b")
     with pytest.raises(ConfigurationError, match="pass redis="):
         client_of(cast(RedisMessageCoordinator, object()))
+
+
+async def test_a_driver_needs_a_valid_name(coordinator):
+    runtime = PlanRuntime(coordinator, planner=RulePlanner())
+    with pytest.raises(ConfigurationError, match="invalid driver name"):
+        runtime.worker(name="no spaces")

@@ -223,13 +223,18 @@ class PlanRuntime(RunAdmin):
         driver type, competing on the driver queue. ``options`` go to ``AgentWorker``
         (``concurrency``, ``visibility_timeout``, ...) and ``recovery_interval`` (see
         :class:`~tta_agent_coordination.plans.worker.PlanDriverWorker`).
+
+        Raises:
+            ConfigurationError: ``name`` is not a valid agent instance name, or an
+                option is out of range.
         """
         instance = name if name is not None else f"d{os.getpid()}-{secrets.token_hex(3)}"
+        try:
+            agent_id = AgentId(self.address.type, instance)
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid driver name {instance!r}: {exc}") from None
         worker = PlanDriverWorker(
-            self._coordinator,
-            options.pop("registry", self._registry),
-            AgentId(self.address.type, instance),
-            **options,
+            self._coordinator, options.pop("registry", self._registry), agent_id, **options
         )
         worker.add_handler(self.driver.on_kick, MessageType.EVENT, kind=KICK_KIND)
         worker.add_handler(self.driver.on_timeout, MessageType.EVENT, kind=TIMEOUT_KIND)
