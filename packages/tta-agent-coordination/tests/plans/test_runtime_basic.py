@@ -1,12 +1,10 @@
 from tta_agent_coordination.plans import RunMode, RunStatus, Task
 
-from .conftest import WRITER
+from .conftest import CHECKER, WRITER
 
 
 async def test_multi_step_run_completes_on_agents(agents, make_runtime):
-    await agents.start(WRITER.type_queue, "w1")
-    from .conftest import CHECKER
-
+    await agents.start(WRITER, "w1")
     await agents.start(CHECKER, "c1")
     runtime, _ = await make_runtime()
     result = await runtime.execute(Task(agent=WRITER, payload={"text": "hi"}), timeout=20)
