@@ -1,7 +1,7 @@
 """The run store: one hash slot per run, compare-and-set, expiry, listing."""
 
 import pytest
-from redis.cluster import key_slot
+from redis.crc import key_slot
 
 from tta_agent_coordination import AgentId
 from tta_agent_coordination.errors import ConfigurationError, CoordinatorUnavailableError
