@@ -28,16 +28,13 @@ _FOLLOW_WAIT_S = 1.0
 
 
 def client_of(coordinator: RedisMessageCoordinator) -> RedisClient:
-    """The Redis client ``coordinator`` works on.
-
-    The coordinator has no public accessor for its client yet, so this reads the one
-    attribute it keeps it in; pass ``redis=`` to ``PlanRuntime`` to avoid relying on it.
+    """The Redis client ``coordinator`` works on (``RedisMessageCoordinator.redis``).
 
     Raises:
-        ConfigurationError: the coordinator does not keep its client where expected.
+        ConfigurationError: the coordinator has no Redis client (another back-end): pass
+            ``redis=`` to ``PlanRuntime``.
     """
-    core = getattr(coordinator, "_core", None)
-    client = getattr(core, "redis", None)
+    client = getattr(coordinator, "redis", None)
     if client is None:
         raise ConfigurationError(
             "cannot find the coordinator's Redis client: pass redis= to PlanRuntime"

@@ -163,6 +163,15 @@ class RedisMessageCoordinator(MessageCoordinator):
         return self._core.keys
 
     @property
+    def redis(self) -> RedisClient:
+        """The Redis client this coordinator works on (not owned by it: never closed here).
+
+        For modules that keep state of their own beside the queues, under the same key
+        prefix (plan runs, conversations): they share the client, its pool and its breaker.
+        """
+        return self._core.redis
+
+    @property
     def stream_waiter(self) -> StreamWaiter:
         """The one waiter every blocking receive waits through (see ``docs/worker.md``).
 
