@@ -1,4 +1,6 @@
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -48,3 +50,23 @@ async def coordinator(
     )
     yield coord
     await coord.aclose()
+
+
+async def waiter_quiet(waiter: Any) -> None:
+    """Wait (bounded) until a ``StreamWaiter``'s reads cover every stream and no kick runs.
+
+    After many waiters joined, their kicks re-arm the shared read a few times; a test
+    measuring idle CPU starts after that.
+    """
+    readers = waiter._readers
+    for _ in range(300):
+        kicks = [
+            t for t in asyncio.all_tasks() if t.get_name() == "stream-waiter-kick" and not t.done()
+        ]
+        armed = all(
+            r.blocked and all(w.armed is not None for w in r.watches.values()) for r in readers
+        )
+        if armed and not kicks:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the shared read never covered every stream")

@@ -18,7 +18,7 @@ from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.worker import AgentWorker
 
-from .conftest import SENDER, make_message
+from .conftest import SENDER, make_message, waiter_quiet
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ async def test_1000_idle_workers_share_one_connection_and_cost_no_cpu(
             if coordinator.stream_waiter.stats.waiters == WORKERS:
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(0.2)  # the last joiners' kicks re-armed the read
+        await waiter_quiet(coordinator.stream_waiter)  # the joiners' re-arms are over
         stats = coordinator.stream_waiter.stats
         assert stats.waiters == WORKERS
         # 4,004 streams (each worker's own three ready streams and wake stream, the type
