@@ -151,6 +151,15 @@ class RedisMessageCoordinator(MessageCoordinator):
         return self._core.keys
 
     @property
+    def redis(self) -> RedisClient:
+        """The Redis client this coordinator works on (not owned: it never closes it).
+
+        For features built on the coordinator that keep state of their own under its
+        prefix (``interactions``), on the same client, connections and hash slots.
+        """
+        return self._core.redis
+
+    @property
     def stream_waiter(self) -> StreamWaiter:
         """The one waiter every blocking receive waits through (see ``docs/worker.md``).
 

@@ -1,0 +1,1 @@
+"""The Lua scripts of agent conversations (loaded by ``interactions/scripts.py``)."""
