@@ -30,9 +30,11 @@ async def test_handler_return_value_answers(messaging: AgentMessaging) -> None:
     answer = await messaging.sync_conversation.send_and_wait(ALICE, BOB, {"q": 1}, timeout=10)
     assert answer.payload == {"echo": 1}
     assert answer.kind is MessageKind.REPLY
-    assert answer.sender == BOB and answer.recipient == ALICE
+    assert answer.sender == BOB
+    assert answer.recipient == ALICE
     ctx = seen[0]
-    assert ctx.sender == ALICE and ctx.recipient == BOB
+    assert ctx.sender == ALICE
+    assert ctx.recipient == BOB
     assert ctx.message.kind is MessageKind.SYNC
     assert ctx.conversation_id == answer.conversation_id
     assert ctx.conversation_id.startswith(pair_id(ALICE, BOB) + "-")
