@@ -32,6 +32,7 @@ from tta_agent_coordination.interactions.models import (
     ConversationMessage,
     MessageKind,
     Organization,
+    RestoreReport,
 )
 from tta_agent_coordination.interactions.one_way import OneWayMessenger
 from tta_agent_coordination.interactions.store import InteractionStore, OpenConversation
@@ -60,5 +61,6 @@ __all__ = [
     "Organization",
     "OrganizationNotFoundError",
     "PayloadError",
+    "RestoreReport",
     "SyncConversation",
 ]

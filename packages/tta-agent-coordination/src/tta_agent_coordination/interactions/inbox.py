@@ -75,6 +75,20 @@ class AsyncConversation:
             payload=body,
             conversation_id=pair_id(sender, recipient),
         )
+        outcome, message = await self.append(message)
+        if outcome == "full":
+            raise InboxFullError(str(recipient), self._m.inbox_max_unread)
+        if outcome == "ok":
+            await self._m.record_message(message)
+        return message
+
+    async def append(self, message: ConversationMessage) -> tuple[str, ConversationMessage]:
+        """Append ``message`` to its recipient's inbox, unchecked and unrecorded.
+
+        Returns the outcome (``ok``, ``duplicate`` or ``full``) and the message timed on
+        arrival. :meth:`send` checks and records around it; ``restore`` uses it alone.
+        """
+        recipient, sender = message.recipient, message.sender
         keys = self._m.keys.inbox(recipient)
         raw = await self._m.scripts.run(
             "inbox_append",
@@ -97,12 +111,7 @@ class AsyncConversation:
             ],
         )
         outcome = as_str(raw[0])
-        if outcome == "full":
-            raise InboxFullError(str(recipient), self._m.inbox_max_unread)
-        message = message.model_copy(update={"sent_at": ms_to_datetime(int(raw[2]))})
-        if outcome == "ok":
-            await self._m.record_message(message)
-        return message
+        return outcome, message.model_copy(update={"sent_at": ms_to_datetime(int(raw[2]))})
 
     async def _read(
         self, agent: AgentId, sender: AgentId | None, limit: int, mark: bool

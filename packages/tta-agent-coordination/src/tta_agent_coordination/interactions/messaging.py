@@ -23,6 +23,7 @@ from tta_agent_coordination.interactions.models import (
     AgentProfile,
     ConversationMessage,
     Organization,
+    RestoreReport,
 )
 from tta_agent_coordination.interactions.one_way import OneWayMessenger
 from tta_agent_coordination.interactions.store import InteractionStore
@@ -216,6 +217,54 @@ class AgentMessaging:
         await self.handlers.add(agent_id, fn)
 
     # --- the record ---------------------------------------------------------------------
+
+    async def restore(self) -> RestoreReport:
+        """Bring the directory, unread inbox messages and open conversations back.
+
+        From the store, after Redis lost them.
+
+        Idempotent: what Redis still holds is left as it is (an inbox message whose id
+        is unread or within the dedupe window, a pair with state). A restored inbox
+        message is timed on its new arrival; a restored conversation is open with its
+        recorded epoch and no wait (the waiters' reply inboxes were lost with Redis:
+        they time out).
+
+        Raises:
+            ConfigurationError: there is no store.
+        """
+        if self.store is None:
+            raise ConfigurationError("restore needs AgentMessaging(store=...)")
+        organizations, agents = await self.store.load_directory()
+        for org in organizations:
+            await self.directory.register_organization(
+                org.org_id, org.name, accepts_from=org.accepts_from
+            )
+        for profile in agents:
+            await self.directory.register_agent(
+                profile.agent_id, organization=profile.organization, name=profile.name
+            )
+        messages = 0
+        for message in await self.store.unread_inbox():
+            outcome, _ = await self._async.append(message)
+            messages += outcome == "ok"
+        conversations = 0
+        for conv in await self.store.open_conversations():
+            cid, _, epoch = conv.conversation_id.rpartition("-")
+            first, second = sorted((str(conv.agent_a), str(conv.agent_b)))
+            restored = await self.scripts.run(
+                "conv_restore",
+                [self.keys.conversation(cid).state],
+                [first, second, epoch, self.retention_ms],
+            )
+            conversations += int(restored)
+        report = RestoreReport(
+            organizations=len(organizations),
+            agents=len(agents),
+            inbox_messages=messages,
+            conversations=conversations,
+        )
+        self._log.info("interactions_restored", **report.model_dump())
+        return report
 
     async def record_message(self, message: ConversationMessage) -> None:
         """Write ``message`` to the store, if any (a failing store is logged)."""

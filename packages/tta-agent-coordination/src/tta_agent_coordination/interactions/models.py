@@ -10,7 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tta_agent_coordination.models import AgentId
 
-__all__ = ["AgentProfile", "ConversationMessage", "MessageKind", "Organization"]
+__all__ = [
+    "AgentProfile",
+    "ConversationMessage",
+    "MessageKind",
+    "Organization",
+    "RestoreReport",
+]
 
 
 class MessageKind(StrEnum):
@@ -88,3 +94,21 @@ class ConversationMessage(BaseModel):
     payload: Any = None
     conversation_id: str
     sent_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class RestoreReport(BaseModel):
+    """What ``AgentMessaging.restore`` brought back into Redis.
+
+    Attributes:
+        organizations: organizations registered again (all recorded ones).
+        agents: agents registered again (all recorded ones with an organization).
+        inbox_messages: unread inbox messages appended (not those still in Redis).
+        conversations: open conversations whose state was missing and is back.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    organizations: int
+    agents: int
+    inbox_messages: int
+    conversations: int

@@ -76,3 +76,7 @@ class InteractionStore(Protocol):
     async def open_conversations(self) -> Sequence[OpenConversation]:
         """The conversations recorded as open."""
         ...
+
+    async def load_directory(self) -> tuple[list[Organization], list[AgentProfile]]:
+        """Every recorded organization, and every agent recorded in one."""
+        ...

@@ -299,5 +299,6 @@ class SyncConversation:
         for corr, address in ((raw[2], raw[3]), (raw[4], raw[5])):
             if as_str(corr):
                 await self._push(as_str(address), as_str(corr), marker, ended=True)
+        await self._m.record_message(marker)
         await self._m.record_conversation(marker.conversation_id, first, second, "ended")
         return True
