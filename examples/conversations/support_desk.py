@@ -46,9 +46,8 @@ async def main() -> int:
         got = [a for a in answers[len(STAFF) :] if a is not None]
         for message in got:
             print(f"{message.recipient.instance} <- {message.payload['answer']}")
-        print(
-            f"tickets per staff member: { {n: sum(h.startswith(n) for h in handled) for n in STAFF} }"
-        )
+        per_member = {n: sum(h.startswith(n) for h in handled) for n in STAFF}
+        print(f"tickets per staff member: {per_member}")
     ok = len(got) == len(CUSTOMERS) and len(handled) == len(CUSTOMERS)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
