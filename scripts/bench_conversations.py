@@ -186,14 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=os.environ.get(URL_ENV, DEFAULT_URL))
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--pairs", type=int, default=16)
-    parser.add_argument("--quick", action="store_true", help="100 turns, print only")
+    parser.add_argument("--quick", action="store_true", help="at most 100 turns, print only")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         asyncio.run(serve(args.redis_url, args.prefix, args.pairs))
         return 0
-    turns = 100 if args.quick else args.turns
+    turns = min(args.turns, 100) if args.quick else args.turns
     results = asyncio.run(run(args.redis_url, turns, args.pairs))
     block = render(results, turns, args.pairs)
     print(block)

@@ -3,6 +3,7 @@ from typing import Any
 
 import pytest
 
+from tta_agent_coordination import RedisAgentRegistry
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.interactions import (
     AgentMessaging,
@@ -10,11 +11,13 @@ from tta_agent_coordination.interactions import (
     ConversationContext,
     ConversationEndedError,
     ConversationTimeoutError,
+    CrossOrganizationError,
     MessageKind,
     NoHandlerError,
     PayloadError,
 )
 from tta_agent_coordination.interactions.keys import pair_id
+from tta_agent_coordination.models import AgentId
 
 from .conftest import ALICE, BOB, CAROL, eventually
 
@@ -217,3 +220,42 @@ async def test_state_expires(messaging: AgentMessaging) -> None:
     assert 0 < await messaging.redis.pttl(keys.log) <= messaging.retention_ms
     await messaging.sync_conversation.end_conversation(ALICE, BOB)
     assert 0 < await messaging.redis.pttl(keys.state) <= messaging.ended_retention_ms
+
+
+async def test_answer_crosses_into_an_organization_that_only_accepts_the_other_way(
+    messaging: AgentMessaging,
+) -> None:
+    vendor = AgentId("vendor", "v1")
+    await messaging.register_organization("globex", accepts_from=["acme"])
+    await messaging.register_agent(vendor, organization="globex")
+
+    async def vendor_handler(ctx: ConversationContext) -> Any:
+        return "quote: 42"
+
+    await messaging.add_handler(vendor, vendor_handler)
+    answer = await messaging.sync_conversation.send_and_wait(ALICE, vendor, "quote?", timeout=10)
+    assert answer.payload == "quote: 42"
+    # Outside an answer, globex may not address acme.
+    with pytest.raises(CrossOrganizationError):
+        await messaging.sync_conversation.reply(vendor, ALICE, "unsolicited")
+
+
+async def test_handlers_register_their_agent_with_a_registry(coordinator, key_prefix) -> None:
+    registry = RedisAgentRegistry(coordinator.redis, key_prefix=key_prefix, heartbeat_ttl_s=3.0)
+    m = AgentMessaging(coordinator, registry=registry, handler_visibility_timeout=2.0)
+    await m.register_organization("acme")
+    for agent in (ALICE, BOB):
+        await m.register_agent(agent, organization="acme")
+
+    @m.register_handler(BOB)
+    async def bob(ctx: ConversationContext) -> Any:
+        return "registered"
+
+    try:
+        async with m:
+            assert await registry.get(BOB) is not None
+            answer = await m.sync_conversation.send_and_wait(ALICE, BOB, "hi", timeout=10)
+            assert answer.payload == "registered"
+        assert await registry.get(BOB) is None  # deregistered on a graceful stop
+    finally:
+        await registry.aclose()

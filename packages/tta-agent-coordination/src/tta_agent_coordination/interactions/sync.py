@@ -237,9 +237,15 @@ class SyncConversation:
     async def answer(
         self, responder: AgentId, requester: AgentId, payload: Any, *, corr: str
     ) -> bool:
-        """:meth:`reply`, to the wait ``corr`` only (``""``: whichever wait stands)."""
+        """:meth:`reply`, to the wait ``corr`` only (``""``: whichever wait stands).
+
+        An answer to a given wait (a handler's) skips the directory check: the asker was
+        allowed to address the responder, and answering it is always allowed (also
+        across organizations whose ``accepts_from`` only lets the asker's side in).
+        """
         cid, first, _ = _pair(responder, requester)
-        await self._m.directory.check_route(responder, [requester])
+        if not corr:
+            await self._m.directory.check_route(responder, [requester])
         body = jsonable_payload(payload, self._m.max_payload_bytes)
         keys = self._m.keys.conversation(cid)
         message = ConversationMessage(
