@@ -1,6 +1,6 @@
 import pytest
 
-from tta_agent_coordination.errors import ConfigurationError
+from tta_agent_coordination.errors import ConfigurationError, CoordinatorUnavailableError
 from tta_agent_coordination.interactions import (
     AgentMessaging,
     AgentMessagingError,
@@ -75,3 +75,33 @@ async def test_settings_are_checked(coordinator) -> None:
         AgentMessaging(coordinator, log_cap=0)
     with pytest.raises(ConfigurationError):
         AgentMessaging(coordinator, handler_visibility_timeout=-1)
+
+
+async def test_register_rereads_an_organization_moved_meanwhile(
+    messaging: AgentMessaging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await messaging.register_organization("globex")
+    real_hget = messaging.redis.hget
+    calls = 0
+
+    async def stale_first(key: str, field: str):  # as if another process moved it
+        nonlocal calls
+        calls += 1
+        return "elsewhere" if calls == 1 else await real_hget(key, field)
+
+    monkeypatch.setattr(messaging.redis, "hget", stale_first)
+    profile = await messaging.register_agent(BOB, organization="globex")
+    assert profile.organization == "globex"
+    assert calls == 2
+    assert BOB not in await messaging.list_agents("acme")
+
+
+async def test_register_gives_up_when_the_agent_keeps_moving(
+    messaging: AgentMessaging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def always_stale(key: str, field: str):
+        return "elsewhere"
+
+    monkeypatch.setattr(messaging.redis, "hget", always_stale)
+    with pytest.raises(CoordinatorUnavailableError, match="kept moving"):
+        await messaging.register_agent(BOB, organization="acme")

@@ -193,3 +193,21 @@ async def test_inbox_keys_expire_and_the_log_is_capped(
         ttl = await m.redis.pttl(key)
         assert ttl == -2 or 0 < ttl <= 60_000
     assert await m.redis.hlen(keys.body) == 0  # read bodies are gone
+
+
+async def test_sender_index_stays_bounded_when_read_through_all_senders(
+    coordinator: RedisMessageCoordinator,
+) -> None:
+    m = AgentMessaging(coordinator, inbox_max_unread=5)
+    await m.register_organization("acme")
+    for agent in (ALICE, BOB):
+        await m.register_agent(agent, organization="acme")
+    inbox = m.async_conversation
+    for n in range(60):
+        await inbox.send(ALICE, BOB, n)
+        assert [x.payload for x in await inbox.get_unread_messages(BOB)] == [n]
+    index = m.keys.inbox(BOB).from_sender(str(ALICE))
+    assert await m.redis.zcard(index) <= 5  # stale ids are trimmed on append
+    await inbox.send(ALICE, BOB, "last")
+    assert [x.payload for x in await inbox.get_messages_from_agent(BOB, ALICE)] == ["last"]
+    assert await m.redis.zcard(index) == 0  # and dropped on a per-sender read

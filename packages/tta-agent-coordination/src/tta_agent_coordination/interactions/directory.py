@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from tta_agent_coordination.clients import RedisClient
-from tta_agent_coordination.errors import ConfigurationError
+from tta_agent_coordination.errors import ConfigurationError, CoordinatorUnavailableError
 from tta_agent_coordination.interactions.codec import ms_to_datetime
 from tta_agent_coordination.interactions.errors import (
     AgentNotFoundError,
@@ -26,6 +26,9 @@ from tta_agent_coordination.interactions.models import AgentProfile, Organizatio
 from tta_agent_coordination.models import AgentId
 
 __all__ = ["Directory"]
+
+_MOVE_ATTEMPTS = 10
+"""Re-reads of an agent's organization when concurrent registrations keep moving it."""
 
 
 def _fields(raw: Any) -> dict[str, str]:
@@ -100,25 +103,28 @@ class Directory:
         if not isinstance(agent_id, AgentId):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"agent_id must be an AgentId, got {agent_id!r}")
         check_organization_id(organization)
-        outcome = as_str(
-            await self._scripts.run(
-                "dir_agent",
-                [
-                    self._keys.organization(organization),
-                    self._keys.organization_agents(organization),
-                    self._keys.agent(agent_id),
-                ],
-                [
-                    str(agent_id),
-                    organization,
-                    name or str(agent_id),
-                    self._keys.organization(""),
-                ],
+        key = self._keys.agent(agent_id)
+        members = self._keys.organization_agents(organization)
+        for _ in range(_MOVE_ATTEMPTS):
+            # The script must declare the old organization's set: read it first, and
+            # let the script check it is still the current one (else read again).
+            raw = await guarded("register_agent", lambda: self._redis.hget(key, "organization"))
+            current = as_str(raw) if raw is not None else ""
+            old_members = self._keys.organization_agents(current) if current else members
+            outcome = as_str(
+                await self._scripts.run(
+                    "dir_agent",
+                    [self._keys.organization(organization), members, key, old_members],
+                    [str(agent_id), organization, name or str(agent_id), current],
+                )
             )
+            if outcome == "no_org":
+                raise OrganizationNotFoundError(organization)
+            if outcome != "moved":
+                return await self.get_agent(agent_id)
+        raise CoordinatorUnavailableError(
+            f"register_agent: {agent_id} kept moving between organizations; try again"
         )
-        if outcome == "no_org":
-            raise OrganizationNotFoundError(organization)
-        return await self.get_agent(agent_id)
 
     async def get_agent(self, agent_id: AgentId) -> AgentProfile:
         """One agent's entry.

@@ -121,7 +121,7 @@ class AsyncConversation:
         raw = await self._m.scripts.run(
             "inbox_read",
             [keys.unread, keys.body, keys.log, index],
-            [_check_limit(limit), "1" if mark else "0", keys.from_sender("")],
+            [_check_limit(limit), "1" if mark else "0"],
         )
         last = as_str(raw[0])
         messages = [decode_inbox_entry(as_str(raw[i])) for i in range(2, len(raw), 2)]
@@ -160,9 +160,7 @@ class AsyncConversation:
             return 0
         keys = self._m.keys.inbox(agent)
         count = int(
-            await self._m.scripts.run(
-                "inbox_mark", [keys.unread, keys.body], [keys.from_sender(""), *message_ids]
-            )
+            await self._m.scripts.run("inbox_mark", [keys.unread, keys.body], list(message_ids))
         )
         if count:
             await self._m.record_read(agent, list(message_ids))

@@ -16,7 +16,8 @@ names never start with ``_``)::
     <p>:{_conv:<cid>}:log                   stream the pair's messages (MAXLEN ~ cap)
 
     <p>:{_inbox:<agent>}:unread             zset   message id -> arrival sequence
-    <p>:{_inbox:<agent>}:from:<sender>      zset   the same, for one sender
+    <p>:{_inbox:<agent>}:from:<sender>      zset   the same, for one sender (may hold ids
+                                                   already read: dropped lazily)
     <p>:{_inbox:<agent>}:body               hash   message id -> message JSON (unread only)
     <p>:{_inbox:<agent>}:log                stream every arrival (MAXLEN ~ cap): the wake-up
                                                    of ``wait_for_message``

@@ -14,10 +14,19 @@ end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
   return {'full', 0, now}
 end
+-- A sender's index larger than the cap holds ids read through the all-senders index:
+-- drop some of them (bounded work per append keeps the index near the cap).
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, 99)) do
+    if redis.call('HEXISTS', KEYS[3], id) == 0 then
+      redis.call('ZREM', KEYS[2], id)
+    end
+  end
+end
 local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
 redis.call('ZADD', KEYS[1], seq, ARGV[1])
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
--- "<ms>|<sender>|<json>": the sender names the per-sender index to clear on read.
+-- "<ms>|<sender>|<json>": the arrival time (server clock) travels with the message.
 redis.call('HSET', KEYS[3], ARGV[1], string.format('%d', now) .. '|' .. ARGV[2] .. '|' .. ARGV[3])
 redis.call('ZADD', KEYS[5], now, ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1])
