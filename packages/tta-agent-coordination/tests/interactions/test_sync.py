@@ -259,3 +259,33 @@ async def test_handlers_register_their_agent_with_a_registry(coordinator, key_pr
         assert await registry.get(BOB) is None  # deregistered on a graceful stop
     finally:
         await registry.aclose()
+
+
+async def test_a_dead_askers_wait_stops_counting_after_its_deadline(
+    messaging: AgentMessaging,
+) -> None:
+    sync = messaging.sync_conversation
+    keys = messaging.keys.conversation(pair_id(ALICE, BOB))
+    side = "a" if str(ALICE) < str(BOB) else "b"
+    # An asker that died mid-wait: its wait is in the state, nobody will clear it.
+    await messaging.redis.hset(
+        keys.state,
+        mapping={
+            "a": min(str(ALICE), str(BOB)),
+            "b": max(str(ALICE), str(BOB)),
+            "status": "open",
+            "epoch": "1",
+            f"wait_{side}": "dead-corr",
+            f"addr_{side}": messaging.coordinator.reply_inbox.model_dump_json(),
+            f"picked_{side}": "0",
+            f"until_{side}": "1",  # long past (server clock, ms)
+        },
+    )
+    assert not await sync.reply(BOB, ALICE, "nobody listens")
+
+    async def bob(ctx: ConversationContext) -> Any:
+        return "fresh"
+
+    await messaging.add_handler(BOB, bob)
+    answer = await sync.send_and_wait(ALICE, BOB, "again", timeout=10)  # not busy
+    assert answer.payload == "fresh"

@@ -12,7 +12,9 @@ names never start with ``_``)::
     <p>:{_conv:<cid>}:state                 hash   a, b, status, epoch, and per side
                                                    (a|b): wait_<s> (correlation id of the
                                                    wait), addr_<s> (reply inbox JSON),
-                                                   picked_<s> (its message was taken)
+                                                   picked_<s> (its message was taken),
+                                                   until_<s> (when the wait stops counting:
+                                                   its timeout, server clock)
     <p>:{_conv:<cid>}:log                   stream the pair's messages (MAXLEN ~ cap)
 
     <p>:{_inbox:<agent>}:unread             zset   message id -> arrival sequence

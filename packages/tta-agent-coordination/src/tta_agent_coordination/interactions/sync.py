@@ -126,6 +126,7 @@ class SyncConversation:
                     dump_message(message),
                     self._m.retention_ms,
                     self._m.log_cap,
+                    int((timeout + _LATE_ANSWER_S) * 1000),
                 ],
             )
             outcome, epoch, other_corr, other_addr = (as_str(x) for x in raw)

@@ -6,5 +6,6 @@ local f = redis.call('HMGET', KEYS[1], 'wait_' .. ARGV[1], 'picked_' .. ARGV[1])
 if f[1] ~= ARGV[2] then
   return {0}
 end
-redis.call('HDEL', KEYS[1], 'wait_' .. ARGV[1], 'addr_' .. ARGV[1], 'picked_' .. ARGV[1])
+redis.call('HDEL', KEYS[1], 'wait_' .. ARGV[1], 'addr_' .. ARGV[1], 'picked_' .. ARGV[1],
+  'until_' .. ARGV[1])
 return {1, f[2] or '0'}

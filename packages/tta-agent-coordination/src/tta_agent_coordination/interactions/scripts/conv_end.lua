@@ -10,7 +10,8 @@ if f[1] ~= 'open' then
   return {0}
 end
 redis.call('HSET', KEYS[1], 'status', 'ended', 'ended_by', ARGV[1])
-redis.call('HDEL', KEYS[1], 'wait_a', 'addr_a', 'picked_a', 'wait_b', 'addr_b', 'picked_b')
+redis.call('HDEL', KEYS[1], 'wait_a', 'addr_a', 'picked_a', 'until_a',
+  'wait_b', 'addr_b', 'picked_b', 'until_b')
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
