@@ -211,3 +211,14 @@ async def test_sender_index_stays_bounded_when_read_through_all_senders(
     await inbox.send(ALICE, BOB, "last")
     assert [x.payload for x in await inbox.get_messages_from_agent(BOB, ALICE)] == ["last"]
     assert await m.redis.zcard(index) == 0  # and dropped on a per-sender read
+
+
+async def test_wait_for_message_cancelled_at_any_point(messaging: AgentMessaging) -> None:
+    inbox = messaging.async_conversation
+    for steps in range(12):
+        waiting = asyncio.create_task(inbox.wait_for_message(BOB, timeout=30))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 10)  # promptly, not after its 30 s

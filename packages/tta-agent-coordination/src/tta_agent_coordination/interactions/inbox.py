@@ -27,6 +27,7 @@ from tta_agent_coordination.interactions.keys import pair_id
 from tta_agent_coordination.interactions.lua import as_str
 from tta_agent_coordination.interactions.models import ConversationMessage, MessageKind
 from tta_agent_coordination.models import AgentId
+from tta_agent_coordination.resilience.cancellation import CancellationWatch
 
 if TYPE_CHECKING:
     from tta_agent_coordination.interactions.messaging import AgentMessaging
@@ -196,10 +197,13 @@ class AsyncConversation:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         log = self._m.keys.inbox(agent).log
+        # A cancellation swallowed inside the Redis client is raised before blocking.
+        watch = CancellationWatch()
         while True:
             last, messages = await self._read(agent, from_agent, 1, True)
             if messages:
                 return messages[0]
+            watch.reraise()
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None

@@ -34,6 +34,7 @@ from tta_agent_coordination.interactions.models import ConversationMessage, Mess
 from tta_agent_coordination.models import AgentId, AgentMessage, MessageType, SendStatus
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.replies import ReplyAddress
+from tta_agent_coordination.resilience.cancellation import CancellationWatch
 
 if TYPE_CHECKING:
     from tta_agent_coordination.interactions.messaging import AgentMessaging
@@ -97,6 +98,9 @@ class SyncConversation:
         """
         if not timeout > 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout}")
+        # A cancellation can be swallowed inside the Redis client (Python 3.11's
+        # wait_for race): the watch notices it and raises it before the wait.
+        watch = CancellationWatch()
         cid, first, second = _pair(sender, recipient)
         await self._m.directory.check_route(sender, [recipient])
         body = jsonable_payload(payload, self._m.max_payload_bytes)
@@ -139,6 +143,7 @@ class SyncConversation:
                 await self._push(other_addr, other_corr, message, ended=False)
             else:
                 await self._enqueue(message, side, corr, timeout, keys.state)
+            watch.reraise()
             return await self._await_answer(pending, message, side, corr, timeout, keys.state)
         except asyncio.CancelledError:
             # The caller gave up: end this side's wait so that the pair is not busy.
