@@ -179,9 +179,15 @@ class Context:
             self._dist = out
         return self._dist
 
-    def smoke(self, python: Path, cwd: Path, *extra: str) -> None:
+    @property
+    def others(self) -> list[Package]:
+        """Members beyond the two of the README's commands (installed the same way)."""
+        return [p for p in self.packages if p.name not in (CORE, f"{CORE}-postgres")]
+
+    def smoke(self, python: Path, cwd: Path, *extra: str, modules: list[str] | None = None) -> None:
         redis = ["--redis-url", self.redis_url] if self.redis_url else []
-        out = run([str(python), str(SMOKE), *self.modules, *redis, *extra], cwd, self.env())
+        wanted = self.modules if modules is None else modules
+        out = run([str(python), str(SMOKE), *wanted, *redis, *extra], cwd, self.env())
         if not out.rstrip().endswith("smoke: ok"):
             raise RouteError(f"the smoke test did not finish:\n{out}")
 
@@ -200,7 +206,7 @@ def route_wheels(ctx: Context) -> None:
     pip = str(env / "bin" / "pip")
     install = shlex.split(PIP_WHEELS.replace(*WITH_TESTING))
     run([pip, *install[1:]], ctx.work, ctx.env())  # cwd: the README's relative `dist`
-    others = [p.name for p in ctx.packages if p.name not in (CORE, f"{CORE}-postgres")]
+    others = [p.name for p in ctx.others]
     if others:  # packages added after the README's command: installed the same way
         run([pip, "install", "--find-links", "dist", *others], ctx.work, ctx.env())
     ctx.smoke(env / "bin" / "python", ctx.work)
@@ -240,6 +246,13 @@ def route_git(ctx: Context) -> None:
     local = f"git+file://{REPO}@{head_commit()}"
     add = shlex.split(UV_ADD_GIT.replace(GIT_URL, local).replace(*WITH_TESTING))
     run(add, project, ctx.env())
+    for package in ctx.others:  # the same form, one subdirectory each
+        subdirectory = package.path.relative_to(REPO).as_posix()
+        run(
+            ["uv", "add", f"{package.name} @ {local}#subdirectory={subdirectory}"],
+            project,
+            ctx.env(),
+        )
     ctx.smoke(project / ".venv" / "bin" / "python", project)
 
 
@@ -262,7 +275,10 @@ def route_workspace(ctx: Context) -> None:
     out = run(pytest, example, ctx.env())
     if " passed" not in out or " skipped" in out:
         raise RouteError(f"the example's tests did not all pass:\n{out}")
-    ctx.smoke(example / ".venv" / "bin" / "python", example)
+    # The example app depends on the core and the Postgres store only (every member
+    # is in its workspace, installed when a dependency names it).
+    base = [p.module for p in ctx.packages if p not in ctx.others]
+    ctx.smoke(example / ".venv" / "bin" / "python", example, modules=base)
 
 
 ROUTES: dict[str, Callable[[Context], None]] = {

@@ -9,8 +9,8 @@ of the page is written by hand. Run it after changing a command::
 
 ``tests/test_cli_docs.py`` runs ``--check``, so a command changed without regenerating
 fails CI. The commands come from ``build_app(plugins=False)`` plus the Postgres store's
-``store`` group added explicitly, so that whatever else happens to be installed (other
-plugins) never changes the page.
+``store`` group and tta-agents' ``tta`` group added explicitly, so that whatever else
+happens to be installed (other plugins) never changes the page.
 """
 
 from __future__ import annotations
@@ -34,13 +34,18 @@ PROG = "tta-coord"
 
 
 def reference_app() -> typer.Typer:
-    """The root application the reference documents: built-ins, demo and ``store``."""
+    """The root application the reference documents: built-ins, demo, ``store`` and ``tta``."""
     app = build_app(plugins=False)
     try:
         from tta_agent_coordination_postgres.cli import app as store_app
     except ImportError:  # the workspace always has it; a bare core install does not
         return app
     app.add_typer(store_app, name="store")
+    try:
+        from tta_agents.cli import app as tta_app
+    except ImportError:  # likewise for the TTA extension package
+        return app
+    app.add_typer(tta_app, name="tta")
     return app
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -115,3 +115,37 @@ async def sentinel_client(sentinel_url: str, cluster_prefix: str) -> AsyncIterat
     """A client of the Sentinel service's primary; the test's keys deleted after."""
     async for client in _client(sentinel_url, cluster_prefix):
         yield client
+
+
+# --- a private Cluster, for tests that kill nodes or move slots ----------------------------
+
+PRIVATE_BASE = 7300
+"""Ports 7300-7305: never the shared setup's (7100-7122), which other tests use meanwhile."""
+PRIVATE_URL = f"redis+cluster://127.0.0.1:{PRIVATE_BASE}"
+PRIVATE_DIR = ROOT / f".redis-cluster-{PRIVATE_BASE}"
+
+
+def private_cluster_script(*args: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/redis-cluster <args>`` on the private Cluster's ports."""
+    env = {**os.environ, "TTA_COORD_CLUSTER_BASE_PORT": str(PRIVATE_BASE)}
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[str]:
+    """A fresh 3+3 Cluster of this test alone (stopped and deleted after it)."""
+    private_cluster_script("down")  # what a crashed earlier run may have left
+    up = private_cluster_script("up", "cluster")
+    if up.returncode != 0:
+        _report(f"the private cluster did not start: {up.stderr[-1500:]}")
+    try:
+        yield PRIVATE_URL
+    finally:
+        private_cluster_script("down")

@@ -229,6 +229,29 @@ async def test_coordinator_path_across_nodes(
         await coord.aclose()
 
 
+async def test_a_dead_instances_type_queue_leases_are_released_on_the_cluster(
+    cluster_client: RedisClient, cluster_prefix: str
+) -> None:
+    # The instance's queue {alpha:a1} and its type queue {alpha} are in different slots:
+    # the release runs one script on each, the lessee records in the type queue's slot.
+    coord = coordinator(cluster_client, cluster_prefix)
+    instance, other = AGENTS[0], AgentId("alpha", "a2")
+    typed = instance.type_queue
+    try:
+        results = await coord.send_many([msg(1, typed), msg(2, typed), msg(3, instance)])
+        assert all(r.delivered for r in results)
+        held = await coord.receive_batch(instance, 3, visibility_timeout=60, also=[typed])
+        assert [h.queue for h in held] == [instance, typed, typed]
+        assert await coord.release_leases(instance) == 3
+        got = await coord.receive_batch(other, 2, visibility_timeout=60, also=[typed])
+        assert [g.message.message_id for g in got] == ["msg-0001", "msg-0002"]
+        assert await coord.ack_many(typed, [g.token for g in got]) == [True, True]
+        keys = coord.keys.queue(typed)
+        assert await cluster_client.exists(keys.lessees, keys.lessee_index) == 0
+    finally:
+        await coord.aclose()
+
+
 async def test_registry_on_the_cluster(cluster_client: RedisClient, cluster_prefix: str) -> None:
     registry = RedisAgentRegistry(cluster_client, key_prefix=cluster_prefix)
     try:

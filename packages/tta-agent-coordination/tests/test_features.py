@@ -31,16 +31,24 @@ def test_every_feature_is_reported_in_order() -> None:
 
 def test_the_dev_environment_has_the_extras() -> None:
     found = features()
-    for name in ("postgres", "prometheus", "dashboard", "hiredis", "fakeredis"):
+    extras = ("postgres", "prometheus", "dashboard", "otel", "hiredis", "fakeredis", "tta_agents")
+    for name in extras:
         assert found[name].installed, found[name]
         assert found[name].usable, found[name]
         assert found[name].reason == "installed and usable"
     assert found["postgres"].version == importlib.metadata.version(
         "tta-agent-coordination-postgres"
     )
-    assert not found["tta_agents"].installed
-    assert found["tta_agents"].reason == (
-        "not installed: the TTA extension (tta-agents) is not published yet"
+    assert found["tta_agents"].version == importlib.metadata.version("tta-agents")
+
+
+def test_without_the_tta_extension_the_hint_names_no_missing_package(monkeypatch) -> None:
+    hide_modules(monkeypatch, "tta_agents")
+    found = features()["tta_agents"]
+    assert not found.installed
+    assert found.reason == (
+        "not installed: the TTA extension (tta-agents) is not on PyPI yet; "
+        "use the workspace member or its git URL (README, Install)"
     )
 
 
@@ -127,3 +135,25 @@ def test_dashboard_without_jinja2_is_installed_but_not_usable(monkeypatch) -> No
     assert not feature.usable
     assert "jinja2 missing" in feature.reason
     assert "tta-agent-coordination[dashboard]" in feature.reason
+
+
+def test_otel_namespace_without_the_api_is_not_usable(monkeypatch) -> None:
+    real = importlib.metadata.version
+
+    def version(dist: str) -> str:
+        if dist == "opentelemetry-api":
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(features_module.importlib.metadata, "version", version)
+    feature = features()["otel"]
+    assert feature.installed
+    assert not feature.usable
+    assert "tta-agent-coordination[otel]" in feature.reason
+
+
+def test_otel_missing_is_not_installed(monkeypatch) -> None:
+    hide_modules(monkeypatch, "opentelemetry")
+    feature = features()["otel"]
+    assert not feature.installed
+    assert "tta-agent-coordination[otel]" in feature.reason

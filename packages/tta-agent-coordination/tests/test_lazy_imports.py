@@ -26,6 +26,7 @@ FORBIDDEN = (
     "tta_agent_coordination.cli",
     "tta_agent_coordination.testing",
     "tta_agent_coordination.observability.prometheus",
+    "opentelemetry",
 )
 
 

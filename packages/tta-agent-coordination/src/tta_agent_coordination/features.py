@@ -84,6 +84,13 @@ def _postgres_check() -> str | None:
     return None
 
 
+def _otel_check() -> str | None:
+    # Other opentelemetry-* distributions share the namespace: the API must be there.
+    if _version("opentelemetry-api") is None:
+        return "opentelemetry-api missing: pip install 'tta-agent-coordination[otel]'"
+    return None
+
+
 def _hiredis_check() -> str | None:
     # redis-py is a core dependency and already imported, so asking it is free.
     import redis.utils
@@ -119,6 +126,15 @@ _SPECS: tuple[_Spec, ...] = (
         needs=("jinja2", "uvicorn", "python_multipart"),
     ),
     _Spec(
+        "otel",
+        "OpenTelemetry tracing: spans and W3C trace context in message headers",
+        # A namespace package: found without importing anything of the API.
+        "opentelemetry",
+        "opentelemetry-api",
+        "pip install 'tta-agent-coordination[otel]'",
+        extra_check=_otel_check,
+    ),
+    _Spec(
         "hiredis",
         "fast reply parser for redis-py",
         "hiredis",
@@ -139,9 +155,10 @@ _SPECS: tuple[_Spec, ...] = (
         "the TTA extension: TTA agent types and pipeline",
         "tta_agents",
         "tta-agents",
-        # Nothing to install yet: naming a package that does not exist sends users to a
-        # pip error (issue 21). Say what is true until the extension is published.
-        "the TTA extension (tta-agents) is not published yet",
+        # Not on PyPI before the first release: naming a package that does not exist
+        # sends users to a pip error (issue 21). Say what is true until it is published.
+        "the TTA extension (tta-agents) is not on PyPI yet; "
+        "use the workspace member or its git URL (README, Install)",
     ),
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import json
 import re
 import socketserver
@@ -525,12 +526,26 @@ def test_doctor_recommends_only_packages_that_exist() -> None:
     assert named >= 4  # postgres, prometheus, hiredis, fakeredis: the check checked them
 
 
-def test_doctor_shows_the_honest_hint_for_the_tta_extension(runner, cli, redis_url, prefix):
+def test_doctor_shows_the_honest_hint_for_the_tta_extension(
+    runner, cli, redis_url, prefix, monkeypatch
+):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, package=None: None if name == "tta_agents" else real(name, package),
+    )
     result = invoke(runner, cli, redis_url, prefix, "doctor", "--json")
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["tta_agents"]["status"] == "skip"
-    assert "not published yet" in checks["tta_agents"]["detail"]
+    assert "not on PyPI yet" in checks["tta_agents"]["detail"]
     assert "pip install tta-agents" not in result.stdout
+
+
+def test_doctor_reports_the_installed_tta_extension(runner, cli, redis_url, prefix):
+    result = invoke(runner, cli, redis_url, prefix, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["tta_agents"]["status"] == "ok"
 
 
 def test_queues_watch_redraws_in_place_on_a_terminal(runner, cli, redis_url, prefix) -> None:

@@ -90,6 +90,7 @@ class QueueModel(RuleBasedStateMachine):
         self.seq = 0
         self.queues: dict[AgentId, _Queue] = {q: _Queue() for q in QUEUES}
         self.leased: dict[Key, tuple[str, int]] = {}  # (queue, token) -> (id, deadline ms)
+        self.lessee: dict[Key, AgentId] = {}  # a type-queue lease -> the instance holding it
         self.settled: list[Key] = []
 
     def run(self, coro):
@@ -156,6 +157,8 @@ class QueueModel(RuleBasedStateMachine):
             # exclusive lease: the message is held by no one else
             assert (queue, mid) not in {(q, m) for (q, _), (m, _) in self.leased.items()}
             self.leased[(queue, g.token)] = (mid, _deadline_ms(g.visibility_deadline))
+            if queue == TYPE:
+                self.lessee[(queue, g.token)] = consumer
 
     def _settle_on(self, data) -> tuple[Key, AgentId]:
         """A lease (or a settled one) and the queue to settle it on: usually its own."""
@@ -171,6 +174,7 @@ class QueueModel(RuleBasedStateMachine):
         assert done == ((queue, token) in self.leased)
         if done:
             self.queues[queue].acked.add(self.leased.pop((queue, token))[0])
+            self.lessee.pop((queue, token), None)
             self.settled.append((queue, token))
 
     @precondition(lambda self: self.leased or self.settled)
@@ -182,6 +186,7 @@ class QueueModel(RuleBasedStateMachine):
         assert done == ((queue, token) in self.leased)
         if done:
             mid, _ = self.leased.pop((queue, token))
+            self.lessee.pop((queue, token), None)
             self.settled.append((queue, token))
             if permanent:
                 self.queues[queue].dead.add(mid)
@@ -198,25 +203,38 @@ class QueueModel(RuleBasedStateMachine):
         moved = self.run(self.coord.recover_pending(queue))
         assert moved == 1
         mid, _ = self.leased.pop((queue, token))
+        self.lessee.pop((queue, token), None)
         self.settled.append((queue, token))
         self._return(queue, mid)
 
-    @rule(queue=st.sampled_from(QUEUES))
-    def release_all(self, queue) -> None:
-        """An agent was declared dead: its queue's leases return at once, in lease order.
+    def _release(self, keys: list[Key]) -> None:
+        """Return the leases ``keys`` of one queue, in lease order, as a release does."""
+        order = sorted(keys, key=lambda key: (self.leased[key][1], key[1]))
+        for key in order:
+            mid, _ = self.leased.pop(key)
+            self.lessee.pop(key, None)
+            self.settled.append(key)
+            self._return(key[0], mid)
 
-        An instance's release leaves the type queue alone: the other instance's leases
-        there stay leased.
+    @rule(queue=st.sampled_from([TYPE]))
+    def release_all(self, queue) -> None:
+        """No instance of the type runs: every lease of the type queue returns at once."""
+        keys = [key for key in self.leased if key[0] == queue]
+        assert self.run(self.coord.release_leases(queue)) == len(keys)
+        self._release(keys)
+
+    @rule(instance=st.sampled_from(INSTANCES))
+    def instance_dies(self, instance) -> None:
+        """An instance was declared dead: its leases return at once, in lease order.
+
+        Those of its own queue, and those it held in the type queue (its receives recorded
+        it as their lessee); the other instance's leases there stay leased.
         """
-        order = sorted(
-            ((t, v) for (q, t), v in self.leased.items() if q == queue),
-            key=lambda item: (item[1][1], item[0]),
-        )
-        assert self.run(self.coord.release_leases(queue)) == len(order)
-        for token, (mid, _) in order:
-            del self.leased[(queue, token)]
-            self.settled.append((queue, token))
-            self._return(queue, mid)
+        own = [key for key in self.leased if key[0] == instance]
+        typed = [key for key in self.leased if self.lessee.get(key) == instance]
+        assert self.run(self.coord.release_leases(instance)) == len(own) + len(typed)
+        self._release(own)
+        self._release(typed)
 
     @invariant()
     def matches_the_model(self) -> None:
@@ -230,6 +248,10 @@ class QueueModel(RuleBasedStateMachine):
             assert len(model.priority) == len(model.acked) + len(model.dead) + self._unsettled(
                 queue
             )
+        # The lessee records follow the type queue's leases exactly (bounded by them).
+        keys = self.coord.keys.queue(TYPE)
+        assert self.run(self.redis.hlen(keys.lessees)) == len(self.lessee)
+        assert self.run(self.redis.zcard(keys.lessee_index)) == len(self.lessee)
 
 
 def _run_machine(backend: str, examples: int) -> None:

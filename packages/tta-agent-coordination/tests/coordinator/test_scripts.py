@@ -81,7 +81,9 @@ QUEUE_CALLS: dict[str, ScriptCall[Any]] = {
         limit=5,
         force=True,
     ),
-    "queue_restore": queue_restore.call(KEYS, [RestoreItem(1, "m1", "{}", 2, "e", 0, 123)]),
+    "queue_restore": queue_restore.call(
+        KEYS, [RestoreItem(1, "m1", "{}", 2, "e", 0, 123)], dlq_max_len=10, dedupe_window_ms=0
+    ),
     "queue_dlq_replay": queue_dlq_replay.call(KEYS, cursor="-", batch=10, message_ids=None),
     "queue_stats": queue_stats.call(KEYS),
     "queue_dlq_reject": queue_dlq_reject.call(
@@ -112,12 +114,23 @@ def test_arguments_follow_the_head_in_the_documented_order() -> None:
     assert QUEUE_CALLS["queue_send"].argv[2:] == [5, 2, "m1", "{}", 0, 0, 0]
     later = queue_send.call(KEYS, queue_size=5, items=[SendItem(2, "m1", "{}", 0, 250, 9)])
     assert later.argv[2:] == [5, 2, "m1", "{}", 0, 250, 9]
-    assert QUEUE_CALLS["queue_receive"].argv[2:] == [1, 2, 3, 4, 5, 6]
+    assert QUEUE_CALLS["queue_receive"].argv[2:] == [1, 2, 3, 4, 5, 6, ""]
+    named = queue_receive.call(
+        KEYS,
+        count=1,
+        visibility_ms=2,
+        retry_attempts=3,
+        dlq_max_len=4,
+        dedupe_window_ms=5,
+        maintenance_batch=6,
+        lessee="w:1",
+    )
+    assert named.argv[-1] == "w:1"
     assert QUEUE_CALLS["queue_ack"].argv[2:] == [7, "1-1-0"]
     assert QUEUE_CALLS["queue_nack"].argv[2:] == ["1-1-0", "transient", "e", 1, 2, 3, 4, 1.5, 6, 7]
     assert QUEUE_CALLS["queue_extend"].argv[2:] == ["1-1-0", 9]
-    assert QUEUE_CALLS["queue_recover"].argv[2:] == [1, 2, 3, 4, 5, 1]
-    assert QUEUE_CALLS["queue_restore"].argv[2:] == [1, "m1", "{}", 2, "e", 0, 123, 0]
+    assert QUEUE_CALLS["queue_recover"].argv[2:] == [1, 2, 3, 4, 5, 1, ""]
+    assert QUEUE_CALLS["queue_restore"].argv[2:] == [10, 0, 1, "m1", "{}", 2, "e", 0, 123, 0, ""]
     assert QUEUE_CALLS["queue_cancel"].argv[2:] == ["m1"]
     assert QUEUE_CALLS["queue_dlq_replay"].argv[2:] == ["-", 10, "0"]
     assert QUEUE_CALLS["queue_stats"].argv[2:] == []
@@ -132,8 +145,9 @@ def test_arguments_follow_the_head_in_the_documented_order() -> None:
         orphan_idle_ms=4,
         limit=5,
         force=False,
+        lessee="w:1",
     )
-    assert recover.argv[-1] == 0
+    assert recover.argv[-2:] == [0, "w:1"]
 
 
 def test_the_scripts_outside_the_queue_family_take_their_own_keys() -> None:

@@ -231,24 +231,63 @@ async def test_a_failing_read_wakes_waiters_with_the_error_and_backs_off(
     assert waits <= 12
 
 
+def _queue_streams(prefix: str, n: int) -> list[dict[str, str]]:
+    """What ``n`` blocking receives wait on: each queue's three ready streams and wake."""
+    keys = KeySpace(prefix)
+    return [
+        dict.fromkeys((*q.ready, q.wake), "0-0")
+        for q in (keys.queue(AgentId("waiting", f"w{i}")) for i in range(n))
+    ]
+
+
 async def test_1000_idle_waiters_share_one_connection_and_cost_no_cpu(
     coordination_redis, key_prefix
 ):
+    # As 1,000 blocking receives wait: four streams each, 4,000 in all, on a standalone
+    # server (FakeRedis, the real one): one read, one connection (DEFAULT_MAX_KEYS_PER_READ).
     waiter = StreamWaiter(coordination_redis, linger_s=LINGER_S)
-    streams = _streams(key_prefix, 1000)
-    tasks = [asyncio.create_task(waiter.wait({s: "0-0"}, 30)) for s in streams]
+    waits = _queue_streams(key_prefix, 1000)
+    tasks = [asyncio.create_task(waiter.wait(streams, 30)) for streams in waits]
     try:
-        await asyncio.sleep(0.5)
+        for _ in range(300):  # bounded: a loaded machine registers 1,000 waits slower
+            if waiter.stats.waiters == 1000 and waiter.stats.streams == 4000:
+                break
+            await asyncio.sleep(0.05)
         assert waiter.stats.waiters == 1000
+        assert waiter.stats.streams == 4000
         assert waiter.stats.readers == 1
         assert _in_use(coordination_redis) <= 1
         cpu, wall = time.process_time(), time.monotonic()
         await asyncio.sleep(2)
         share = (time.process_time() - cpu) / (time.monotonic() - wall)
         assert share < 0.05, f"1,000 idle waiters used {share:.1%} of a core"
-        await coordination_redis.xadd(streams[500], {"x": "1"})
-        assert await asyncio.wait_for(tasks[500], 2) == {streams[500]}
+        assert waiter.stats.readers == 1
+        assert _in_use(coordination_redis) <= 1
+        woken = list(waits[500])[1]  # the NORMAL ready stream of the 501st queue
+        await coordination_redis.xadd(woken, {"x": "1"})
+        assert await asyncio.wait_for(tasks[500], 5) == {woken}
         assert sum(t.done() for t in tasks) == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await _settled(waiter, coordination_redis)
+    await waiter.aclose()
+
+
+async def test_streams_past_the_limit_open_another_reader(coordination_redis, key_prefix):
+    waiter = StreamWaiter(coordination_redis, linger_s=LINGER_S, max_keys_per_read=8)
+    waits = _queue_streams(key_prefix, 5)  # 20 streams, 8 per read: three readers
+    tasks = [asyncio.create_task(waiter.wait(streams, 30)) for streams in waits]
+    try:
+        for _ in range(200):
+            if waiter.stats.waiters == 5 and waiter.stats.readers == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert (waiter.stats.waiters, waiter.stats.streams, waiter.stats.readers) == (5, 20, 3)
+        woken = next(iter(waits[4]))
+        await coordination_redis.xadd(woken, {"x": "1"})
+        assert await asyncio.wait_for(tasks[4], 5) == {woken}
     finally:
         for task in tasks:
             task.cancel()
@@ -266,6 +305,8 @@ async def test_bad_arguments_are_refused(coordination_redis, waiter):
         await waiter.wait({"k": "0-0"}, -1)
     with pytest.raises(ConfigurationError):
         StreamWaiter(coordination_redis, max_block_s=0)
+    with pytest.raises(ConfigurationError):
+        StreamWaiter(coordination_redis, max_keys_per_read=0)
 
 
 def test_ids_and_slot_groups():

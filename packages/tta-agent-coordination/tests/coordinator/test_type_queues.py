@@ -188,11 +188,12 @@ async def test_recover_pending_none_recovers_expired_leases_of_a_type_queue(
 
 
 async def test_releasing_an_instance_leaves_other_instances_type_queue_leases(coordinator):
-    await coordinator.send_many([to_type(1), make_message(2, recipient=W1)])
-    mine = await coordinator.receive_batch(W1, 1)
+    await coordinator.send_many([to_type(1), make_message(2, recipient=W1), to_type(3)])
+    mine = await coordinator.receive_batch(W1, 2, also=[TYPE])
     theirs = await coordinator.receive_batch(W2, 1, also=[TYPE])
-    assert [r.queue for r in mine + theirs] == [W1, TYPE]
-    assert await coordinator.release_leases(W1) == 1
+    assert [r.queue for r in mine + theirs] == [W1, TYPE, TYPE]
+    # W1's own lease and the one it held in the type queue; W2's stays leased.
+    assert await coordinator.release_leases(W1) == 2
     assert (await coordinator.queue_stats(TYPE)).leased == 1
     assert await coordinator.ack(TYPE, theirs[0].token)
 

@@ -77,3 +77,44 @@ async def test_replacement_registration_releases_the_failed_holders_leases(
 async def test_recover_failed_needs_a_coordinator(registry):
     with pytest.raises(ConfigurationError, match="coordinator"):
         await registry.recover_failed()
+
+
+TYPE = WORKER.type_queue
+OTHER = AgentId(WORKER.type, "w2")
+
+
+def to_type(n: int) -> AgentMessage:
+    return AgentMessage(
+        message_id=f"handover-type-{n:04d}",
+        sender=SENDER,
+        recipient=TYPE,
+        message_type=MessageType.REQUEST,
+        payload={"n": n},
+    )
+
+
+@pytest.mark.parametrize("path", ["reaper", "replacement"])
+async def test_a_dead_instances_type_queue_leases_go_to_another_instance_at_once(
+    make_registry, coordinator, path
+):
+    # W1 holds messages of its type queue (30 s leases) and dies. Its registration is
+    # reaped, or a replacement takes the id over: those leases come back at once, and
+    # another instance of the type gets them long before the visibility timeout.
+    crashed = make_registry(heartbeat_ttl_s=0.3, state_retention_s=5)
+    await crashed.register_id(WORKER)
+    assert all(r.delivered for r in await coordinator.send_many([to_type(1), to_type(2)]))
+    held = await coordinator.receive_batch(WORKER, 2, visibility_timeout=30, also=[TYPE])
+    assert [h.queue for h in held] == [TYPE, TYPE]
+    assert await coordinator.receive_batch(OTHER, 2, visibility_timeout=30, also=[TYPE]) == []
+    await asyncio.sleep(0.4)  # its liveness (0.3 s) passes: no heartbeat, no deregister
+
+    if path == "reaper":
+        assert await make_registry().recover_failed(coordinator) == {WORKER: 2}
+    else:
+        await make_registry(coordinator=coordinator).register_id(WORKER)
+
+    got = await coordinator.receive_batch(OTHER, 2, visibility_timeout=30, also=[TYPE])
+    assert [g.message.message_id for g in got] == [h.message.message_id for h in held]
+    assert all(g.attempts == 2 for g in got)
+    assert await coordinator.ack_many(TYPE, [g.token for g in got]) == [True, True]
+    assert (await coordinator.queue_stats(TYPE)).unsettled == 0

@@ -315,7 +315,7 @@ class Harness:
         self.sent: list[tuple[AgentId, AgentId, AgentMessage]] = []
         self.delivered = delivered
         self.answer: Callable[[AgentMessage], AgentMessage | None] | None = None
-        options = {} if reply_ttl_s is None else {"reply_ttl_s": reply_ttl_s}
+        options: dict[str, Any] = {} if reply_ttl_s is None else {"reply_ttl_s": reply_ttl_s}
         self.router = ReplyRouter(
             cast(Any, self.redis),
             self.keys,

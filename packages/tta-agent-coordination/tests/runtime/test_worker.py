@@ -73,6 +73,8 @@ class Span:
     command: str
     start: float
     end: float | None = None
+    detail: str = ""
+    """The command's first arguments (which script, which keys), for a failure's message."""
 
 
 def record_commands(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[Span]:
@@ -82,7 +84,7 @@ def record_commands(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[Span]:
 
     async def execute_command(*args: Any, **options: Any) -> Any:
         loop = asyncio.get_running_loop()
-        span = Span(str(args[0]).upper(), loop.time())
+        span = Span(str(args[0]).upper(), loop.time(), detail=repr(args[1:5])[:200])
         spans.append(span)
         try:
             return await send_command(*args, **options)
@@ -131,7 +133,8 @@ async def test_an_idle_worker_waits_in_one_blocking_read_and_wakes_on_a_send(
         [read] = [s for s in spans if s.end is None]
         idle_from = loop.time()
         await asyncio.sleep(1.0)
-        assert [s.command for s in spans if s.start >= idle_from] == []  # nothing sent
+        sent = [(s.command, s.detail) for s in spans if s.start >= idle_from]
+        assert sent == [], f"sent while idle: {sent}; the parked read: {read}"
         assert read.end is None  # still the same read
         assert read.command == "XREAD"
         sent_at = loop.time()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tta_agent_coordination import (
+    AgentId,
     AgentMessage,
     AgentWorker,
     MessageContext,
@@ -51,9 +52,17 @@ async def real() -> AsyncIterator[tuple[Any, str, str]]:
         await client.aclose()
 
 
-async def start_worker_process(url: str, prefix: str, seconds: float) -> Process:
+async def start_worker_process(
+    url: str, prefix: str, seconds: float, agent: AgentId = SERVER
+) -> Process:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(SCRIPT), url, prefix, str(seconds), stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        str(SCRIPT),
+        url,
+        prefix,
+        str(seconds),
+        str(agent),
+        stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     try:
@@ -102,8 +111,8 @@ async def test_sigterm_finishes_in_flight_work_and_deregisters(real):
     assert await registry.get(SERVER) is None  # deregistered, not merely expired
 
 
-async def _leased(coordinator: RedisMessageCoordinator, n: int) -> bool:
-    return (await coordinator.queue_stats(SERVER)).leased == n
+async def _leased(coordinator: RedisMessageCoordinator, n: int, queue: AgentId = SERVER) -> bool:
+    return (await coordinator.queue_stats(queue)).leased == n
 
 
 async def test_a_killed_workers_message_is_finished_by_its_replacement(real):
@@ -154,3 +163,51 @@ async def test_a_killed_workers_message_is_finished_by_its_replacement(real):
         await replacement.stop(grace_period=0)
         await registry.aclose()
     assert (await coordinator.queue_stats(SERVER)).unsettled == 0
+
+
+async def test_a_killed_instances_type_queue_work_goes_to_another_instance_at_once(real):
+    # The killed process held two messages of its type queue under 30 s leases. Once a
+    # monitor reaps its registration (1.5 s liveness), another instance of the type gets
+    # them: the release covers the type-queue leases it held, not only its own queue.
+    client, url, prefix = real
+    coordinator = RedisMessageCoordinator(client, key_prefix=prefix)
+    registry = RedisAgentRegistry(client, key_prefix=prefix, coordinator=coordinator)
+    monitor = RedisAgentRegistry(client, key_prefix=prefix)
+    any_server = SERVER.type_queue
+    proc = await start_worker_process(url, prefix, seconds=60.0)
+    try:
+        to_type = [m.model_copy(update={"recipient": any_server}) for m in events(2)]
+        assert all(r.delivered for r in await coordinator.send_many(to_type))
+        await eventually(
+            lambda: _leased(coordinator, 2, any_server)
+        )  # both held by the other process, 30 s leases
+        proc.kill()  # no shutdown, no deregistration
+        await asyncio.wait_for(proc.wait(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    attempts: list[int] = []
+
+    async def finish(ctx: MessageContext[Any]) -> None:
+        attempts.append(ctx.attempts)
+
+    other = AgentWorker(coordinator, registry, AgentId(SERVER.type, "s2"), poll_interval=0.1)
+    other.add_handler(finish, MessageType.EVENT)
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    await other.start()
+    try:
+
+        async def reaped() -> bool:
+            return SERVER in await monitor.recover_failed(coordinator)
+
+        await eventually(reaped, timeout=10)
+        await eventually(lambda: attempts == [2, 2], timeout=10)
+        assert loop.time() - killed_at < 20  # not after the 30 s visibility timeout
+    finally:
+        await other.stop(grace_period=0)
+        await registry.aclose()
+        await monitor.aclose()
+    assert (await coordinator.queue_stats(any_server)).unsettled == 0

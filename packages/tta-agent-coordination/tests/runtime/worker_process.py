@@ -1,6 +1,7 @@
 """A worker in its own process, for the signal and crash tests (run as a script).
 
-Usage: python worker_process.py REDIS_URL KEY_PREFIX HANDLER_SECONDS
+Usage: python worker_process.py REDIS_URL KEY_PREFIX HANDLER_SECONDS [AGENT]
+(AGENT: ``type:instance``, ``server:s1`` by default.)
 Prints "ready" once the worker runs; exits after a graceful stop.
 """
 
@@ -19,7 +20,7 @@ from tta_agent_coordination.testing import real_redis
 AGENT = AgentId("server", "s1")
 
 
-async def main(url: str, prefix: str, seconds: float) -> None:
+async def main(url: str, prefix: str, seconds: float, agent: AgentId = AGENT) -> None:
     client = await real_redis(url)
     coordinator = RedisMessageCoordinator(client, key_prefix=prefix)
     registry = RedisAgentRegistry(
@@ -28,7 +29,7 @@ async def main(url: str, prefix: str, seconds: float) -> None:
     worker = AgentWorker(
         coordinator,
         registry,
-        AGENT,
+        agent,
         concurrency=4,
         visibility_timeout=30.0,
         grace_period=10.0,
@@ -48,4 +49,5 @@ async def main(url: str, prefix: str, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+    agent = AgentId.parse(sys.argv[4]) if len(sys.argv) > 4 else AGENT
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), agent))

@@ -12,7 +12,7 @@ import typer
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.observability.logging import configure_logging
 
-from . import dashboard, dlq, doctor, exporter, inspect, queues, recover, send, worker
+from . import dashboard, dlq, doctor, exporter, inspect, queues, recover, runs, send, worker
 from .connect import CliState
 from .errors import EXIT_USAGE, fail, warn
 from .global_options import GlobalOptionsGroup
@@ -37,6 +37,7 @@ BUILTIN_COMMANDS = frozenset(
         "send",
         "request",
         "dashboard",
+        "runs",
     }
 )
 """Command names plugins cannot take."""
@@ -157,6 +158,7 @@ def build_app(*, plugins: bool = True) -> typer.Typer:
     queues.register(app)
     send.register(app)
     app.add_typer(dlq.app, name="dlq")
+    app.add_typer(runs.app, name="runs")
     recover.register(app)
     doctor.register(app)
     worker.register(app)

@@ -39,6 +39,14 @@ class CoordinatorConfig(BaseModel):
     maintenance_batch: int = Field(
         100, gt=0, le=10_000, description="expired leases / due retries handled per call"
     )
+    wait_replicas: int = Field(
+        0,
+        ge=0,
+        description="replicas that must confirm each send (WAIT) before it counts as enqueued",
+    )
+    wait_timeout_s: float = Field(
+        0.5, gt=0, description="longest wait for those replicas; then the send is UNKNOWN"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

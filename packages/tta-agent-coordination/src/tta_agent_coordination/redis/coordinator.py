@@ -39,6 +39,7 @@ from tta_agent_coordination.observability.metrics import (
     NoOpMessageMetrics,
     timing_of,
 )
+from tta_agent_coordination.observability.tracing import Tracing
 from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.dead_letters import DeadLetterAdmin
@@ -82,6 +83,10 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_flush_interval_s: how long a partial batch waits for more events.
         reply_ttl_s: how long a requester's reply inbox keeps replies nobody reads.
         close_store: close ``store`` in :meth:`aclose` (a store built for it alone).
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for the send, request and
+            reply spans (the trace context travels in each message's ``headers``); None
+            uses the global one. A no-op without ``opentelemetry-api`` (the ``otel``
+            extra); see docs/observability.md, "Tracing".
         **config: any field of :class:`CoordinatorConfig` (``queue_size``,
             ``retry_attempts``, ``backoff_base``, ``backoff_factor``, ``backoff_max``,
             ``backoff_jitter``, ``dedupe_window_s``, ``dlq_max_len``,
@@ -105,6 +110,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         store_flush_interval_s: float = 0.05,
         reply_ttl_s: float = 60.0,
         close_store: bool = False,
+        tracer_provider: Any | None = None,
         **config: Any,
     ) -> None:
         keys = KeySpace(key_prefix)
@@ -120,7 +126,13 @@ class RedisMessageCoordinator(MessageCoordinator):
         )
         guard = guard if guard is not None else default_redis_guard(redis)
         core = CoordinatorCore(
-            redis, keys, settings, guard=guard, metrics=metrics, lifecycle=lifecycle
+            redis,
+            keys,
+            settings,
+            guard=guard,
+            metrics=metrics,
+            lifecycle=lifecycle,
+            tracing=Tracing(tracer_provider),
         )
         self._core = core
         self._timing = timing_of(metrics)
@@ -152,10 +164,10 @@ class RedisMessageCoordinator(MessageCoordinator):
 
     @property
     def redis(self) -> RedisClient:
-        """The Redis client this coordinator works on (not owned: it never closes it).
+        """The Redis client this coordinator works on (not owned by it: never closed here).
 
-        For features built on the coordinator that keep state of their own under its
-        prefix (``interactions``), on the same client, connections and hash slots.
+        For modules that keep state of their own beside the queues, under the same key
+        prefix (plan runs, conversations): they share the client, its pool and its breaker.
         """
         return self._core.redis
 
@@ -553,11 +565,12 @@ class RedisMessageCoordinator(MessageCoordinator):
         """Return every leased message of ``agent_id``'s queue at once (its consumer died).
 
         Each release counts as a delivery, as an expired lease does. Returns how many
-        messages were moved. An instance's release leaves its type queue alone (other
-        instances hold leases there); a type-wide id releases every lease of the type
+        messages were moved. An instance's release also returns the leases *it* holds in
+        its type queue (its receives recorded it as their lessee), leaving the other
+        instances' leases there alone; a type-wide id releases every lease of the type
         queue, for when no instance of the type is running.
         """
-        return await self._recovery.recover(agent_id, force=True)
+        return await self._recovery.release(agent_id)
 
     async def known_queues(self) -> list[AgentId]:
         """Every queue sent to under this prefix (from the queue index), sorted."""

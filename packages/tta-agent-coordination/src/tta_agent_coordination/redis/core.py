@@ -19,6 +19,7 @@ from tta_agent_coordination.errors import CircuitBreakerOpenError, CoordinatorUn
 from tta_agent_coordination.interfaces import CallGuard
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.observability.metrics import MessageMetrics, expired_counter
+from tta_agent_coordination.observability.tracing import Tracing
 from tta_agent_coordination.redis.config import CoordinatorConfig
 from tta_agent_coordination.redis.keys import KeySpace
 from tta_agent_coordination.redis.lifecycle import LifecycleRecorder
@@ -43,7 +44,7 @@ reports them in its results, a background subscription write logs them).
 
 
 class CoordinatorCore:
-    """The client, key space, settings, guard, metrics, scripts, lifecycle recorder, waiter.
+    """The client, key space, settings, guard, metrics, scripts, lifecycle, tracing, waiter.
 
     Args:
         redis: the asyncio client (not owned: never closed here).
@@ -52,6 +53,7 @@ class CoordinatorCore:
         guard: wraps every Redis call (circuit breaker, retries of repeatable calls).
         metrics: receives counters and gauges.
         lifecycle: records every lifecycle change (a null recorder without a store).
+        tracing: the coordinator's OpenTelemetry spans (the global provider's by default).
 
     ``waiter`` is the one :class:`StreamWaiter` every blocking receive of the coordinator
     waits through (closed by the coordinator's ``aclose``).
@@ -67,6 +69,7 @@ class CoordinatorCore:
         "metrics",
         "redis",
         "scripts",
+        "tracing",
         "waiter",
     )
 
@@ -79,6 +82,7 @@ class CoordinatorCore:
         guard: CallGuard,
         metrics: MessageMetrics,
         lifecycle: LifecycleRecorder,
+        tracing: Tracing | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -88,6 +92,8 @@ class CoordinatorCore:
         self.inc_expired = expired_counter(metrics)
         """``metrics.inc_expired``, or ``inc_permanent`` for metrics written before it."""
         self.lifecycle = lifecycle
+        self.tracing = tracing if tracing is not None else Tracing()
+        """The coordinator's spans (``observability.tracing``; the global provider's)."""
         self.scripts = ScriptSet(redis)
         self.log = get_logger("tta_agent_coordination.redis.coordinator", prefix=keys.prefix)
         self.waiter = StreamWaiter(redis, run=self.call)

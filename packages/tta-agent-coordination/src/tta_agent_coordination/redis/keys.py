@@ -13,6 +13,14 @@ one slot::
     <prefix>:{<type>:<instance>}:dedupe          zset  message_id -> dedupe expiry (ms, +inf)
     <prefix>:{<type>:<instance>}:wake            stream (MAXLEN 1, expiring) written when the
                                                   earliest due time of ``delayed`` moves earlier
+    <prefix>:{<type>}:lessees                    hash  token -> instance holding the lease (a
+                                                  type queue's leases taken by a worker)
+    <prefix>:{<type>}:lessees:index              zset  "<instance> <token>", score 0: an
+                                                  instance's leases by lexicographic range
+
+The two lessee keys are named under every tag but only a type queue's receives (a worker
+passing its instance) write them; every script that drops a lease drops its record, so
+they hold at most one entry per lease.
 
 Keys outside any queue carry tags that cannot clash with a queue's (agent names never
 start with ``_``)::
@@ -81,12 +89,27 @@ class QueueKeys:
     """Stream a blocked receive waits on beside the ready streams: the scripts that add to
     ``delayed`` append to it when the queue's earliest due time moves earlier (a retry or a
     scheduled send due before anything already waiting), so a parked worker wakes for it."""
+    lessees: str
+    """Hash of lease token to the instance (``str(AgentId)``) that holds it: written by a
+    receive on a type queue that names its consumer, so ``release_leases(instance)`` can
+    hand that instance's leases over at once instead of waiting for them to expire."""
+    lessee_index: str
+    """Sorted set of ``"<instance> <token>"`` (score 0): one instance's leases by a
+    lexicographic range (``ZRANGEBYLEX``), kept in step with ``lessees``."""
     all_keys: tuple[str, ...] = field(repr=False)
     """Every key of the queue in the fixed order the Lua scripts expect."""
 
     def ready_for(self, priority: MessagePriority) -> str:
         """The ready stream of ``priority``."""
         return self.ready[PRIORITIES_HIGH_FIRST.index(priority)]
+
+    @property
+    def replication_mark(self) -> str:
+        """A short-lived key: its write lets ``WAIT`` confirm a duplicate send.
+
+        A duplicate writes nothing itself; see ``redis/replication.py``.
+        """
+        return f"{self.tag}:replmark"
 
 
 @dataclass(frozen=True)
@@ -230,6 +253,8 @@ def _queue_keys(prefix: str, agent_id: AgentId) -> QueueKeys:
     dlq = f"{tag}:dlq"
     dedupe = f"{tag}:dedupe"
     wake = f"{tag}:wake"
+    lessees = f"{tag}:lessees"
+    lessee_index = f"{tag}:lessees:index"
     return QueueKeys(
         agent_id=agent_id,
         tag=tag,
@@ -240,5 +265,7 @@ def _queue_keys(prefix: str, agent_id: AgentId) -> QueueKeys:
         dlq=dlq,
         dedupe=dedupe,
         wake=wake,
-        all_keys=(*ready, leases, delayed, delayed_data, dlq, dedupe, wake),
+        lessees=lessees,
+        lessee_index=lessee_index,
+        all_keys=(*ready, leases, delayed, delayed_data, dlq, dedupe, wake, lessees, lessee_index),
     )

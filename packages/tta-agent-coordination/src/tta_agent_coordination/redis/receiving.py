@@ -2,7 +2,9 @@
 
 A receive heals its queue first (expired leases back, due retries promoted, expired
 messages dead-lettered), then reserves. A worker's receive covers two queues, its own and
-its type queue (``also=``), one script each, in that order. With ``block``, empty queues
+its type queue (``also=``), one script each, in that order; on the type queue the
+script records the worker's instance as the holder of each lease, so that releasing the
+instance's leases (it died) hands them over at once. With ``block``, empty queues
 are waited on with the coordinator's shared ``StreamWaiter`` (one ``XREAD BLOCK`` for
 every waiting receive) for entries newer than the ones the scripts saw, never by
 polling: new entries of the ready streams, and of each queue's wake stream, which gets
@@ -88,6 +90,7 @@ class Receiver:
                     dlq_max_len=cfg.dlq_max_len,
                     dedupe_window_ms=int(cfg.dedupe_window_s * 1000),
                     maintenance_batch=cfg.maintenance_batch,
+                    lessee=_lessee(agent_id, queue),
                 )
                 outcome = await self._reserve(queue, call)
                 if outcome.deliveries:
@@ -222,6 +225,17 @@ class Receiver:
             await core.lifecycle.moved(agent_id, outcome.moved)
         if outcome.dead_lettered:
             core.metrics.inc_permanent(str(agent_id), outcome.dead_lettered)
+
+
+def _lessee(consumer: AgentId, queue: AgentId) -> str:
+    """The lessee a receive from ``queue`` records: ``consumer`` on its own type queue.
+
+    So ``release_leases(consumer)`` can hand over its type-queue leases at once; other
+    queues record none (an instance queue has one consumer, released as a whole).
+    """
+    if not consumer.is_type_wide and queue == consumer.type_queue:
+        return str(consumer)
+    return ""
 
 
 def _observe_waits(

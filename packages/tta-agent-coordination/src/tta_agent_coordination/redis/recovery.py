@@ -1,9 +1,10 @@
 """Recovery: expired leases back to their queues, due retries promoted, store restores.
 
 Receives heal their own queue; :meth:`Recovery.recover` is for queues nobody receives
-from (``recover_pending``), for the leases of a consumer known to be dead
-(``release_leases``), and :meth:`Recovery.restore` re-enqueues messages from a message
-store after Redis lost them (see ``docs/durability.md``).
+from (``recover_pending``); :meth:`Recovery.release` for the leases of a consumer known
+to be dead (``release_leases``: its own queue's, and those it held in its type queue);
+:meth:`Recovery.restore` re-enqueues messages from a message store after Redis lost
+them (see ``docs/durability.md``).
 """
 
 from __future__ import annotations
@@ -44,10 +45,25 @@ class Recovery:
         await sweep_orphan_dedupe_sets(self._core, self._index)
         return total
 
-    async def recover(self, agent_id: AgentId, *, force: bool) -> int:
+    async def release(self, agent_id: AgentId) -> int:
+        """Release every lease of a consumer known to be dead; how many messages moved.
+
+        Every lease of ``agent_id``'s queue; for an instance, also every lease it holds in
+        its type queue (the receive script recorded it as their lessee), each queue in one
+        script call per batch, so another instance gets that work at once instead of after
+        the visibility timeout. The type queue is recovered on the way (expired leases,
+        due retries), as ``recover`` does. Each release counts as a delivery.
+        """
+        total = await self.recover(agent_id, force=True)
+        if not agent_id.is_type_wide:
+            total += await self.recover(agent_id.type_queue, force=False, lessee=str(agent_id))
+        return total
+
+    async def recover(self, agent_id: AgentId, *, force: bool, lessee: str = "") -> int:
         """Recover one queue (``force``: release every lease); how many messages moved.
 
-        A queue found entirely empty has its keys deleted and leaves the queue index.
+        ``lessee`` (an instance): also release every lease it holds in this queue. A
+        queue found entirely empty has its keys deleted and leaves the queue index.
         """
         core = self._core
         cfg = core.config
@@ -59,6 +75,7 @@ class Recovery:
             orphan_idle_ms=0 if force else int(cfg.orphan_lease_s * 1000),
             limit=cfg.maintenance_batch,
             force=force,
+            lessee=lessee,
         )
         total = 0
         dead_total = 0
@@ -78,7 +95,12 @@ class Recovery:
             if dead_total:
                 core.metrics.inc_permanent(queue, dead_total)
             core.log.info(
-                "recovered", queue=queue, moved=total, dead_lettered=dead_total, forced=force
+                "recovered",
+                queue=queue,
+                moved=total,
+                dead_lettered=dead_total,
+                forced=force,
+                lessee=lessee or None,
             )
         return total
 
@@ -105,9 +127,12 @@ class Recovery:
                             m.expires_at_ms,
                             m.incarnation,
                             m.available_at_ms,
+                            m.failure.value if m.failure is not None else "",
                         )
                         for m in (messages[i] for i in chunk)
                     ],
+                    dlq_max_len=core.config.dlq_max_len,
+                    dedupe_window_ms=int(core.config.dedupe_window_s * 1000),
                 )
                 restored = await core.run("restore", call)
                 for i, flag in zip(chunk, restored, strict=True):

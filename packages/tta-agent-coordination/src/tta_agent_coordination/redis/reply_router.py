@@ -46,6 +46,7 @@ from tta_agent_coordination.models import (
 )
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.observability.metrics import TimingMetrics
+from tta_agent_coordination.observability.tracing import Tracing
 from tta_agent_coordination.redis.codec import stamped_envelope_json, text
 from tta_agent_coordination.redis.core import CoordinatorCore
 from tta_agent_coordination.redis.keys import KeySpace
@@ -150,6 +151,7 @@ class ReplyRouter:
         call: runs one Redis call under the coordinator's guard (errors become typed).
         send: enqueues a message (the coordinator's ``send_message``).
         reply_ttl_s: how long an inbox keeps replies that nobody reads.
+        tracing: the coordinator's spans (a ``request`` span around each request).
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class ReplyRouter:
         send: SendFn,
         *,
         reply_ttl_s: float = 60.0,
+        tracing: Tracing | None = None,
     ) -> None:
         if reply_ttl_s <= 0:
             raise ConfigurationError(f"reply_ttl_s must be > 0, got {reply_ttl_s}")
@@ -169,6 +172,7 @@ class ReplyRouter:
         self._scripts = scripts
         self._call = call
         self._send = send
+        self._tracing = tracing if tracing is not None else Tracing()
         self._inbox_id = uuid.uuid4().hex
         self._inbox = keys.reply_inbox(self._inbox_id)
         self._ttl_ms = str(max(1, round(reply_ttl_s * 1000)))
@@ -271,8 +275,9 @@ class ReplyRouter:
             update["expires_at"] = datetime.now(UTC) + timedelta(seconds=timeout)
         message = base.model_copy(update=update)
         pending = self.expect(correlation_id, recipient)
+        trace = self._tracing.request(message)  # current: the send descends from it
         try:
-            async with asyncio.timeout(timeout):
+            async with trace, asyncio.timeout(timeout):
                 result = await self._send(sender, recipient, message)
                 if not result.delivered:
                     if result.status is not SendStatus.UNKNOWN:
@@ -287,6 +292,7 @@ class ReplyRouter:
                         error=result.error,
                     )
                 reply = await pending
+                trace.replied(reply)
         except TimeoutError:
             raise RequestTimeoutError(str(recipient), correlation_id, timeout) from None
         finally:
@@ -426,6 +432,7 @@ class Replier:
                 core.call,
                 self._send,
                 reply_ttl_s=self._reply_ttl_s,
+                tracing=core.tracing,
             )
         return self._router
 
@@ -442,10 +449,13 @@ class Replier:
         if not expects_reply(request):
             return False
         response = build_reply(request, sender, result, error=error, failure=failure)
-        if REPLY_INBOX_HEADER in request.headers:
-            await self.router.deliver(request, response)
-            return True
-        outcome = await self._send(sender, response.recipient, response)
+        inbox = request.headers.get(REPLY_INBOX_HEADER)
+        with self._core.tracing.reply(response, inbox) as trace:
+            if inbox is not None:
+                await self.router.deliver(request, response)
+                return True
+            outcome = await self._send(sender, response.recipient, response)
+            trace.done(outcome.delivered)
         if not outcome.delivered:
             self._log.warning(
                 "reply_not_delivered",

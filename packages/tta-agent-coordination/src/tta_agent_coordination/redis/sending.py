@@ -12,6 +12,7 @@ have reached Redis, even if a later attempt was refused (docs/concepts.md, "Send
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from tta_agent_coordination.redis.codec import (
 from tta_agent_coordination.redis.core import UNAVAILABLE_ERRORS, CoordinatorCore
 from tta_agent_coordination.redis.keys import QueueKeys
 from tta_agent_coordination.redis.queue_index import QueueIndex
+from tta_agent_coordination.redis.replication import confirm_writes, run_confirmed
 from tta_agent_coordination.redis.scheduling import Schedule, schedules
 from tta_agent_coordination.redis.scripts import queue_send
 from tta_agent_coordination.redis.scripts.queue_send import (
@@ -148,11 +150,24 @@ class Sender:
         """Enqueue ``messages`` (each to its own recipient) in one round trip.
 
         ``plan`` holds one ``(delay_ms, not_before_ms)`` per message
-        (``scheduling.schedules``); None sends every message at once.
+        (``scheduling.schedules``); None sends every message at once. With tracing on,
+        the messages sent are copies carrying their send span's context in ``headers``
+        (``observability.tracing``).
         """
-        core = self._core
         if not messages:
             return []
+        trace = self._core.tracing.start_send(messages)
+        if trace is None:
+            return await self._send_many(messages, plan)
+        with trace:
+            results = await self._send_many(trace.messages, plan)
+            trace.record(results)
+            return results
+
+    async def _send_many(
+        self, messages: Sequence[AgentMessage], plan: Sequence[Schedule] | None
+    ) -> list[MessageResult]:
+        core = self._core
         if plan is None:
             items = [self._prepare(m) for m in messages]
         else:
@@ -163,9 +178,12 @@ class Sender:
         # out may have been applied (issue 23): remember that it did.
         in_doubt: list[BaseException] = []
 
+        unconfirmed: set[int] = set()
+
         async def attempt() -> tuple[list[int], list[int]]:
+            unconfirmed.clear()
             try:
-                return await self._enqueue(queues, items)
+                return await self._enqueue(queues, items, unconfirmed)
             except BaseException as exc:
                 if outcome_unknown(exc):
                     in_doubt.append(exc)
@@ -180,6 +198,11 @@ class Sender:
             self._result(m, keys, code, due)
             for m, keys, code, due in zip(messages, queues, codes, dues, strict=True)
         ]
+        if unconfirmed:
+            results = [
+                self._unreplicated(r) if i in unconfirmed and r.delivered else r
+                for i, r in enumerate(results)
+            ]
         if in_doubt and _OUT_OF_MEMORY_CODE in codes:
             # Refused without a look at the dedupe set: an earlier attempt may have
             # enqueued these (a queue-full or duplicate code, in contrast, is definite).
@@ -205,6 +228,17 @@ class Sender:
                 for r in results
             ]
         return results
+
+    def _unreplicated(self, result: MessageResult) -> MessageResult:
+        config = self._core.config
+        reason = (
+            f"not confirmed by {config.wait_replicas} replica(s) within "
+            f"{config.wait_timeout_s} s: a failover now would lose it; {_RETRY_SAME_ID}"
+        )
+        self._core.log.warning("send_unreplicated", message_id=result.message_id)
+        return result.model_copy(
+            update={"delivered": False, "error": reason, "status": SendStatus.UNKNOWN}
+        )
 
     @staticmethod
     def _unknown(result: MessageResult, first: BaseException) -> MessageResult:
@@ -276,7 +310,7 @@ class Sender:
         )
 
     async def _enqueue(
-        self, queues: list[QueueKeys], items: list[SendItem]
+        self, queues: list[QueueKeys], items: list[SendItem], unconfirmed: set[int]
     ) -> tuple[list[int], list[int]]:
         """One ``queue_send`` call per queue, all in one round trip.
 
@@ -291,6 +325,8 @@ class Sender:
         size = core.config.queue_size
         now = time.monotonic()
         first = queues[0]
+        if core.config.wait_replicas:
+            return await self._enqueue_confirmed(queues, items, unconfirmed, now)
         if all(keys is first for keys in queues) and not self._index.is_stale(first.agent_id, now):
             # The common case (one message, or a batch to one queue): one script call.
             try:
@@ -325,6 +361,66 @@ class Sender:
                 _spread(codes, dues, idx, outcome)
         if stale and not isinstance(extra_results[-1], BaseException):
             self._index.mark_added(stale, now)
+        return codes, dues
+
+    async def _enqueue_confirmed(
+        self, queues: list[QueueKeys], items: list[SendItem], unconfirmed: set[int], now: float
+    ) -> tuple[list[int], list[int]]:
+        """:meth:`_enqueue` with ``wait_replicas``: each queue's call, then its ``WAIT``.
+
+        The indexes of the items whose call fewer replicas confirmed go to
+        ``unconfirmed`` (``replication.py``).
+        """
+        core = self._core
+        config = core.config
+        by_queue: dict[QueueKeys, list[int]] = {}
+        for i, keys in enumerate(queues):
+            by_queue.setdefault(keys, []).append(i)
+        calls = [
+            queue_send.call(keys, queue_size=config.queue_size, items=[items[i] for i in idx])
+            for keys, idx in by_queue.items()
+        ]
+        stale = self._index.stale((keys.agent_id for keys in by_queue), now)
+        if stale:  # idempotent, and only a discovery aid: not worth a WAIT of its own
+            await core.redis.execute_command(*self._index.add_command(stale))
+            self._index.mark_added(stale, now)
+        confirmed = await run_confirmed(
+            core.redis,
+            core.scripts,
+            calls,
+            replicas=config.wait_replicas,
+            timeout_ms=max(1, int(config.wait_timeout_s * 1000)),
+            keep=(OutOfMemoryError,),
+        )
+        codes = [0] * len(items)
+        dues = [0] * len(items)
+        duplicates: list[tuple[QueueKeys, list[int]]] = []
+        for (keys, idx), (outcome, acked) in zip(by_queue.items(), confirmed, strict=True):
+            if isinstance(outcome, BaseException):
+                for i in idx:
+                    codes[i] = _OUT_OF_MEMORY_CODE
+                continue
+            _spread(codes, dues, idx, outcome)
+            if acked < config.wait_replicas:
+                unconfirmed.update(idx)
+            elif any(codes[i] == 0 for i in idx):
+                duplicates.append((keys, idx))
+        if duplicates:
+            # Their first copy's replication is unknown: confirm it with a write of ours.
+            marks = await asyncio.gather(
+                *(
+                    confirm_writes(
+                        core.redis,
+                        keys.replication_mark,
+                        replicas=config.wait_replicas,
+                        timeout_ms=max(1, int(config.wait_timeout_s * 1000)),
+                    )
+                    for keys, _ in duplicates
+                )
+            )
+            for (_, idx), acked in zip(duplicates, marks, strict=True):
+                if acked < config.wait_replicas:
+                    unconfirmed.update(i for i in idx if codes[i] == 0)
         return codes, dues
 
     def _result(self, message: AgentMessage, keys: QueueKeys, code: int, due: int) -> MessageResult:

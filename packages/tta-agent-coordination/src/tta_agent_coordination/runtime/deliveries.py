@@ -22,6 +22,7 @@ from tta_agent_coordination.errors import CoordinationError, PermanentError
 from tta_agent_coordination.interfaces import CallGuard, MessageCoordinator
 from tta_agent_coordination.models import AgentId, FailureType, ReceivedMessage
 from tta_agent_coordination.observability.metrics import timing_of
+from tta_agent_coordination.observability.tracing import ProcessScope, Tracing
 from tta_agent_coordination.replies import expects_reply
 from tta_agent_coordination.runtime.acks import AckBatcher
 from tta_agent_coordination.runtime.context import MessageContext
@@ -43,6 +44,8 @@ class Delivery:
     """When the lease runs out, in event-loop time (``inf``: lost, not extended again)."""
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     """The task that runs the handler and settles the delivery."""
+    trace: ProcessScope | None = field(default=None, repr=False)
+    """Its ``process`` span while it runs (a no-op scope when tracing is off)."""
 
 
 class DeliveryRunner:
@@ -56,6 +59,7 @@ class DeliveryRunner:
         guard: the worker's circuit breaker and retry policy (a handler's own wins).
         stats: the worker's counters, updated in place.
         log: the worker's logger.
+        tracing: the worker's spans (``process``, then ``ack``/``retry``/``dead_letter``).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class DeliveryRunner:
         guard: CallGuard | None,
         stats: WorkerStats,
         log: Any,
+        tracing: Tracing | None = None,
     ) -> None:
         self._coordinator = coordinator
         self._agent_id = agent_id
@@ -77,9 +82,23 @@ class DeliveryRunner:
         # The coordinator's metrics, when they time things: handler durations go there.
         self._timing = timing_of(coordinator.metrics)
         self._queue = str(agent_id)
+        self._tracing = tracing if tracing is not None else Tracing()
 
     async def run(self, delivery: Delivery) -> None:
-        """Run the delivery's handler and settle the delivery; raises only when cancelled."""
+        """Run the delivery's handler and settle the delivery; raises only when cancelled.
+
+        With tracing on, all of it runs in the delivery's ``process`` span, a child of
+        the span that sent the message (its context travels in the headers).
+        """
+        received = delivery.received
+        trace = delivery.trace = self._tracing.process(received, self._queue_of(received))
+        with trace:
+            await self._run(delivery, trace)
+
+    def _queue_of(self, received: ReceivedMessage) -> str:
+        return self._queue if received.queue is None else str(received.queue)
+
+    async def _run(self, delivery: Delivery, trace: ProcessScope) -> None:
         received = delivery.received
         message = received.message
         spec = self._handlers.find(message)
@@ -90,6 +109,7 @@ class DeliveryRunner:
                     f"no handler for {message.message_type.value} messages"
                     + (f" of kind {kind!r}" if kind else "")
                 )
+            trace.handler(spec.name)
             payload = spec.parse_payload(message.payload)
             context: MessageContext[Any] = MessageContext(
                 self._coordinator, self._agent_id, received, payload
@@ -144,7 +164,9 @@ class DeliveryRunner:
                 self._stats.replies += 1
             # After the reply (reply-before-ack), through the batcher: every ack that
             # is due while one ack round trip is in flight goes in the next one.
-            acked = await self._acks.ack(received.queue or self._agent_id, received.token)
+            with self._tracing.settle("ack", received, self._queue_of(received)) as trace:
+                acked = await self._acks.ack(received.queue or self._agent_id, received.token)
+                trace.done(acked)
         except Exception as exc:
             self._settle_failed(received, "ack", exc)
             return
@@ -164,6 +186,8 @@ class DeliveryRunner:
             or received.attempts > self._coordinator.config.retry_attempts
         )
         error = f"{type(exc).__name__}: {exc}"
+        if delivery.trace is not None:
+            delivery.trace.failed(exc, failure, final)
         log.log(
             40 if final else 30,
             "handler_failed",
@@ -181,9 +205,13 @@ class DeliveryRunner:
                 )
             ):
                 self._stats.replies += 1
-            nacked = await self._coordinator.nack(
-                received.queue or self._agent_id, received.token, failure, error
-            )
+            outcome = "dead_letter" if final else "retry"
+            queue = self._queue_of(received)
+            with self._tracing.settle(outcome, received, queue, failure, error) as trace:
+                nacked = await self._coordinator.nack(
+                    received.queue or self._agent_id, received.token, failure, error
+                )
+                trace.done(nacked)
         except Exception as settle_exc:
             self._settle_failed(received, "nack", settle_exc)
             return

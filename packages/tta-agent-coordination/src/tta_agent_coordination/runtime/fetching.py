@@ -17,6 +17,7 @@ that a blocking read returns after such a stall is given back unhandled. See
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from tta_agent_coordination.errors import CircuitBreakerOpenError
 from tta_agent_coordination.interfaces import MessageCoordinator, Ownership
 from tta_agent_coordination.models import AgentId, ReceivedMessage
+from tta_agent_coordination.observability.tracing import Tracing
 from tta_agent_coordination.runtime.presence import AgentPresence
 from tta_agent_coordination.runtime.stopping import wait_any
 from tta_agent_coordination.runtime.supervision import OUTAGE_ERRORS, Progress
@@ -73,6 +75,7 @@ class FetchLoop:
         slot_free: set by the worker when a delivery finishes.
         on_lost: called when the registration is found lost; the worker stops.
         log: the worker's logger.
+        tracing: the worker's spans (a ``receive`` span per read that reserved messages).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class FetchLoop:
         slot_free: asyncio.Event,
         on_lost: Callable[[], None],
         log: Any,
+        tracing: Tracing | None = None,
     ) -> None:
         self._coordinator = coordinator
         self._agent_id = agent_id
@@ -100,6 +104,7 @@ class FetchLoop:
         self._slot_free = slot_free
         self._on_lost = on_lost
         self._log = log
+        self._tracing = tracing if tracing is not None else Tracing()
 
     async def run(self, progress: Progress) -> None:
         """Lease and spawn until the worker stops or its registration is lost.
@@ -119,6 +124,7 @@ class FetchLoop:
                 continue
             if not await self._wait_until_held():
                 return
+            started_ns = time.time_ns()
             try:
                 batch = await self._coordinator.receive_batch(
                     self._agent_id,
@@ -146,6 +152,8 @@ class FetchLoop:
                 # process resumed), or after the registration was lost: not ours.
                 await self._give_back(batch)
                 continue
+            if batch:
+                self._tracing.received(batch, started_ns)
             for received in batch:
                 self._spawn(received)
 

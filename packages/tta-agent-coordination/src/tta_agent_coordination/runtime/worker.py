@@ -36,6 +36,7 @@ from tta_agent_coordination.errors import ConfigurationError, WorkerError
 from tta_agent_coordination.interfaces import AgentRegistry, CallGuard, MessageCoordinator
 from tta_agent_coordination.models import AgentId, MessageType, ReceivedMessage
 from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.observability.tracing import Tracing
 from tta_agent_coordination.runtime.deliveries import Delivery, DeliveryRunner
 from tta_agent_coordination.runtime.fetching import IDLE_BLOCK_S, FetchLoop, FetchSettings
 from tta_agent_coordination.runtime.handlers import (
@@ -91,6 +92,11 @@ class AgentWorker(HandlerDecorators):
         restart_policy: how a background loop (fetch, lease keeper, maintenance) that
             fails with an unexpected error is restarted, and after how many failures in
             a row the worker gives up and stops; ``RestartPolicy()`` by default.
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for the worker's spans
+            (``receive``, ``process`` as a child of the sender's span, ``ack``,
+            ``retry``, ``dead_letter``); None uses the global one. What handlers send
+            and the replies are traced by the coordinator's (its ``tracer_provider``).
+            A no-op without ``opentelemetry-api``; see docs/observability.md, "Tracing".
 
     Raises:
         ConfigurationError: a setting is out of range.
@@ -116,6 +122,7 @@ class AgentWorker(HandlerDecorators):
         subscriptions: Sequence[MessageType] = (),
         takeover: bool = False,
         restart_policy: RestartPolicy | None = None,
+        tracer_provider: Any | None = None,
     ) -> None:
         if not isinstance(agent_id, AgentId):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"agent_id must be an AgentId, got {agent_id!r}")
@@ -151,8 +158,9 @@ class AgentWorker(HandlerDecorators):
         self._supervisor = TaskSupervisor(
             restart_policy or RestartPolicy(), self._log, self._stop_requested, self._gave_up
         )
+        self._tracing = Tracing(tracer_provider)
         self._runner = DeliveryRunner(
-            coordinator, agent_id, self._handlers, guard, self._stats, self._log
+            coordinator, agent_id, self._handlers, guard, self._stats, self._log, self._tracing
         )
         self._presence = AgentPresence(
             coordinator,
@@ -295,6 +303,7 @@ class AgentWorker(HandlerDecorators):
             slot_free=self._slot_free,
             on_lost=self._registration_lost,
             log=self._log,
+            tracing=self._tracing,
         )
         maintenance = MaintenanceLoop(
             self._coordinator,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tta_agent_coordination.models import AgentId, FailureType, MessagePriority
 
@@ -175,3 +175,14 @@ class PendingMessage(BaseModel):
     available_at_ms: int = 0
     """Due time of a scheduled send (ms, Redis server clock): a restore puts a message
     still not due back in the delayed set. 0 (or a time passed): ready at once."""
+    failure: FailureType | None = None
+    """Set for a message that is dead: a restore puts it back in its queue's dead-letter
+    queue with this failure type and ``last_error`` (never delivered; replayable), not in
+    a ready stream. ``malformed`` is refused: only a deliverable message is restored."""
+
+    @field_validator("failure")
+    @classmethod
+    def _deliverable(cls, value: FailureType | None) -> FailureType | None:
+        if value is FailureType.MALFORMED:
+            raise ValueError("a malformed message cannot be restored (it has no envelope)")
+        return value

@@ -60,6 +60,7 @@ for pidx = 1, 3 do
 end
 if #leases > 0 then
   redis.call('ZREM', KEYS[4], unpack(leases))
+  drop_lessees(leases)
 end
 if #settled > 0 then
   if window > 0 then

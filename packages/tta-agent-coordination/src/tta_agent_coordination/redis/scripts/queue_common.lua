@@ -2,6 +2,7 @@
 -- KEYS, in the order of QueueKeys.all_keys:
 --   1..3 ready streams (HIGH, NORMAL, LOW)   4 leases   5 delayed   6 delayed:data
 --   7 dead-letter stream                      8 dedupe   9 wake stream
+--   10 lessees (hash token -> instance)      11 lessee index (zset "<instance> <token>")
 -- ARGV of every script that includes this file starts with 1 the consumer group and
 -- 2 the consumer name (CONSUMER_GROUP, CONSUMER_NAME in redis/keys.py, the one place they
 -- are defined); a script's own arguments follow from ARGV[3]. Each script's arguments
@@ -185,10 +186,78 @@ local function call_with_group(pidx, ...)
   return reply
 end
 
+-- Lessee records (type queues): which instance holds a lease, so that releasing a dead
+-- instance's leases finds its leases in its type queue at once. Written by a receive
+-- that names its consumer; every script that drops a lease calls drop_lessee (or
+-- drop_lessees) with it, so the records never outnumber the leases.
+local function lessee_member(lessee, token)
+  return lessee .. ' ' .. token
+end
+
+local function record_lessees(lessee, tokens)
+  if lessee == '' or #tokens == 0 then return end
+  local fields, members = {}, {}
+  for _, token in ipairs(tokens) do
+    fields[#fields + 1] = token
+    fields[#fields + 1] = lessee
+    members[#members + 1] = 0
+    members[#members + 1] = lessee_member(lessee, token)
+  end
+  redis.call('HSET', KEYS[10], unpack(fields))
+  redis.call('ZADD', KEYS[11], unpack(members))
+end
+
+-- Drops the lessee records of tokens (no-op for a queue that has none: an instance queue).
+local function drop_lessees(tokens)
+  if #tokens == 0 or redis.call('EXISTS', KEYS[10]) == 0 then return end
+  local owners = redis.call('HMGET', KEYS[10], unpack(tokens))
+  local gone, members = {}, {}
+  for i, token in ipairs(tokens) do
+    if owners[i] then
+      gone[#gone + 1] = token
+      members[#members + 1] = lessee_member(owners[i], token)
+    end
+  end
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[10], unpack(gone))
+    redis.call('ZREM', KEYS[11], unpack(members))
+  end
+end
+
+local function drop_lessee(token)
+  drop_lessees({token})
+end
+
+-- The tokens recorded for lessee, oldest lease deadline first (ties by token, as the
+-- leases zset orders them); a record whose lease is gone is dropped on the way.
+local function lessee_tokens(lessee)
+  local members = redis.call('ZRANGEBYLEX', KEYS[11], '[' .. lessee .. ' ', '(' .. lessee .. '!')
+  local held, stale = {}, {}
+  local deadline = {}
+  local skip = #lessee + 2
+  for _, member in ipairs(members) do
+    local token = string.sub(member, skip)
+    local score = redis.call('ZSCORE', KEYS[4], token)
+    if score then
+      held[#held + 1] = token
+      deadline[token] = tonumber(score)
+    else
+      stale[#stale + 1] = token
+    end
+  end
+  drop_lessees(stale)
+  table.sort(held, function(a, b)
+    if deadline[a] ~= deadline[b] then return deadline[a] < deadline[b] end
+    return a < b
+  end)
+  return held
+end
+
 -- Removes one delivery (PEL entry, stream entry, lease); returns its fields or nil.
 local function take_delivery(pidx, id, token)
   local stream = KEYS[pidx]
   redis.call('ZREM', KEYS[4], token)
+  drop_lessee(token)
   local rng = redis.call('XRANGE', stream, id, id)
   -- pcall: a missing group (destroyed by someone else) has no PEL entry to remove.
   redis.pcall('XACK', stream, GROUP, id)
@@ -204,6 +273,7 @@ local function requeue_delivery(token, now, retry_attempts, dlq_max, window_ms, 
   local pidx, id = parse_token(token)
   if not pidx then
     redis.call('ZREM', KEYS[4], token)
+    drop_lessee(token)
     return 0
   end
   local f = take_delivery(pidx, id, token)
@@ -226,6 +296,7 @@ end
 
 -- Returns {requeued, dead} for expired leases (every lease when force is true).
 local function reclaim_leases(now, limit, retry_attempts, dlq_max, window_ms, force)
+  if limit <= 0 then return 0, 0 end
   local tokens
   if force then
     tokens = redis.call('ZRANGE', KEYS[4], 0, limit - 1)
@@ -236,6 +307,19 @@ local function reclaim_leases(now, limit, retry_attempts, dlq_max, window_ms, fo
   local reason = force and 'lease released' or 'lease expired'
   for _, token in ipairs(tokens) do
     local r = requeue_delivery(token, now, retry_attempts, dlq_max, window_ms, reason)
+    if r == 1 then requeued = requeued + 1 elseif r == 2 then dead = dead + 1 end
+  end
+  return requeued, dead
+end
+
+-- Returns {requeued, dead} for up to limit leases held by lessee (its instance died),
+-- oldest deadline first: each counts as a delivery, as a forced release does.
+local function release_lessee(lessee, now, limit, retry_attempts, dlq_max, window_ms)
+  local requeued, dead = 0, 0
+  for i, token in ipairs(lessee_tokens(lessee)) do
+    if i > limit then break end
+    local r = requeue_delivery(token, now, retry_attempts, dlq_max, window_ms,
+      'lease released')
     if r == 1 then requeued = requeued + 1 elseif r == 2 then dead = dead + 1 end
   end
   return requeued, dead

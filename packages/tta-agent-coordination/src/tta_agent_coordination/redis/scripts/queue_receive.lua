@@ -2,7 +2,8 @@
 -- Reserve up to ARGV[3] messages, highest priority first, FIFO within a priority.
 -- ARGV (after the group and consumer of queue_common): 3 count, 4 visibility ms,
 -- 5 retry_attempts, 6 dlq max length, 7 dedupe window ms, 8 maintenance limit (expired
--- leases / due retries handled first).
+-- leases / due retries handled first), 9 lessee: the instance receiving ('' = none; a
+-- worker receiving from its type queue names itself, see record_lessees).
 -- An entry that is not in the library's format is dead-lettered as 'malformed' (see
 -- entry_problem) and the rest of the batch is delivered; a ready stream whose consumer
 -- group is missing gets it back (restore_group).
@@ -19,6 +20,7 @@ local retry_attempts = tonumber(ARGV[5])
 local dlq_max = tonumber(ARGV[6])
 local window = tonumber(ARGV[7])
 local limit = tonumber(ARGV[8])
+local lessee = ARGV[9] or ''
 
 local requeued, dead = reclaim_leases(now, limit, retry_attempts, dlq_max, window, false)
 local recovered = requeued + dead + promote_due(now, limit)
@@ -67,6 +69,11 @@ end
 -- Every lease of this call in one command (the deliveries are not returned before it).
 if #leases > 0 then
   redis.call('ZADD', KEYS[4], unpack(leases))
+  if lessee ~= '' then
+    local tokens = {}
+    for i = 2, #leases, 2 do tokens[#tokens + 1] = leases[i] end
+    record_lessees(lessee, tokens)
+  end
 end
 
 local last_ids = {}

@@ -77,8 +77,14 @@ def call(
     dlq_max_len: int,
     dedupe_window_ms: int,
     maintenance_batch: int,
+    lessee: str = "",
 ) -> ScriptCall[ReceiveOutcome]:
-    """Reserve up to ``count`` messages of ``queue`` for ``visibility_ms``."""
+    """Reserve up to ``count`` messages of ``queue`` for ``visibility_ms``.
+
+    ``lessee`` (an instance, ``str(AgentId)``) is recorded as the holder of each lease
+    (``QueueKeys.lessees``): a worker receiving from its type queue names itself, so that
+    releasing its leases when it dies covers the type queue too. Empty: not recorded.
+    """
     return ScriptCall(
         NAME,
         queue.all_keys,
@@ -90,6 +96,7 @@ def call(
             dlq_max_len,
             dedupe_window_ms,
             maintenance_batch,
+            lessee,
         ],
         _parse,
     )

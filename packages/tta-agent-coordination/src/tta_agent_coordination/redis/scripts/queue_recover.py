@@ -44,8 +44,14 @@ def call(
     orphan_idle_ms: int,
     limit: int,
     force: bool,
+    lessee: str = "",
 ) -> ScriptCall[RecoverOutcome]:
-    """Recover ``queue``; with ``force``, release every lease, expired or not."""
+    """Recover ``queue``; with ``force``, release every lease, expired or not.
+
+    With ``lessee`` (an instance, ``str(AgentId)``), also release every lease that
+    instance holds in ``queue`` (recorded by its receives, see ``queue_receive.call``),
+    expired or not, before anything else: its type queue's leases when it died.
+    """
     return ScriptCall(
         NAME,
         queue.all_keys,
@@ -57,6 +63,7 @@ def call(
             orphan_idle_ms,
             limit,
             1 if force else 0,
+            lessee,
         ],
         _parse,
     )

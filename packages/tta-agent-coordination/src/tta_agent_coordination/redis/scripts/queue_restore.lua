@@ -1,25 +1,40 @@
 --#include queue_common
 -- Enqueue messages again from a message store after a Redis loss. ARGV (after the group
--- and consumer of queue_common), from ARGV[3], for each message: stream index,
--- message_id, envelope, deliveries so far, last error, expires_at ms (0 = never),
--- first enqueue ms, available_at ms (its due time, server clock; 0 = ready now).
--- A message whose due time is still ahead goes back to the delayed set with that due
--- time (a scheduled send keeps its schedule); any other one goes to its ready stream.
+-- and consumer of queue_common): ARGV[3] the DLQ's max length, ARGV[4] the dedupe window
+-- (ms); then, from ARGV[5], for each message: stream index, message_id, envelope,
+-- deliveries so far, last error, expires_at ms (0 = never), first enqueue ms,
+-- available_at ms (its due time, server clock; 0 = ready now), failure type ('' = alive).
+-- A dead message (a failure type) goes back to the dead-letter queue with that failure
+-- and its last error, settled in the dedupe set like any dead letter; a message whose due
+-- time is still ahead goes back to the delayed set with that due time (a scheduled send
+-- keeps its schedule); any other one goes to its ready stream.
 -- A message whose id is in the dedupe set (unsettled here, or settled within the dedupe
 -- window) is skipped, so a restore run twice, or while Redis still holds some of the
 -- messages, enqueues each message once. Not subject to queue_size (like a replay).
--- Returns one flag per message: 1 enqueued, 0 skipped.
+-- Returns one flag per message: 1 restored, 0 skipped.
 -- Out of memory: the first write must be deny-oom (enqueue's XGROUP CREATE or XADD, or
 -- HSET), so that Redis refuses the whole call before anything moved (see queue_send.lua);
 -- expired dedupe entries are skipped by score and pruned after the loop.
 local now = now_ms()
 local results = {}
 local marked = false
-for i = 3, #ARGV, 8 do
+local dlq_max = tonumber(ARGV[3])
+local window_ms = tonumber(ARGV[4])
+for i = 5, #ARGV, 9 do
   local msgid = ARGV[i + 1]
   local seen = redis.call('ZSCORE', KEYS[8], msgid)
   if seen and tonumber(seen) > now then
     results[#results + 1] = 0
+  elseif ARGV[i + 8] ~= '' then
+    redis.call('XADD', KEYS[7], 'MAXLEN', dlq_max, '*', 'i', msgid, 'm', ARGV[i + 2],
+      'p', ARGV[i], 'a', ARGV[i + 3], 'e', ARGV[i + 4], 'f', ARGV[i + 8], 'd', now,
+      't', ARGV[i + 6])
+    if window_ms > 0 then
+      -- Settled, as a dead letter is: the set's expiry follows its latest settled entry.
+      redis.call('ZADD', KEYS[8], now + window_ms, msgid)
+      refresh_dedupe_expiry()
+    end
+    results[#results + 1] = 1
   else
     local pidx = tonumber(ARGV[i])
     local due = tonumber(ARGV[i + 7])

@@ -27,15 +27,19 @@ class RestoreItem(NamedTuple):
     first_enqueued_ms: int
     available_at_ms: int = 0
     """Due time (ms, compared with the server clock); 0 or past: ready at once."""
+    failure: str = ""
+    """A dead message's failure type: restored into the dead-letter queue; "" when alive."""
 
 
 def _parse(raw: list[Any]) -> list[bool]:
     return [bool(int(flag)) for flag in raw]
 
 
-def call(queue: QueueKeys, items: Iterable[RestoreItem]) -> ScriptCall[list[bool]]:
+def call(
+    queue: QueueKeys, items: Iterable[RestoreItem], *, dlq_max_len: int, dedupe_window_ms: int
+) -> ScriptCall[list[bool]]:
     """Restore ``items`` into ``queue``; one flag per item (False: skipped, already known)."""
-    argv: list[Any] = list(ARGV_HEAD)
+    argv: list[Any] = [*ARGV_HEAD, dlq_max_len, dedupe_window_ms]
     for item in items:
         argv += item
     return ScriptCall(NAME, queue.all_keys, argv, _parse)
