@@ -35,7 +35,7 @@ def test_migrations_are_shipped_in_order():
 async def test_fresh_then_repeated(pg_dsn, schema):
     async with PostgresMessageStore(pg_dsn, schema=schema) as store:
         try:
-            assert await store.migrate() == [1, 2]
+            assert await store.migrate() == [1, 2, 3]
             assert await store.migrate() == []
             assert {"agents", "messages", "message_events", "schema_migrations"} <= await tables(
                 pg_dsn, schema
@@ -48,7 +48,7 @@ async def test_concurrent_migrations_apply_once(pg_dsn, schema):
     stores = [PostgresMessageStore(pg_dsn, schema=schema) for _ in range(5)]
     try:
         results = await asyncio.gather(*(s.migrate() for s in stores))
-        assert sorted(results) == [[], [], [], [], [1, 2]]
+        assert sorted(results) == [[], [], [], [], [1, 2, 3]]
     finally:
         await stores[0].drop_schema()
         for s in stores:

@@ -38,6 +38,8 @@ def test_every_public_name_exists_and_is_documented(module_name):
 EVERYDAY = {
     "AgentId",
     "AgentMessage",
+    "AgentMessaging",
+    "AgentMessagingError",
     "AgentWorker",
     "CoordinationError",
     "CoordinationSettings",

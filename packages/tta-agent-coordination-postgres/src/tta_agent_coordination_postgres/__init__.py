@@ -18,6 +18,10 @@ from tta_agent_coordination.store import (
     StorePermissionError,
     StoreUnavailableError,
 )
+from tta_agent_coordination_postgres.conversations import (
+    PostgresInteractionStore,
+    StoredConversation,
+)
 from tta_agent_coordination_postgres.errors import StoreConfigurationError, StoreNotMigratedError
 from tta_agent_coordination_postgres.models import (
     StoredAgent,
@@ -31,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "PostgresInteractionStore",
     "PostgresMessageStore",
     "StoreConfigurationError",
     "StoreError",
@@ -40,6 +45,7 @@ __all__ = [
     "StoreStats",
     "StoreUnavailableError",
     "StoredAgent",
+    "StoredConversation",
     "StoredEvent",
     "StoredMessage",
     "__version__",

@@ -6,6 +6,7 @@ Every write is one transaction (all or nothing) and idempotent; see the core's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import AsyncGenerator, Sequence
@@ -229,6 +230,16 @@ class PostgresMessageStore(MessageStore):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def transaction(
+        self, operation: str
+    ) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in a transaction, with ``search_path`` set to the schema.
+
+        For records kept beside the store's own (``conversations.py``); psycopg errors
+        become the store's typed errors, as in every store method.
+        """
+        return self._tx(operation)
 
     @asynccontextmanager
     async def _tx(self, operation: str) -> AsyncGenerator[psycopg.AsyncConnection[Any]]:

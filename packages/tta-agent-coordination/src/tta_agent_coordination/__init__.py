@@ -110,6 +110,12 @@ if TYPE_CHECKING:  # resolved lazily at run time (see _LAZY and _MOVED)
     from tta_agent_coordination.features import (
         Feature as Feature,
     )
+    from tta_agent_coordination.interactions import (
+        AgentMessaging as AgentMessaging,
+    )
+    from tta_agent_coordination.interactions import (
+        AgentMessagingError as AgentMessagingError,
+    )
     from tta_agent_coordination.interfaces import (
         AgentRegistry as AgentRegistry,
     )
@@ -263,6 +269,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentId",
     "AgentMessage",
+    "AgentMessaging",
+    "AgentMessagingError",
     "AgentWorker",
     "CoordinationError",
     "CoordinationSettings",
@@ -283,6 +291,8 @@ __all__ = [
 # name -> (module, attribute or None for the module itself, extra that provides it)
 _LAZY: dict[str, tuple[str, str | None, str | None]] = {
     # The transport and the runtime, loaded on first access (see the module docstring).
+    "AgentMessaging": ("tta_agent_coordination.interactions", "AgentMessaging", None),
+    "AgentMessagingError": ("tta_agent_coordination.interactions", "AgentMessagingError", None),
     "AgentWorker": ("tta_agent_coordination.runtime.worker", "AgentWorker", None),
     "CoordinationSettings": ("tta_agent_coordination.settings", "CoordinationSettings", None),
     "MessageContext": ("tta_agent_coordination.runtime.context", "MessageContext", None),
