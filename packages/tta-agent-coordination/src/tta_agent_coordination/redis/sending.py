@@ -219,7 +219,7 @@ class Sender:
             reason = f"store unavailable: {exc}; {_RETRY_SAME_ID}"
             recorded = sum(1 for code in codes if code >= 0)
             core.log.warning("store_write_failed", error=reason, count=recorded)
-            return [
+            results = [
                 r.model_copy(
                     update={"delivered": False, "error": reason, "status": SendStatus.UNKNOWN}
                 )
@@ -227,6 +227,12 @@ class Sender:
                 else r
                 for r in results
             ]
+        # redis-py may swallow a cancellation that lands as a command completes (its
+        # wait_for race on Python 3.11): the send then returns normally and the task
+        # runs on, cancelled in name only. Deliver it here, as any await would have; the
+        # messages stand (they were enqueued and recorded), and sending them again with
+        # the same ids is safe.
+        watch.reraise()
         return results
 
     def _unreplicated(self, result: MessageResult) -> MessageResult:
