@@ -128,7 +128,8 @@ async def _run(
             plain = None if use_live else PlainLog(Console(highlight=False, soft_wrap=True))
             scenario = DemoScenario(client, prefix, settings, on_event=plain)
             if scenario.tta_skipped is not None:
-                console.print(scenario.tta_skipped, style="yellow", markup=False)
+                # One line, however narrow the terminal.
+                console.print(scenario.tta_skipped, style="yellow", markup=False, soft_wrap=True)
             if use_live:
                 with LiveView(scenario, console):
                     return await scenario.run()

@@ -51,9 +51,8 @@ __all__ = [
 ]
 
 TTA_AGENTS_MISSING = (
-    "TTA scene skipped: it needs the tta-agents package "
-    "(./scripts/demo installs it; or `pip install tta-agents`, "
-    "or `uv sync --all-packages` in a clone)"
+    "TTA scene skipped: it needs the tta-agents package (./scripts/demo installs it; "
+    "elsewhere add it by its git URL or as a workspace member, see the README's Install)"
 )
 """The one line the demo prints when ``tta_agents`` cannot be imported."""
 
