@@ -17,6 +17,7 @@ import pytest
 from rich.console import Console
 
 from tta_agent_coordination import PermanentError, RedisMessageCoordinator
+from tta_agent_coordination.cli.demo import scenario as scenario_module
 from tta_agent_coordination.cli.demo.scenario import DemoScenario, DemoSettings, run_demo
 from tta_agent_coordination.cli.demo.tta_adapters import (
     RULES_SOURCE,
@@ -412,3 +413,30 @@ def test_the_program_says_in_one_line_that_the_scene_needs_tta_agents() -> None:
         "tta progress" in line or "TTA" in line for line in lines if line != TTA_AGENTS_MISSING
     )
     assert "OK: every message ended where it should" in proc.stdout
+
+
+async def test_progress_events_that_never_arrive_stop_the_demo_with_the_reason(
+    coordination_redis: RedisClient, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watcher only counts events whose "event" field is the pipeline's: with another
+    # name, none of them counts, and the scene gives up after the step timeout.
+    real = load_tta_agents()
+    monkeypatch.setattr(
+        scenario_module,
+        "load_tta_agents",
+        lambda: dataclasses.replace(real, progress_event="not-the-pipeline"),
+    )
+    scenario = DemoScenario(
+        coordination_redis, key_prefix, DemoSettings(pause_s=0, step_timeout_s=1.0)
+    )
+    result = await scenario.run()
+    assert not result.ok
+    assert result.error is not None
+    assert "during 'tta'" in result.error
+    assert "progress events did not arrive" in result.error
+    assert [c.name for c in result.checks if c.name.startswith("TTA")] == [
+        "TTA scene ran to its end"
+    ]
+    assert scenario.tta is not None
+    assert all(a.worker.state.value == "stopped" for a in scenario.tta.agents)
+    assert result.answered == 0  # the later acts did not run
