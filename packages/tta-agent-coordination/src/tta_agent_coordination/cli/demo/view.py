@@ -15,8 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from .scenario import DemoEvent, DemoResult, DemoScenario, DemoSnapshot
+from .tta_scene import TTASceneResult
 
-__all__ = ["LiveView", "PlainLog", "render_snapshot", "summary_table"]
+__all__ = ["LiveView", "PlainLog", "render_snapshot", "summary_table", "tta_turns_table"]
 
 _STYLES = {"info": "", "ok": "green", "warn": "yellow", "error": "bold red"}
 _BREAKER_STYLES = {"closed": "green", "half_open": "yellow", "open": "bold red"}
@@ -134,4 +135,24 @@ def summary_table(result: DemoResult) -> Table:
     for check in result.checks:
         mark = Text("ok", style="green") if check.ok else Text("FAIL", style="bold red")
         table.add_row(check.name, check.expected, check.actual, mark)
+    return table
+
+
+def tta_turns_table(scene: TTASceneResult) -> Table:
+    """The TTA scene's turns: what each player typed, who answered, and the narrative."""
+    table = Table(title="the TTA scene: each turn's narrative", title_justify="left")
+    table.add_column("player")
+    table.add_column("typed")
+    table.add_column("answered by (ipa → wba → nga)")
+    table.add_column("narrative")
+    for turn in scene.turns:
+        answered = " → ".join(
+            turn.answered_by.get(step, "-").rpartition(":")[2] for step in ("ipa", "wba", "nga")
+        )
+        story = (
+            Text(turn.narrative)
+            if turn.status == "completed" and turn.narrative
+            else Text(f"{turn.status}: {(turn.error or '-').splitlines()[0]}", style="bold red")
+        )
+        table.add_row(turn.player, turn.text, answered, story)
     return table
