@@ -2,8 +2,9 @@
 
 ``register(app)`` adds the command (``tta_agent_coordination.cli.app`` calls it). The
 script itself is :mod:`.scenario` (library code that returns a :class:`DemoResult`), the
-display is :mod:`.view`, the fault injection :mod:`.outage` and the TTA scene (run when
-``tta_agents`` is installed, loaded at run time) :mod:`.tta_scene`. See ``docs/demo.md``.
+display is :mod:`.view`, the fault injection :mod:`.outage`, the TTA scene (run when
+``tta_agents`` is installed, loaded at run time) :mod:`.tta_scene` and the plan scene
+:mod:`.plan_scene`. See ``docs/demo.md``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tta_agent_coordination.observability.logging import configure_logging
 from tta_agent_coordination.redis.keys import KeySpace
 
 from .scenario import DemoResult, DemoScenario, DemoSettings, run_demo
-from .view import LiveView, PlainLog, summary_table, tta_turns_table
+from .view import LiveView, PlainLog, plan_steps_table, summary_table, tta_turns_table
 
 __all__ = ["DemoResult", "DemoScenario", "DemoSettings", "demo", "register", "run_demo"]
 
@@ -89,6 +90,8 @@ def demo(
         )
         if result.tta is not None:
             console.print(tta_turns_table(result.tta))
+        if result.plan is not None:
+            console.print(plan_steps_table(result.plan))
         console.print(summary_table(result))
         if not result.ok:
             for problem in result.problems:

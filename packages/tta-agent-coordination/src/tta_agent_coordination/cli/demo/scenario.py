@@ -16,6 +16,8 @@ The script, in four acts (five with ``tta_agents`` installed):
    ``wba_worker`` / ``nga_worker`` workers with rule-based adapters; two world-builder
    instances share the type queue and the pipeline's progress events are shown as they
    arrive. Its workers stop before act 1 (whose world builders use the same type queue).
+   Then the **plan** scene (:mod:`.plan_scene`, in act 0 too): a task planned by rules
+   into steps on agents; a step fails once and is retried, a reflection replans once.
 1. **Play** — five commands at once, four to any ``world_builder`` (the type queue w1
    and w2 share: whichever instance is free takes each) and one to ``w2`` itself.
    ``open the gate`` fails transiently on its first delivery and is retried after a
@@ -64,6 +66,7 @@ from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState, WorkerStats
 
 from .outage import OutageGuard
+from .plan_scene import PlanScene, PlanSceneResult
 from .tta_scene import TTAAgentsUnavailable, TTAScene, TTASceneResult, load_tta_agents
 
 __all__ = [
@@ -135,6 +138,8 @@ class DemoSettings:
     """Backoff before a transiently failed message is delivered again."""
     tta_scene: bool = True
     """Open with the TTA scene when ``tta_agents`` is installed (False: never)."""
+    plan_scene: bool = True
+    """Run the plan scene (:mod:`.plan_scene`) after the TTA scene (False: never)."""
 
 
 class PlayerCommand(BaseModel):
@@ -244,6 +249,8 @@ class DemoResult:
     tta_skipped: str | None = None
     """Why the TTA scene did not run: ``tta_agents`` is missing (None: it ran, or was
     turned off with ``DemoSettings.tta_scene``)."""
+    plan: PlanSceneResult | None = None
+    """What the plan scene did (None when it did not run)."""
 
     @property
     def ok(self) -> bool:
@@ -348,6 +355,16 @@ class DemoScenario:
                     },
                 )
 
+        self.plan: PlanScene | None = None
+        """The plan scene (None when the settings leave it out)."""
+        if self._settings.plan_scene:
+            self.plan = PlanScene(
+                client,
+                key_prefix,
+                lambda agent, text, level: self._emit(agent, text, level),
+                step_timeout_s=self._settings.step_timeout_s,
+            )
+
     # --- observing ----------------------------------------------------------------------
 
     @property
@@ -365,6 +382,10 @@ class DemoScenario:
                 *(
                     AgentRow(a.label, a.role, a.worker.state.value, a.worker.stats)
                     for a in (self.tta.agents if self.tta is not None else [])
+                ),
+                *(
+                    AgentRow(label, role, worker.state.value, worker.stats)
+                    for label, role, worker in (self.plan.agents if self.plan else [])
                 ),
                 *(
                     AgentRow(m.label, m.role, m.worker.state.value, m.worker.stats)
@@ -470,6 +491,8 @@ class DemoScenario:
         try:
             if self.tta is not None:
                 await self._tta_act(self.tta)
+            if self.plan is not None:
+                await self._plan_act(self.plan)
             await self._play()
             await self._crash()
             await self._outage()
@@ -534,6 +557,11 @@ class DemoScenario:
         self._begin("tta", "three players act at once: each turn is a TTAPipeline workflow")
         self._result.tta = await scene.run()
         self._emit("demo", "TTA agents stopped; their queues are empty", "ok")
+        await self._pause()
+
+    async def _plan_act(self, scene: PlanScene) -> None:
+        self._begin("plan", "a task planned into steps on agents, with a retry and a replan")
+        self._result.plan = await scene.run()
         await self._pause()
 
     async def _play(self) -> None:
@@ -675,6 +703,8 @@ class DemoScenario:
         self._never.set()  # release a frozen handler that is somehow still waiting
         if self.tta is not None:
             await self.tta.stop()  # a no-op unless the scene failed half-way
+        if self.plan is not None:
+            await self.plan.stop()  # likewise
         for member in self._members:
             await member.worker.stop(grace_period=2.0)
         for member in self._members:
@@ -756,6 +786,7 @@ class DemoScenario:
             check("calls refused fast while open", "> 0", r.rejected, r.rejected > 0),
             check("messages left unsettled", 0, r.unsettled),
             *(Check(name, str(e), str(a), ok) for name, e, a, ok in self._tta_checks()),
+            *(Check(name, str(e), str(a), ok) for name, e, a, ok in self._plan_checks()),
         ]
 
     def _tta_checks(self) -> list[tuple[str, object, object, bool]]:
@@ -764,6 +795,13 @@ class DemoScenario:
         if self._result.tta is None:  # it stopped early: the error says why
             return [("TTA scene ran to its end", "yes", "no", False)]
         return self.tta.checks()
+
+    def _plan_checks(self) -> list[tuple[str, object, object, bool]]:
+        if self.plan is None:
+            return []
+        if self._result.plan is None:  # it stopped early: the error says why
+            return [("plan scene ran to its end", "yes", "no", False)]
+        return self.plan.checks()
 
 
 def _short(label: str | None) -> str | None:

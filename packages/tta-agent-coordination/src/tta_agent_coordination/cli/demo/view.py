@@ -14,10 +14,18 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .plan_scene import PlanSceneResult
 from .scenario import DemoEvent, DemoResult, DemoScenario, DemoSnapshot
 from .tta_scene import TTASceneResult
 
-__all__ = ["LiveView", "PlainLog", "render_snapshot", "summary_table", "tta_turns_table"]
+__all__ = [
+    "LiveView",
+    "PlainLog",
+    "plan_steps_table",
+    "render_snapshot",
+    "summary_table",
+    "tta_turns_table",
+]
 
 _STYLES = {"info": "", "ok": "green", "warn": "yellow", "error": "bold red"}
 _BREAKER_STYLES = {"closed": "green", "half_open": "yellow", "open": "bold red"}
@@ -155,4 +163,23 @@ def tta_turns_table(scene: TTASceneResult) -> Table:
             else Text(f"{turn.status}: {(turn.error or '-').splitlines()[0]}", style="bold red")
         )
         table.add_row(turn.player, turn.text, answered, story)
+    return table
+
+
+def plan_steps_table(scene: PlanSceneResult) -> Table:
+    """The plan scene's step attempts, in order: plan version, step, attempt, who, outcome."""
+    table = Table(
+        title=f"the plan scene: {scene.status}, {scene.replans} replan(s)", title_justify="left"
+    )
+    for name in ("plan", "step", "attempt", "answered by", "outcome"):
+        table.add_column(name)
+    for record in scene.attempts:
+        result = record.result
+        outcome = (
+            Text("ok", style="green")
+            if result.ok
+            else Text(f"failed: {result.error.message if result.error else '-'}", "yellow")
+        )
+        by = str(result.output.get("by", "-")) if result.ok else "-"
+        table.add_row(str(record.plan_version), record.step_id, str(record.attempt), by, outcome)
     return table
