@@ -63,6 +63,8 @@ async def test_the_run_completes_with_one_retry_and_one_replan(
     assert ("run completed: every step ran", "ok") in shown
     table = _text(plan_steps_table(result))
     assert "failed: the archive is locked" in table
+    failed_by = next(e.by for e in result.executions if not e.ok)
+    assert any(failed_by in row and "failed" in row for row in table.splitlines())
     assert "completed, 1 replan(s)" in table
     # Every key the scene wrote is under the demo's prefix (the demo deletes it).
     raw = cast("list[bytes | str]", await coordination_redis.keys(f"*{result.run_id}*"))  # pyright: ignore[reportUnknownMemberType]
@@ -103,14 +105,34 @@ async def test_a_step_that_always_fails_fails_the_run_and_its_checks(
     assert result.unsettled == 0
 
 
-async def test_a_run_that_does_not_end_in_time_stops_the_scene_with_the_reason(
+async def test_a_step_no_agent_takes_ends_the_run_at_its_deadline(
+    coordination_redis: RedisClient, key_prefix: str
+) -> None:
+    scene = _scene(coordination_redis, key_prefix, [], step_timeout_s=1.0)
+    # No lore keeper takes the first step: the run's own time budget ends it.
+    scene.agents = [a for a in scene.agents if not a[0].startswith("lore_keeper:")]
+    result = await scene.run()
+    assert result.status == "budget_exhausted"
+    assert result.attempts == []
+    checks = {name: (actual, ok) for name, _, actual, ok in scene.checks()}
+    actual, ok = checks["plan run completed"]
+    assert not ok
+    assert str(actual).startswith("budget_exhausted (")
+    assert "did not end in" not in str(actual)
+    assert not checks["plan step requests run once each"][1]  # nothing ran
+    assert all(worker.state.value == "stopped" for _, _, worker in scene.agents)
+
+
+async def test_a_run_that_no_driver_advances_stops_the_scene_with_the_reason(
     coordination_redis: RedisClient, key_prefix: str
 ) -> None:
     scene = _scene(coordination_redis, key_prefix, [], step_timeout_s=0.5)
-    # No lore keeper takes the first step: the run cannot end within the timeout.
-    scene.agents = [a for a in scene.agents if not a[0].startswith("lore_keeper:")]
-    with pytest.raises(plan_scene_module.PlanSceneError, match=r"did not end within 0.5s"):
+    scene.agents = [a for a in scene.agents if not a[0].startswith("plan_runtime.")]
+    with pytest.raises(
+        plan_scene_module.PlanSceneError, match=r"did not end within 1s \(is a driver running\?\)"
+    ):
         await scene.run()
+    assert scene.result.status == "not run"
     assert all(worker.state.value == "stopped" for _, _, worker in scene.agents)
 
 

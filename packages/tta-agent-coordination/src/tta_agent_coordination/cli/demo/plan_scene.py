@@ -180,7 +180,10 @@ class PlanScene:
         client: the demo's Redis (or FakeRedis) client; not closed here.
         key_prefix: the demo's prefix (its caller deletes every key under it).
         emit: where the scene's story goes.
-        step_timeout_s: how long the whole run may take before the scene fails.
+        step_timeout_s: the run's own time budget (``run_timeout_s``: a run still going
+            then ends as ``budget_exhausted``, and its check fails with that reason);
+            the scene stops waiting, with :class:`PlanSceneError`, after twice that
+            (nothing ended the run: no driver is advancing it).
         failures: how many times each kind of step fails before it succeeds
             (:data:`FAILS_ONCE` by default).
         poll_interval: the workers' poll interval.
@@ -197,7 +200,8 @@ class PlanScene:
         poll_interval: float = 0.2,
     ) -> None:
         self._emit = emit
-        self._timeout = step_timeout_s
+        # Twice the run's budget: its deadline (a delayed message) ends it first.
+        self._wait_s = 2 * step_timeout_s
         self._failures = Counter(failures if failures is not None else FAILS_ONCE)
         # No redelivery: a failed step returns to the run at once, which retries it.
         self.coordinator = RedisMessageCoordinator(client, key_prefix=key_prefix, retry_attempts=0)
@@ -254,7 +258,7 @@ class PlanScene:
         """Start the workers, run the task's plan to its end while showing its events, stop.
 
         Raises:
-            PlanSceneError: the run did not end within the step timeout.
+            PlanSceneError: the run did not end within twice the step timeout.
             CoordinationError: the back-end failed.
         """
         try:
@@ -274,12 +278,12 @@ class PlanScene:
             run_id = await self.runtime.start(task)
             self.result.run_id = run_id
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self._wait_s):
                     async for event in self.runtime.events(run_id):
                         self._show(event)
             except TimeoutError:
                 raise PlanSceneError(
-                    f"the plan run did not end within {self._timeout:g}s"
+                    f"the plan run did not end within {self._wait_s:g}s (is a driver running?)"
                 ) from None
             outcome = await self.runtime.result(run_id)
             self.result.status = outcome.status.value

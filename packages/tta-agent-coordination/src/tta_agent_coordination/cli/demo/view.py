@@ -173,6 +173,7 @@ def plan_steps_table(scene: PlanSceneResult) -> Table:
     )
     for name in ("plan", "step", "attempt", "answered by", "outcome"):
         table.add_column(name)
+    ran_by = {run.message_id: run.by for run in scene.executions}
     for record in scene.attempts:
         result = record.result
         outcome = (
@@ -180,6 +181,7 @@ def plan_steps_table(scene: PlanSceneResult) -> Table:
             if result.ok
             else Text(f"failed: {result.error.message if result.error else '-'}", "yellow")
         )
-        by = str(result.output.get("by", "-")) if result.ok else "-"
+        # Who ran the attempt's request (a failed one has no reply naming it).
+        by = ran_by.get(f"run:{scene.run_id}:{record.key}", "-")
         table.add_row(str(record.plan_version), record.step_id, str(record.attempt), by, outcome)
     return table
