@@ -25,6 +25,11 @@ from tta_agent_coordination_postgres.models import (
     StoredMessage,
     StoreStats,
 )
+from tta_agent_coordination_postgres.plan_runs import (
+    PostgresPlanRunStore,
+    StoredRun,
+    StoredRunEvent,
+)
 from tta_agent_coordination_postgres.store import DEFAULT_SCHEMA, PostgresMessageStore, migrations
 
 __version__ = "0.1.0"
@@ -32,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_SCHEMA",
     "PostgresMessageStore",
+    "PostgresPlanRunStore",
     "StoreConfigurationError",
     "StoreError",
     "StoreNotMigratedError",
@@ -42,6 +48,8 @@ __all__ = [
     "StoredAgent",
     "StoredEvent",
     "StoredMessage",
+    "StoredRun",
+    "StoredRunEvent",
     "__version__",
     "migrations",
 ]
