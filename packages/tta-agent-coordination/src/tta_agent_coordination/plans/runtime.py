@@ -229,8 +229,8 @@ class PlanRuntime(RunAdmin):
     async def restore(self) -> int:
         """Put every unfinished run back into Redis from the store after a Redis loss.
 
-        For each run the store holds unfinished (newest snapshot first written, oldest
-        run first): its state and version are written unless Redis holds the run already;
+        For each run the store holds unfinished (its newest snapshot; oldest run first),
+        its state and version are written unless Redis holds the run already;
         then, while Redis holds exactly that version, the run is re-armed — its deadline
         (what is left of ``run_timeout_s``), its in-flight step's request and timeout
         (same deterministic ids, a full step timeout again) and a kick, so a driver picks
