@@ -7,11 +7,12 @@ Redis are real (FakeRedis and the real server).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
 
+from tta_agent_coordination import AgentWorker, RedisMessageCoordinator
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.plans import (
     PlanRuntime,
@@ -27,7 +28,7 @@ from tta_agent_coordination.plans.record import RunRecording
 from tta_agent_coordination.store import StoreUnavailableError
 from tta_agent_coordination.testing.backends import delete_prefix
 
-from .conftest import CHECKER, WRITER, eventually
+from .conftest import CHECKER, WRITER, Agents, RulePlanner, eventually
 
 TASK = Task(agent=WRITER, payload={"text": "hi"}, timeout_s=5)
 
@@ -40,11 +41,17 @@ class MemoryRecorder:
         self.events: dict[tuple[str, str, int, int], tuple[str, dict[str, Any]]] = {}
         self.calls = 0
         self.fail_next = 0
+        self.fail_if: Callable[[RunChange], bool] = lambda _c: False
+        self.fail_times = 0
+        self.failed = 0
 
     async def record_runs(self, changes: Sequence[RunChange]) -> None:
         self.calls += 1
         if self.fail_next:
             self.fail_next -= 1
+            raise StoreUnavailableError("recorder down")
+        if self.failed < self.fail_times and any(self.fail_if(c) for c in changes):
+            self.failed += 1
             raise StoreUnavailableError("recorder down")
         for change in changes:
             key = (change.scope, change.state.run_id)
@@ -214,3 +221,58 @@ async def wait_recorded_terminal(recorder: MemoryRecorder, prefix: str, run_id: 
         return snap is not None and snap.status.terminal
 
     await eventually(done, timeout=20)
+
+
+@pytest.fixture
+async def retrying(coordination_redis, key_prefix) -> AsyncIterator[RedisMessageCoordinator]:
+    """A coordinator whose drivers retry a failed message (as production drivers must)."""
+    coord = RedisMessageCoordinator(
+        coordination_redis,
+        key_prefix=key_prefix,
+        backoff_base=0.05,
+        backoff_factor=1.0,
+        backoff_max=0.05,
+        retry_attempts=5,
+    )
+    yield coord
+    await coord.aclose()
+
+
+def before_send(change: RunChange) -> bool:
+    """A running state not yet sent: its write-behind, then the write-through before the send."""
+    state = change.state
+    return state.status is RunStatus.RUNNING and not state.sent
+
+
+def at_the_end(change: RunChange) -> bool:
+    return change.state.status.terminal
+
+
+@pytest.mark.parametrize(("fail_if", "times"), [(before_send, 3), (at_the_end, 3)])
+async def test_a_failing_write_through_holds_the_driver_until_the_store_has_the_state(
+    retrying, fail_if, times
+):
+    agents = Agents(retrying)
+    await agents.start(WRITER, "w1")
+    await agents.start(CHECKER, "c1")
+    recorder = MemoryRecorder()
+    recorder.fail_if = fail_if
+    recorder.fail_times = times
+    runtime = PlanRuntime(retrying, planner=RulePlanner(), flags=flags(), store=recorder)
+    worker: AgentWorker = runtime.worker(
+        poll_interval=0.1, visibility_timeout=2.0, grace_period=0.5, maintenance_interval=0.2
+    )
+    await worker.start()
+    try:
+        await runtime.start(TASK, run_id="wt-1")
+        await wait_recorded_terminal(recorder, retrying.keys.prefix, "wt-1")
+    finally:
+        await worker.stop(grace_period=0)
+        await agents.stop()
+    assert recorder.failed == times
+    result = await runtime.result("wt-1")
+    assert result.status is RunStatus.COMPLETED
+    # The failed writes held the driver back and were retried; no step ran twice.
+    assert [name for name, _ in agents.calls] == ["draft", "check"]
+    snap = recorder.snapshots[(run_scope(retrying.keys.prefix, "default"), "wt-1")]
+    assert snap.to_result() == result

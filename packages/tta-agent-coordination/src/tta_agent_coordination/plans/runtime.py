@@ -209,6 +209,8 @@ class PlanRuntime(RunAdmin):
         Raises:
             RunWaitTimeoutError: the run did not end within ``timeout`` seconds
                 (``run_timeout_s`` + 30 by default); it goes on.
+            StoreError: the runtime has a store and the result could not be recorded
+                in it (the run has ended all the same: ``result(run_id)``).
         """
         run_id = await self.start(task, run_id=run_id)
         limit = timeout if timeout is not None else self.flags.run_timeout_s + _EXECUTE_MARGIN_S
