@@ -327,3 +327,65 @@ async def test_redis_lost_mid_run_is_restored_and_ends_as_an_uninterrupted_run(
     assert stored.status is RunStatus.COMPLETED
     assert stored.result == result
     assert await runs.unfinished_runs(run_scope(key_prefix, "default")) == []
+
+
+async def test_with_a_message_store_too_messages_then_runs_restore_each_step_once(
+    coordination_redis, key_prefix, store, runs
+):
+    # The coordinator records its messages in Postgres as well: after the loss both are
+    # restored, messages first; the run's re-sent ids are then deduplicated.
+    coordinator = RedisMessageCoordinator(
+        coordination_redis,
+        key_prefix=key_prefix,
+        store=store,
+        backoff_base=0.05,
+        backoff_max=0.05,
+    )
+    agents = Agents(coordinator)
+    try:
+        await agents.start(WRITER, "w1")
+        runtime = PlanRuntime(coordinator, planner=TwoSteps(), flags=FLAGS, store=runs)
+        worker = driver(runtime)
+        await worker.start()
+        await runtime.start(TASK, run_id="both")
+
+        async def waiting_and_recorded() -> bool:
+            state = await runtime.store.require("both")
+            stored = await runs.run("both")
+            return (
+                state.status is RunStatus.RUNNING
+                and state.sent
+                and state.cursor == 1
+                and stored is not None
+                and stored.version == state.version
+            )
+
+        await eventually(waiting_and_recorded)
+        await worker.stop(grace_period=0)
+        await agents.stop()
+        await coordinator.flush_store()
+
+        await delete_prefix(coordination_redis, key_prefix)
+        assert await store.restore(coordinator) >= 1  # the check request, the timers
+        assert await runtime.restore() == 1
+        stats = await coordinator.queue_stats(CHECKER)
+        assert sum(stats.ready.values()) == 1  # the request once, not once per restore
+
+        await agents.start(CHECKER, "c1")
+        worker = driver(runtime)
+        await worker.start()
+        try:
+
+            async def ended() -> bool:
+                stored = await runs.run("both")
+                return stored is not None and stored.status.terminal
+
+            await eventually(ended)
+        finally:
+            await worker.stop(grace_period=0)
+        result = await runtime.result("both")
+        assert result.status is RunStatus.COMPLETED
+        assert sorted(agents.calls) == [("both", "check"), ("both", "draft")]
+    finally:
+        await agents.stop()
+        await coordinator.aclose()
