@@ -276,3 +276,23 @@ async def test_a_failing_write_through_holds_the_driver_until_the_store_has_the_
     assert [name for name, _ in agents.calls] == ["draft", "check"]
     snap = recorder.snapshots[(run_scope(retrying.keys.prefix, "default"), "wt-1")]
     assert snap.to_result() == result
+
+
+async def test_restore_leaves_runs_redis_holds_and_never_revives_a_finished_one(make_runtime):
+    recorder = MemoryRecorder()
+    runtime, _ = await make_runtime(drive=False, flags=flags(), store=recorder)
+    await runtime.start(TASK, run_id="held")
+    scope = run_scope(runtime.store.keys.prefix, "default")
+    held = recorder.snapshots[(scope, "held")]
+    # The store's snapshot differs from what Redis holds (Redis was not lost): untouched.
+    recorder.snapshots[(scope, "held")] = held.model_copy(update={"version": 7})
+    # A store that wrongly lists a finished run: it is not restored.
+    ended = held.model_copy(update={"run_id": "ended", "status": RunStatus.COMPLETED})
+
+    async def unfinished(_scope: str) -> list[RunState]:
+        return [recorder.snapshots[(scope, "held")], ended]
+
+    recorder.unfinished_runs = unfinished  # type: ignore[method-assign]
+    assert await runtime.restore() == 0
+    assert (await runtime.store.require("held")).version == held.version
+    assert await runtime.store.load("ended") is None
