@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tta_agent_coordination import AgentId, AgentWorker, RedisMessageCoordinator
 from tta_agent_coordination.plans import (
@@ -212,6 +215,56 @@ async def test_snapshots_never_go_back_and_events_are_recorded_once(runs):
     [live] = await runs.unfinished_runs("s")
     assert live == v3
     await runs.record_runs([])  # nothing to do
+
+
+_run_numbers = itertools.count()
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    writes=st.lists(st.tuples(st.integers(1, 6), st.integers(0, 2)), min_size=1, max_size=8),
+    batched=st.booleans(),
+)
+async def test_any_order_of_writes_keeps_the_newest_snapshot_and_each_event_once(
+    runs, writes: list[tuple[int, int]], batched: bool
+):
+    # Writes of (version, number of events) arrive in any order, repeated (write-behind
+    # late, write-through again): the newest version wins, each event is kept once.
+    run_id = f"h{next(_run_numbers)}"
+    base = RunState.model_validate(
+        {
+            "run_id": run_id,
+            "task": TASK.model_dump(),
+            "mode": "multi_step",
+            "policy": {},
+            "status": "running",
+        }
+    )
+    changes = [
+        RunChange(
+            "h",
+            base.model_copy(update={"version": v, "messages": (f"v{v}",)}),
+            tuple((f"e{v}", {"i": i}) for i in range(n)),
+        )
+        for v, n in writes
+    ]
+    if batched:
+        await runs.record_runs(changes)
+    else:
+        for change in changes:
+            await runs.record_runs([change])
+    stored = await runs.run(run_id, scope="h")
+    assert stored is not None
+    newest = max(v for v, _ in writes)
+    assert stored.version == newest
+    assert stored.state.messages == (f"v{newest}",)
+    expected = sorted({(v, i) for v, n in writes for i in range(n)})
+    got = [(e.version, e.data["i"]) for e in await runs.run_events(run_id, scope="h")]
+    assert got == expected
 
 
 async def test_failures_are_typed(runs, pg_dsn, schema):
