@@ -17,6 +17,7 @@ import redis
 KEY = "benchraw:stream"
 GROUP = "g"
 PATTERNS = ["benchraw:*"]
+REPLY_PREFIX = "benchraw:reply:"
 
 
 class Producer:
@@ -24,6 +25,7 @@ class Producer:
 
     def __init__(self, url: str, **_: Any) -> None:
         self._r = redis.Redis.from_url(url)
+        self._seq = 0
 
     async def start(self) -> None:
         with contextlib.suppress(redis.ResponseError):
@@ -37,6 +39,15 @@ class Producer:
         for p in payloads:
             pipe.xadd(KEY, {"d": json.dumps(p)})
         pipe.execute()
+
+    async def request(self, payload: dict[str, Any]) -> Any:
+        self._seq += 1
+        reply_key = f"{REPLY_PREFIX}{self._seq}"
+        self._r.xadd(KEY, {"d": json.dumps(payload), "r": reply_key})
+        got: Any = self._r.blpop([reply_key], timeout=10)
+        if got is None:
+            raise TimeoutError("no reply within 10 s")
+        return json.loads(got[1])
 
     async def close(self) -> None:
         self._r.close()
@@ -54,10 +65,13 @@ def worker(url: str, count: int) -> None:
             continue
         entries = reply[0][1]
         ids = []
-        for entry_id, fields in entries:
-            record(json.loads(fields[b"d"]))
-            ids.append(entry_id)
         pipe = r.pipeline(transaction=False)
+        for entry_id, fields in entries:
+            payload = json.loads(fields[b"d"])
+            record(payload)
+            ids.append(entry_id)
+            if b"r" in fields:
+                pipe.lpush(fields[b"r"], json.dumps(payload))
         pipe.xack(KEY, GROUP, *ids)
         pipe.xdel(KEY, *ids)
         pipe.execute()
