@@ -118,8 +118,9 @@ def targets(data: dict[str, Any]) -> list[Target]:
 
     Latency and request/reply are judged on ``ours-default`` (what users get without
     tuning); single send and memory per queued message (the send path is the same for
-    both of our rows), batched throughput and worker CPU on the better of our two rows. Floors: ``raw-single`` for the
-    one-at-a-time targets, ``raw-pipelined`` for the batched ones.
+    both of our rows), batched throughput and worker CPU on the better of our two rows.
+    Floors: ``raw-single`` for the one-at-a-time targets, ``raw-pipelined`` for the
+    batched ones.
     """
     out: list[Target] = []
     payload = int(data["payload_bytes"])
