@@ -199,3 +199,11 @@ def test_render_has_every_system_row_the_targets_and_the_skipped_peers() -> None
     # A phase that does not apply renders as "-", not as zero.
     row = next(line for line in text.splitlines() if line.startswith("| taskiq"))
     assert "| - |" in row
+
+
+def test_the_single_send_floor_is_the_better_of_the_two_raw_rows() -> None:
+    data = _full_run()
+    data["systems"]["raw-pipelined"]["enqueue_single"] = _s(12_000.0)
+    v = {t.text: t for t in report.targets(data)}
+    target = v["single `send_message` >= 85% of raw one-at-a-time `XADD` with JSON"]
+    assert (target.verdict, target.measured) == ("missed", "75%")

@@ -186,7 +186,23 @@ def main() -> None:
         "--redis-url", default=os.environ.get("TTA_COORD_BENCH_REDIS_URL", DEFAULT_URL)
     )
     parser.add_argument("--output", default=None, help="results JSON path")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile one send and one delivery (ours, raw) instead of the comparison",
+    )
     args = parser.parse_args()
+    if args.profile:
+        import hotpath
+
+        hotpath.main(
+            args.redis_url,
+            args.n or (500 if args.quick else 3_000),
+            write=not args.quick,
+            doc=DOC,
+            results=HERE / "results" / "profile.json",
+        )
+        return
     quick = args.quick
     n = args.n or (2_000 if quick else 20_000)
     reps = args.reps or (1 if quick else 3)

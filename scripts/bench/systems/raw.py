@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -53,13 +54,16 @@ class Producer:
         self._r.close()
 
 
-def worker(url: str, count: int) -> None:
-    from common import record
+def consume(
+    r: redis.Redis, count: int, handle: Callable[[Any], None], limit: int | None = None
+) -> int:
+    """Read, handle and ack (``XACK`` + ``XDEL``, and the reply of a request) entries.
 
-    r = redis.Redis.from_url(url)
-    with contextlib.suppress(redis.ResponseError):
-        r.xgroup_create(KEY, GROUP, "0", mkstream=True)
-    while True:
+    Reads ``COUNT count`` at a time until ``limit`` entries are handled (forever without
+    one); returns how many were handled.
+    """
+    handled = 0
+    while limit is None or handled < limit:
         reply: Any = r.xreadgroup(GROUP, "c", {KEY: ">"}, count=count, block=1000)
         if not reply:
             continue
@@ -68,13 +72,24 @@ def worker(url: str, count: int) -> None:
         pipe = r.pipeline(transaction=False)
         for entry_id, fields in entries:
             payload = json.loads(fields[b"d"])
-            record(payload)
+            handle(payload)
             ids.append(entry_id)
             if b"r" in fields:
                 pipe.lpush(fields[b"r"], json.dumps(payload))
         pipe.xack(KEY, GROUP, *ids)
         pipe.xdel(KEY, *ids)
         pipe.execute()
+        handled += len(ids)
+    return handled
+
+
+def worker(url: str, count: int) -> None:
+    from common import record
+
+    r = redis.Redis.from_url(url)
+    with contextlib.suppress(redis.ResponseError):
+        r.xgroup_create(KEY, GROUP, "0", mkstream=True)
+    consume(r, count, record)
 
 
 def worker_cmd(python: str, url: str, variant: str) -> list[str]:
