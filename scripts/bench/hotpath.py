@@ -1,6 +1,6 @@
 """Hot-path profile (issue 20): one send and one delivery, ours against the raw floor.
 
-Four cases, each run twice on the real Redis: once timed without the profiler (the wall
+Five cases, each run twice on the real Redis: once timed without the profiler (the wall
 time per operation) and once under ``cProfile`` (where that time goes):
 
 - ``ours: send_message``: ``RedisMessageCoordinator.send_message`` of one ~100-byte
@@ -9,6 +9,8 @@ time per operation) and once under ``cProfile`` (where that time goes):
   messages through receive -> handler -> ack (from ``start()`` until the N-th handler ran
   and ``stop()`` flushed the acks);
 - ``raw: XADD``: one ``XADD`` with ``json.dumps`` per message (``systems/raw.py``);
+- ``raw: XADD, asyncio``: the same on ``redis.asyncio`` (``systems/raw_async.py``): what
+  the asyncio client costs before any library code runs;
 - ``raw: delivery``: ``XREADGROUP COUNT 1`` -> ``json.loads`` -> handler -> ``XACK`` +
   ``XDEL`` pipelined, one message at a time.
 
@@ -154,6 +156,31 @@ async def raw_send(url: str, n: int) -> Summary:
     return await _measure(run, "raw: XADD one at a time", n)
 
 
+async def raw_async_send(url: str, n: int) -> Summary:
+    from systems import raw, raw_async
+
+    async def run(profile: bool) -> tuple[float, cProfile.Profile | None]:
+        producer = raw_async.Producer(url)
+        r = redis.Redis.from_url(url)
+        try:
+            for _ in range(WARMUP):
+                await producer.send(make_payload(-1))
+            clean(r, raw.PATTERNS)
+            t0 = time.perf_counter()
+            prof = _profiler(profile)
+            for _ in range(n):
+                await producer.send(make_payload(-1))
+            if prof is not None:
+                prof.disable()
+            return time.perf_counter() - t0, prof
+        finally:
+            await producer.close()
+            clean(r, raw.PATTERNS)
+            r.close()
+
+    return await _measure(run, "raw: XADD one at a time, asyncio client", n)
+
+
 async def raw_delivery(url: str, n: int) -> Summary:
     from systems import raw
 
@@ -199,10 +226,11 @@ def write_doc(block: str, doc: Path) -> None:
 
 
 async def profile_all(url: str, n: int) -> list[Summary]:
-    """The four cases, one after the other."""
+    """The five cases, one after the other."""
     return [
         await ours_send(url, n),
         await raw_send(url, n),
+        await raw_async_send(url, n),
         await ours_delivery(url, n),
         await raw_delivery(url, n),
     ]

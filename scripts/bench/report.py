@@ -32,6 +32,7 @@ SYSTEMS: dict[str, dict[str, Any]] = {
     },
     "raw-single": {"module": "raw", "variant": "single", "label": "raw streams, one at a time"},
     "raw-pipelined": {"module": "raw", "variant": "pipelined", "label": "raw streams, pipelined"},
+    "raw-async": {"module": "raw_async", "label": "raw streams, asyncio client, one at a time"},
 }
 PEERS = ["arq", "dramatiq", "celery", "taskiq", "saq", "bullmq", "faststream"]
 OURS = ["ours-default", "ours-tuned"]
@@ -39,7 +40,9 @@ FLOOR = "raw-pipelined"
 """The batched floor: pipelined XADD, XREADGROUP COUNT 100."""
 SINGLE_FLOOR = "raw-single"
 """The one-at-a-time floor: one XADD per call, XREADGROUP COUNT 1, XADD + BLPOP round trip."""
-ORDER = [*OURS, *PEERS, SINGLE_FLOOR, FLOOR]
+ASYNC_FLOOR = "raw-async"
+"""The one-at-a-time floor with ``redis.asyncio`` in the producer (the sync floor's worker)."""
+ORDER = [*OURS, *PEERS, SINGLE_FLOOR, ASYNC_FLOOR, FLOOR]
 METRICS = [
     "enqueue_single",
     "enqueue_batch",
@@ -151,6 +154,14 @@ def targets(data: dict[str, Any]) -> list[Target]:
             f"{r:.0%}" if r is not None else "",
         )
     )
+    r = _ratio(send, median(data, ASYNC_FLOOR, "enqueue_single"))
+    out.append(
+        Target(
+            "single `send_message` compared with raw `XADD` on redis-py's asyncio client",
+            f"{r:.0%}" if r is not None else "-",
+            "info" if r is not None else "not measured",
+        )
+    )
     pe = peer_values("enqueue_single")
     top = max(pe, key=lambda p: pe[p]) if pe else None
     r = _ratio(send, pe[top]) if top else None
@@ -203,6 +214,14 @@ def targets(data: dict[str, Any]) -> list[Target]:
             r,
             r is not None and r <= 2.0,
             f"{r:.2f}x ({rpc:.2f} ms)" if r is not None and rpc is not None else "",
+        )
+    )
+    r = _ratio(rpc, median(data, ASYNC_FLOOR, "rpc_p50_ms"))
+    out.append(
+        Target(
+            "`request()` p50 compared with the raw round trip on redis-py's asyncio client",
+            f"{r:.2f}x" if r is not None else "-",
+            "info" if r is not None else "not measured",
         )
     )
     fs = median(data, "faststream", "rpc_p50_ms")
@@ -303,7 +322,9 @@ def render(data: dict[str, Any]) -> str:
         e2e = median(data, name, "e2e")
         vs_floor = f"{e2e / floor:.0%}" if floor and e2e is not None else "-"
         rz = s.get("residue")
-        label = SYSTEMS[name]["label"] + (" (floor)" if name in (FLOOR, SINGLE_FLOOR) else "")
+        label = SYSTEMS[name]["label"] + (
+            " (floor)" if name in (FLOOR, SINGLE_FLOOR, ASYNC_FLOOR) else ""
+        )
         lines.append(
             f"| {label} | {cell(s.get('enqueue_single'))} | {cell(s.get('enqueue_batch'))} "
             f"| {cell(s.get('e2e_single'))} | {cell(s.get('e2e'))} | {vs_floor} "
