@@ -51,6 +51,8 @@ def test_label_is_short_for_files_and_verbatim_for_builtins() -> None:
     assert pr.label(_row(f"{STDLIB}/asyncio/events.py", "run", 1.0, line=7)) == (
         "asyncio/events.py:7(run)"
     )
+    row = _row("/work/x/scripts/bench/systems/raw.py", "consume", 1.0, line=57)
+    assert pr.label(row) == "bench/systems/raw.py:57(consume)"
 
 
 def test_summarise_gives_per_operation_times_shares_and_the_top_functions() -> None:

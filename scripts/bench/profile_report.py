@@ -97,7 +97,7 @@ def label(row: Row) -> str:
     if row.file == "~":
         return row.func
     tail = row.file.replace("\\", "/")
-    for marker in ("/tta_agent_coordination/", "/site-packages/", "/lib/python3."):
+    for marker in ("/tta_agent_coordination/", "/site-packages/", "/lib/python3.", "/scripts/"):
         if marker in tail:
             tail = tail.split(marker, 1)[1]
             if marker == "/lib/python3.":
