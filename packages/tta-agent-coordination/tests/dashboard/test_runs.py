@@ -136,6 +136,22 @@ async def test_runs_filter_by_status(
         assert "invalid run cursor" in wrong.text
 
 
+async def test_a_filtered_page_that_fills_mid_step_loses_no_run(
+    sources: DashboardSources, runtime: PlanRuntime
+) -> None:
+    # Newest first: d (running), c (cancelled), b (running), a (running). With pages of
+    # two, the second index step finds two matches when one is missing: the page ends
+    # at the first, and the next page starts right after it.
+    await start(runtime, "a", "b", "c", "d")
+    assert await runtime.cancel("c", "test")
+    first = await sources.runs.page(count=2, status=RunStatus.RUNNING)
+    assert [r.run_id for r in first.rows] == ["d", "b"]
+    assert first.next_cursor is not None
+    second = await sources.runs.page(cursor=first.next_cursor, count=2, status=RunStatus.RUNNING)
+    assert [r.run_id for r in second.rows] == ["a"]
+    assert second.next_cursor is None
+
+
 async def test_a_filtered_page_examines_a_bounded_slice_of_the_index(
     sources: DashboardSources, runtime: PlanRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -121,25 +121,34 @@ class RunPages:
                 exhausted = True
                 break
             entries = [(_text(member), int(score)) for member, score in raw]
-            for _run_id, score in entries:
+            shown = await self._rows(entries, status)
+            full = False
+            for run_id, score in entries:
                 # Where the next step (or page) starts: at this score, past those seen.
                 if score == last_score:
                     same_score += 1
                 else:
                     same_score = 1 if str(score) != top else skip + 1
                     last_score = score
-            examined += len(entries)
-            rows += await self._rows(entries, status)
+                examined += 1
+                if run_id in shown:
+                    rows.append(shown[run_id])
+                    if len(rows) == count:
+                        full = True  # the page ends here: the next one starts after it
+                        break
             assert last_score is not None
             top, skip = str(last_score), same_score
-            if len(entries) < step:
+            if not full and len(entries) < step:
                 exhausted = True
                 break
         total = int(await self._redis.zcard(index))
         next_cursor = None if exhausted or last_score is None else f"{top}:{skip}"
-        return RunPage(rows[:count], next_cursor, examined, total)
+        return RunPage(rows, next_cursor, examined, total)
 
-    async def _rows(self, entries: list[tuple[str, int]], status: RunStatus | None) -> list[RunRow]:
+    async def _rows(
+        self, entries: list[tuple[str, int]], status: RunStatus | None
+    ) -> dict[str, RunRow]:
+        """The rows of ``entries`` that exist and match ``status``, by run id."""
         keys = self.admin.store.keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for run_id, _ in entries:
@@ -151,29 +160,27 @@ class RunPages:
             if raw is not None and (status is None or _text(raw) == status.value)
         ]
         if not wanted:
-            return []
+            return {}
         # Only the runs shown are decoded; an expired run (no state) is left out.
         async with self._redis.pipeline(transaction=False) as pipe:
             for run_id in wanted:
                 pipe.hget(keys.run(run_id).state, "doc")
             docs: list[Any] = await pipe.execute()
         now_ms = int(time.time() * 1000)
-        rows: list[RunRow] = []
-        for doc in docs:
+        rows: dict[str, RunRow] = {}
+        for run_id, doc in zip(wanted, docs, strict=True):
             if doc is None:
                 continue  # expired between the two round trips
             state = RunState.model_validate_json(_text(doc))
-            rows.append(
-                RunRow(
-                    run_id=state.run_id,
-                    status=state.status,
-                    mode=state.mode,
-                    steps_done=len(state.records),
-                    steps_planned=len(state.plan.steps) if state.plan is not None else None,
-                    created_ms=state.created_ms,
-                    age_s=max(now_ms - state.created_ms, 0) / 1000,
-                    reason=state.reason,
-                )
+            rows[run_id] = RunRow(
+                run_id=state.run_id,
+                status=state.status,
+                mode=state.mode,
+                steps_done=len(state.records),
+                steps_planned=len(state.plan.steps) if state.plan is not None else None,
+                created_ms=state.created_ms,
+                age_s=max(now_ms - state.created_ms, 0) / 1000,
+                reason=state.reason,
             )
         return rows
 
