@@ -249,6 +249,14 @@ async def test_a_run_page_shows_steps_results_and_events_live_until_it_ends(
     assert "permanent" in step.group(1)
     assert "cannot write that" in page.text
 
+    listing = await http.get("/runs")
+    for run_id, done, status in (("ok-run", "1 / 1", "completed"), ("bad-run", "0 / 1", "failed")):
+        row = re.search(rf'<tr id="run-{run_id}">(.*?)</tr>', listing.text, re.S)
+        assert row is not None
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(1))
+        assert cells[:2] == [done, "1"]  # steps done / planned, attempts
+        assert status in row.group(1)
+
 
 async def test_run_page_errors(client: Client, runtime: PlanRuntime) -> None:
     http = await client()

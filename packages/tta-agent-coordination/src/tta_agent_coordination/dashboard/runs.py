@@ -37,6 +37,12 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _steps_done(state: RunState) -> int:
+    return len(
+        {r.index for r in state.records if r.result.ok and r.plan_version == state.plan_version}
+    )
+
+
 @dataclass(frozen=True)
 class RunRow:
     """One run as the run list shows it."""
@@ -45,7 +51,9 @@ class RunRow:
     status: RunStatus
     mode: RunMode
     steps_done: int
-    """Finished step attempts (``len(state.records)``)."""
+    """Steps of the current plan that succeeded."""
+    attempts: int
+    """Finished step attempts, retries and earlier plans' included (``len(state.records)``)."""
     steps_planned: int | None
     """Steps of the current plan; None before the run has a plan."""
     created_ms: int
@@ -176,7 +184,8 @@ class RunPages:
                 run_id=state.run_id,
                 status=state.status,
                 mode=state.mode,
-                steps_done=len(state.records),
+                steps_done=_steps_done(state),
+                attempts=len(state.records),
                 steps_planned=len(state.plan.steps) if state.plan is not None else None,
                 created_ms=state.created_ms,
                 age_s=max(now_ms - state.created_ms, 0) / 1000,
