@@ -149,10 +149,20 @@ def test_a_wrong_token_is_refused(browser: WebDriver, live: LiveDashboard) -> No
     live.call(live.coordinator.replay_dead_letters(WORKER))
 
 
+def wait_running(live: LiveDashboard, run_id: str) -> None:
+    """Until the run's first step was sent (after planning; nobody answers it on IDLE)."""
+    deadline = 15.0
+    while live.call(live.runtime.status(run_id)) is not RunStatus.RUNNING:
+        assert deadline > 0, f"run {run_id} never reached running"
+        asyncio.run(asyncio.sleep(0.1))
+        deadline -= 0.1
+
+
 def test_a_run_is_seen_live_and_cancelled_from_the_ui(
     browser: WebDriver, live: LiveDashboard
 ) -> None:
     live.start_run("ui-live", IDLE)  # nobody answers the narrator: it stays running
+    wait_running(live, "ui-live")
     browser.get(f"{live.url}/runs/ui-live")
     assert wait_for(browser, "#run-status") == "running"
     marker = browser.find_element(By.TAG_NAME, "h1")
@@ -164,6 +174,7 @@ def test_a_run_is_seen_live_and_cancelled_from_the_ui(
     assert marker.is_displayed()
 
     live.start_run("ui-stuck", IDLE)
+    wait_running(live, "ui-stuck")
     browser.get(f"{live.url}/runs")
     assert "running" in wait_for(browser, 'tr[id="run-ui-stuck"]')
     assert "cancelled" in wait_for(browser, 'tr[id="run-ui-live"]')
