@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
 from typing import Any, TypeVar, cast
 
 from redis.commands.core import AsyncScript
@@ -24,6 +23,7 @@ from tta_agent_coordination.plans.keys import PlanKeys
 from tta_agent_coordination.plans.machine import RunState
 from tta_agent_coordination.plans.models import RunEvent, RunStatus
 from tta_agent_coordination.plans.record import RunRecording
+from tta_agent_coordination.redis.lua import package_script
 
 __all__ = ["RunStore", "RunSummary"]
 
@@ -37,8 +37,7 @@ def _text(value: Any) -> str:
 
 
 def _script(name: str) -> str:
-    path = resources.files("tta_agent_coordination.plans").joinpath("scripts", f"{name}.lua")
-    return path.read_text(encoding="utf-8")
+    return package_script("tta_agent_coordination.plans", name)
 
 
 def _event_args(events: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
