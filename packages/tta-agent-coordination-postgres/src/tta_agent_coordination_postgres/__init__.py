@@ -29,6 +29,11 @@ from tta_agent_coordination_postgres.models import (
     StoredMessage,
     StoreStats,
 )
+from tta_agent_coordination_postgres.plan_runs import (
+    PostgresPlanRunStore,
+    StoredRun,
+    StoredRunEvent,
+)
 from tta_agent_coordination_postgres.store import DEFAULT_SCHEMA, PostgresMessageStore, migrations
 
 __version__ = "0.1.0"
@@ -37,6 +42,7 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "PostgresInteractionStore",
     "PostgresMessageStore",
+    "PostgresPlanRunStore",
     "StoreConfigurationError",
     "StoreError",
     "StoreNotMigratedError",
@@ -48,6 +54,8 @@ __all__ = [
     "StoredConversation",
     "StoredEvent",
     "StoredMessage",
+    "StoredRun",
+    "StoredRunEvent",
     "__version__",
     "migrations",
 ]
