@@ -19,6 +19,12 @@ from tta_agent_coordination.interactions.handlers import ConversationHandler, Ha
 from tta_agent_coordination.interactions.inbox import AsyncConversation
 from tta_agent_coordination.interactions.keys import InteractionKeys
 from tta_agent_coordination.interactions.lua import InteractionScripts
+from tta_agent_coordination.interactions.meeting_models import (
+    MeetingEvent,
+    MeetingEventType,
+    MeetingStatus,
+)
+from tta_agent_coordination.interactions.meetings import MeetingEventHandler, Meetings
 from tta_agent_coordination.interactions.models import (
     AgentProfile,
     ConversationMessage,
@@ -26,7 +32,7 @@ from tta_agent_coordination.interactions.models import (
     RestoreReport,
 )
 from tta_agent_coordination.interactions.one_way import OneWayMessenger
-from tta_agent_coordination.interactions.store import InteractionStore
+from tta_agent_coordination.interactions.store import InteractionStore, MeetingStore
 from tta_agent_coordination.interactions.sync import SyncConversation
 from tta_agent_coordination.interfaces import AgentRegistry
 from tta_agent_coordination.models import AgentId
@@ -60,6 +66,8 @@ class AgentMessaging:
         handler_visibility_timeout: seconds a handler's message stays leased before a
             process that died with it loses it to another (extended while it runs).
         handler_concurrency: handlers run at once per registered agent.
+        meeting_events_cap: about how many events Redis keeps per meeting (the store,
+            if it records meetings, keeps them all).
 
     Raises:
         ConfigurationError: a setting is out of range.
@@ -79,6 +87,7 @@ class AgentMessaging:
         dedupe_window_s: float = 600,
         handler_visibility_timeout: float = 30.0,
         handler_concurrency: int = 8,
+        meeting_events_cap: int = 10_000,
     ) -> None:
         for name, value in (
             ("max_payload_bytes", max_payload_bytes),
@@ -89,6 +98,7 @@ class AgentMessaging:
             ("dedupe_window_s", dedupe_window_s),
             ("handler_visibility_timeout", handler_visibility_timeout),
             ("handler_concurrency", handler_concurrency),
+            ("meeting_events_cap", meeting_events_cap),
         ):
             _positive(name, value)
         self.coordinator = coordinator
@@ -114,6 +124,7 @@ class AgentMessaging:
         self._one_way = OneWayMessenger(self)
         self._sync = SyncConversation(self)
         self._async = AsyncConversation(self)
+        self._meeting = Meetings(self, events_cap=int(meeting_events_cap))
         self._log = get_logger(__name__, prefix=coordinator.keys.prefix)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -149,6 +160,26 @@ class AgentMessaging:
     def async_conversation(self) -> AsyncConversation:
         """Inboxes: ``send``, ``get_unread_messages``, ``wait_for_message``, ..."""
         return self._async
+
+    @property
+    def meeting(self) -> Meetings:
+        """Turn-based meetings: ``create_meeting``, ``speak``, ``wait_for_turn``, ..."""
+        return self._meeting
+
+    def register_event_handler(
+        self, event_type: MeetingEventType
+    ) -> Callable[[MeetingEventHandler], MeetingEventHandler]:
+        """Decorator: call the function for each meeting event of ``event_type``.
+
+        Called for the events this process's meeting calls add (see
+        :meth:`Meetings.add_event_handler`); a handler that raises is logged.
+        """
+
+        def register(fn: MeetingEventHandler) -> MeetingEventHandler:
+            self._meeting.add_event_handler(event_type, fn)
+            return fn
+
+        return register
 
     # --- directory ----------------------------------------------------------------------
 
@@ -285,6 +316,16 @@ class AgentMessaging:
                     conversation_id, AgentId.parse(a), AgentId.parse(b), status
                 ),
             )
+
+    async def record_meeting(self, status: MeetingStatus) -> None:
+        """Record a meeting and its participants, if the store records meetings."""
+        if isinstance(self.store, MeetingStore):
+            await self._record("meeting", self.store.record_meeting(status))
+
+    async def record_meeting_event(self, event: MeetingEvent) -> None:
+        """Record a meeting event, if the store records meetings."""
+        if isinstance(self.store, MeetingStore):
+            await self._record("meeting_event", self.store.record_meeting_event(event))
 
     async def _record(self, what: str, write: Any) -> None:
         # Redis holds the live state; the store is the record. A store that fails must
