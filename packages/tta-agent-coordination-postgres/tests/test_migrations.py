@@ -30,12 +30,37 @@ def test_migrations_are_shipped_in_order():
     versions = [v for v, _, _ in migrations()]
     assert versions == sorted(versions)
     assert versions[0] == 1
+    assert {1, 2, 3, 5} <= set(versions)  # 0005 meetings (0004, plan runs, may be absent)
+
+
+async def test_missing_versions_apply_across_a_gap(pg_dsn, schema, monkeypatch):
+    # A schema migrated while a version was absent (0005 shipped before 0004) gets the
+    # missing one later; what is applied stays applied.
+    from tta_agent_coordination_postgres import store as store_module
+
+    shipped = migrations()
+    gap = [m for m in shipped if m[0] != 4 and m[0] <= 5]
+    later = [*shipped, (max(v for v, _, _ in shipped) + 1, "later", "CREATE TABLE later (x int)")]
+    async with PostgresMessageStore(pg_dsn, schema=schema) as store:
+        monkeypatch.setattr(store_module, "migrations", lambda: [m for m in gap if m[0] != 3])
+        first = await store.migrate()
+        assert 3 not in first
+        assert 5 in first
+        monkeypatch.setattr(store_module, "migrations", lambda: later)
+        second = await store.migrate()
+        assert 3 in second
+        assert later[-1][0] in second
+        assert not set(first) & set(second)
+        assert {"meetings", "meeting_events", "meeting_participants", "later"} <= await tables(
+            pg_dsn, schema
+        )
+        await store.drop_schema()
 
 
 async def test_fresh_then_repeated(pg_dsn, schema):
     async with PostgresMessageStore(pg_dsn, schema=schema) as store:
         try:
-            assert await store.migrate() == [1, 2, 3]
+            assert await store.migrate() == [v for v, _, _ in migrations()]
             assert await store.migrate() == []
             assert {"agents", "messages", "message_events", "schema_migrations"} <= await tables(
                 pg_dsn, schema
@@ -48,7 +73,7 @@ async def test_concurrent_migrations_apply_once(pg_dsn, schema):
     stores = [PostgresMessageStore(pg_dsn, schema=schema) for _ in range(5)]
     try:
         results = await asyncio.gather(*(s.migrate() for s in stores))
-        assert sorted(results) == [[], [], [], [], [1, 2, 3]]
+        assert sorted(results) == [[], [], [], [], [v for v, _, _ in migrations()]]
     finally:
         await stores[0].drop_schema()
         for s in stores:

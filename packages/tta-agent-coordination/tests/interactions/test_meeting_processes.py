@@ -127,9 +127,7 @@ async def test_killed_speaker_process_does_not_stop_the_meeting(
     assert (first.agent, first.turn) == (SILENT, 1)
     timed = next(e for e in history if e.type is MeetingEventType.TIMED_OUT)
     assert (timed.agent, timed.turn) == (SILENT, 1)
-    passed = next(
-        e for e in history if e.type is MeetingEventType.TURN_CHANGED and e.turn == 2
-    )
+    passed = next(e for e in history if e.type is MeetingEventType.TURN_CHANGED and e.turn == 2)
     assert passed.agent == TALKERS[0]
     # The turn passed on the server clock within turn_duration + 1 s of its start.
     assert (passed.at - first.at).total_seconds() <= TURN_S + 1.0

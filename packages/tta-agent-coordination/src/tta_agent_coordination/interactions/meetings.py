@@ -418,6 +418,41 @@ class Meetings:
             if not batch:
                 await self._m.coordinator.stream_waiter.wait({key: last}, 30.0)
 
+    async def restore(self, meetings: Sequence[MeetingStatus]) -> int:
+        """Recreate these meetings (as recorded) where Redis lost them; how many came back.
+
+        A meeting Redis still holds is left as it is. An active one's current turn gets
+        a full turn duration from now (the server clock), and a ``TURN_CHANGED`` event
+        with reason ``restored`` wakes its waiters.
+        """
+        restored = 0
+        for status in meetings:
+            body = {
+                "host": str(status.host),
+                "status": status.status.value,
+                "turn": status.turn,
+                "speaker": str(status.current_speaker or ""),
+                "turn_ms": int(status.turn_duration * 1000),
+                "max_turns": status.max_turns or 0,
+                "created": int(status.created_at.timestamp() * 1000),
+                "started": int(status.started_at.timestamp() * 1000) if status.started_at else 0,
+                "members": [
+                    [str(p.agent), p.state.value, -1 if p.order is None else p.order]
+                    for p in status.participants
+                ],
+            }
+            mid = check_meeting_id(status.meeting_id)
+            reply = await self._run("mtg_restore", mid, [json.dumps(body)])
+            if reply.code == "ok":
+                restored += 1
+                await guarded(
+                    "meeting_index",
+                    lambda m=mid, at=reply.now_ms: self._m.redis.zadd(
+                        self._m.keys.meetings_all, {m: at}
+                    ),
+                )
+        return restored
+
     async def list_meetings(self, limit: int = 100) -> list[str]:
         """The ids of the meetings Redis knows, newest first."""
         raw = await guarded(

@@ -258,7 +258,8 @@ class AgentMessaging:
         is unread or within the dedupe window, a pair with state). A restored inbox
         message is timed on its new arrival; a restored conversation is open with its
         recorded epoch and no wait (the waiters' reply inboxes were lost with Redis:
-        they time out).
+        they time out). With a store that records meetings, open meetings come back
+        too, their current turn restarted with a full turn duration.
 
         Raises:
             ConfigurationError: there is no store.
@@ -288,11 +289,15 @@ class AgentMessaging:
                 [first, second, epoch, self.retention_ms],
             )
             conversations += int(restored)
+        meetings = 0
+        if isinstance(self.store, MeetingStore):
+            meetings = await self._meeting.restore(await self.store.open_meetings())
         report = RestoreReport(
             organizations=len(organizations),
             agents=len(agents),
             inbox_messages=messages,
             conversations=conversations,
+            meetings=meetings,
         )
         self._log.info("interactions_restored", **report.model_dump())
         return report

@@ -98,3 +98,7 @@ class MeetingStore(Protocol):
     async def record_meeting_event(self, event: MeetingEvent) -> None:
         """Record one event (once per ``meeting_id`` and ``event_id``)."""
         ...
+
+    async def open_meetings(self) -> Sequence[MeetingStatus]:
+        """The meetings not ended, with their participants, as last recorded."""
+        ...

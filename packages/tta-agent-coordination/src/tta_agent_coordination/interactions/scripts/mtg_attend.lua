@@ -22,6 +22,6 @@ end
 local seq = redis.call('HINCRBY', S, 'seq', 1)
 redis.call('HSET', M, agent, 'attending')
 redis.call('ZADD', O, seq, agent)
-emit('joined', agent, redis.call('HGET', S, 'turn'), {})
+emit('joined', agent, redis.call('HGET', S, 'turn'), {order = seq})
 touch()
 return reply('ok')
