@@ -342,3 +342,44 @@ async def test_fifty_agents(messaging: AgentMessaging) -> None:
     assert turn.turn == 1
     status = await m.get_meeting_status(mid)
     assert (status.turn, status.current_speaker) == (51, ALICE)
+
+
+async def test_messaging_runs_a_meeting_clock(coordinator) -> None:
+    messaging = AgentMessaging(coordinator, meeting_clock=True)
+    assert messaging.meeting_clock is not None
+    await messaging.register_organization("acme")
+    for agent in (ALICE, BOB, CAROL):
+        await messaging.register_agent(agent, organization="acme")
+    mid = await _meeting(messaging, turn_duration=0.2, max_turns=2)
+    await messaging.meeting.start_meeting(ALICE, mid, "go")
+    async with messaging:  # nobody waits: the clock alone ends the meeting
+
+        async def ended() -> bool:
+            status = await messaging.meeting.get_meeting_status(mid)
+            return status.status is MeetingStatusValue.ENDED
+
+        await eventually(ended)
+    assert messaging.meeting_clock.timeouts == 2
+    assert AgentMessaging(coordinator).meeting_clock is None
+
+
+async def test_following_a_meeting_that_expires(
+    messaging: AgentMessaging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tta_agent_coordination.interactions import meetings as meetings_module
+
+    monkeypatch.setattr(meetings_module, "_FOLLOW_RECHECK_S", 0.1)
+    mid = await _meeting(messaging)
+    seen: list[MeetingEvent] = []
+
+    async def follow() -> None:
+        async for event in messaging.meeting.events(mid):
+            seen.append(event)
+
+    task = asyncio.create_task(follow())
+    await eventually(lambda: len(seen) == 3)  # created, joined, joined
+    await messaging.redis.delete(*messaging.keys.meeting(mid).all())  # its retention passed
+    with pytest.raises(MeetingNotFoundError):
+        await asyncio.wait_for(task, 10)
+    with pytest.raises(MeetingNotFoundError):
+        await anext(aiter(messaging.meeting.events("nope")))

@@ -56,6 +56,9 @@ MeetingEventHandler = Callable[[MeetingEvent], Awaitable[None]]
 
 _HISTORY_PAGE = 500
 
+_FOLLOW_RECHECK_S = 30.0
+"""How long ``events()`` waits in silence before it checks that the meeting still exists."""
+
 
 class Meetings:
     """Turn-based meetings (``messaging.meeting``)."""
@@ -295,10 +298,12 @@ class Meetings:
         me = str(agent)
         while True:
             last = await self._last_event_id(events_key)
-            reply = await self._run("mtg_tick", mid, [""])
-            if reply.code == "not_found":
-                raise MeetingNotFoundError(mid)
             status = await self.get_meeting_status(mid)
+            if status.deadline is not None and status.now >= status.deadline:
+                # This waiter noticed the expired turn: time it out (once, whoever
+                # is first) and look again.
+                await self.check_timeout(mid, status.turn)
+                continue
             mine = next((p for p in status.participants if str(p.agent) == me), None)
             if mine is None:
                 raise NotInvitedError(mid, me)
@@ -402,7 +407,7 @@ class Meetings:
         meeting's stream through the coordinator's ``StreamWaiter`` (no polling).
 
         Raises:
-            MeetingNotFoundError: no such meeting.
+            MeetingNotFoundError: no such meeting (also when it expires while followed).
         """
         mid = check_meeting_id(meeting_id)
         key = self._m.keys.meeting(mid).events
@@ -415,8 +420,10 @@ class Meetings:
                 yield event
                 if event.type is MeetingEventType.ENDED:
                     return
-            if not batch:
-                await self._m.coordinator.stream_waiter.wait({key: last}, 30.0)
+            if not batch and not await self._m.coordinator.stream_waiter.wait(
+                {key: last}, _FOLLOW_RECHECK_S
+            ):
+                await self.get_meeting_status(mid)  # gone (expired)? MeetingNotFoundError
 
     async def restore(self, meetings: Sequence[MeetingStatus]) -> int:
         """Recreate these meetings (as recorded) where Redis lost them; how many came back.

@@ -9,6 +9,7 @@ docs/conversations.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from tta_agent_coordination.interactions.handlers import ConversationHandler, Ha
 from tta_agent_coordination.interactions.inbox import AsyncConversation
 from tta_agent_coordination.interactions.keys import InteractionKeys
 from tta_agent_coordination.interactions.lua import InteractionScripts
+from tta_agent_coordination.interactions.meeting_clock import MeetingClock
 from tta_agent_coordination.interactions.meeting_models import (
     MeetingEvent,
     MeetingEventType,
@@ -68,6 +70,8 @@ class AgentMessaging:
         handler_concurrency: handlers run at once per registered agent.
         meeting_events_cap: about how many events Redis keeps per meeting (the store,
             if it records meetings, keeps them all).
+        meeting_clock: run a :class:`MeetingClock` while started (``async with``), so
+            that this process also times out turns of meetings nobody watches.
 
     Raises:
         ConfigurationError: a setting is out of range.
@@ -88,6 +92,7 @@ class AgentMessaging:
         handler_visibility_timeout: float = 30.0,
         handler_concurrency: int = 8,
         meeting_events_cap: int = 10_000,
+        meeting_clock: bool = False,
     ) -> None:
         for name, value in (
             ("max_payload_bytes", max_payload_bytes),
@@ -125,16 +130,31 @@ class AgentMessaging:
         self._sync = SyncConversation(self)
         self._async = AsyncConversation(self)
         self._meeting = Meetings(self, events_cap=int(meeting_events_cap))
+        self._clock = MeetingClock(self) if meeting_clock else None
+        self._clock_stop = asyncio.Event()
+        self._clock_task: asyncio.Task[None] | None = None
         self._log = get_logger(__name__, prefix=coordinator.keys.prefix)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start serving the registered handlers (``async with`` does it)."""
+        """Start serving the registered handlers (``async with`` does it).
+
+        With ``meeting_clock=True`` the meeting clock starts too.
+        """
         await self.handlers.start()
+        if self._clock is not None and self._clock_task is None:
+            self._clock_stop.clear()
+            self._clock_task = asyncio.create_task(
+                self._clock.run(self._clock_stop), name="tta-meeting-clock"
+            )
 
     async def aclose(self, grace_period: float | None = None) -> None:
-        """Stop the handlers' workers (the coordinator stays open)."""
+        """Stop the handlers' workers and the meeting clock (the coordinator stays open)."""
+        if self._clock_task is not None:
+            self._clock_stop.set()
+            await self._clock_task
+            self._clock_task = None
         await self.handlers.stop(grace_period)
 
     async def __aenter__(self) -> AgentMessaging:
@@ -160,6 +180,11 @@ class AgentMessaging:
     def async_conversation(self) -> AsyncConversation:
         """Inboxes: ``send``, ``get_unread_messages``, ``wait_for_message``, ..."""
         return self._async
+
+    @property
+    def meeting_clock(self) -> MeetingClock | None:
+        """The meeting clock this messaging runs (``meeting_clock=True``), else None."""
+        return self._clock
 
     @property
     def meeting(self) -> Meetings:
