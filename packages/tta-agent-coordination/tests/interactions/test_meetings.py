@@ -383,3 +383,58 @@ async def test_following_a_meeting_that_expires(
         await asyncio.wait_for(task, 10)
     with pytest.raises(MeetingNotFoundError):
         await anext(aiter(messaging.meeting.events("nope")))
+
+
+class _BrokenMeetingStore:
+    """A record whose meeting writes fail (the database is down)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def record_meeting(self, status: object) -> None:
+        self.attempts += 1
+        raise ConnectionError("database down")
+
+    async def record_meeting_event(self, event: object) -> None:
+        self.attempts += 1
+        raise ConnectionError("database down")
+
+    async def open_meetings(self) -> list[object]:
+        return []
+
+
+async def test_a_failing_store_does_not_stop_the_meeting(
+    messaging: AgentMessaging, coordinator
+) -> None:
+    store = _BrokenMeetingStore()
+    # The directory is already registered (by the fixture's messaging).
+    messaging = AgentMessaging(coordinator, store=store)  # type: ignore[arg-type]
+    mid = await _meeting(messaging)
+    turn = await messaging.meeting.start_meeting(ALICE, mid, "go")
+    assert turn.speaker == BOB
+    await messaging.meeting.end_meeting(ALICE, mid)
+    assert store.attempts >= 8  # every event and status write was tried
+
+
+async def test_clock_survives_a_redis_failure(
+    messaging: AgentMessaging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tta_agent_coordination.errors import CoordinatorUnavailableError
+
+    clock = MeetingClock(messaging, idle_s=0.01)
+    real_tick = clock.tick
+    calls = 0
+    stop = asyncio.Event()
+
+    async def flaky() -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise CoordinatorUnavailableError("redis down")
+        if calls == 3:
+            stop.set()
+        return await real_tick()
+
+    monkeypatch.setattr(clock, "tick", flaky)
+    await asyncio.wait_for(clock.run(stop), 10)
+    assert calls == 3  # it went on after the failure
