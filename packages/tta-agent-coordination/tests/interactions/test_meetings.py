@@ -438,3 +438,28 @@ async def test_clock_survives_a_redis_failure(
     monkeypatch.setattr(clock, "tick", flaky)
     await asyncio.wait_for(clock.run(stop), 10)
     assert calls == 3  # it went on after the failure
+
+
+async def test_clock_finds_a_meeting_whose_starter_crashed(messaging: AgentMessaging) -> None:
+    m = messaging.meeting
+    due = messaging.keys.meetings_due
+    mid = await _meeting(messaging, turn_duration=0.2)
+    with pytest.raises(NotMeetingHostError):  # a failed start files it ...
+        await m.start_meeting(BOB, mid, "go")
+    assert await messaging.redis.zscore(due, mid) == 0
+    clock = MeetingClock(messaging)
+    await clock.tick()  # ... and the clock drops it: not started, nothing to time out
+    assert await messaging.redis.zscore(due, mid) is None
+    await m.start_meeting(ALICE, mid, "go")
+    # The host's process crashes right after the start script: its index update is lost.
+    await messaging.redis.zadd(due, {mid: 0})
+    await clock.tick()  # too early to time out; filed at the real deadline
+    status = await m.get_meeting_status(mid)
+    assert await messaging.redis.zscore(due, mid) == status.deadline.timestamp() * 1000
+
+    async def timed_out() -> bool:
+        await clock.tick()
+        return (await m.get_meeting_status(mid)).turn == 2
+
+    await eventually(timed_out)
+    assert clock.timeouts == 1

@@ -172,8 +172,8 @@ class Meetings:
         await self._m.directory.check_route(host, list(participants))
         invited = list(dict.fromkeys(str(p) for p in participants))
         keys = self._m.keys
-        # Indexed before it exists, so the clock can never miss it (a crash between the
-        # two leaves an index entry that the clock drops).
+        # Listed before it exists: a crash between the two leaves a listed id without a
+        # meeting (listing skips it), never a meeting nobody lists.
         await guarded(
             "meeting_index",
             lambda: self._m.redis.zadd(keys.meetings_all, {mid: 0}, nx=True),
@@ -221,7 +221,12 @@ class Meetings:
         """
         body = json.dumps(jsonable_payload(initial_message, self._m.max_payload_bytes))
         nxt = str(next_speaker) if next_speaker else ""
-        reply = await self._run("mtg_start", check_meeting_id(meeting_id), [str(host), body, nxt])
+        mid = check_meeting_id(meeting_id)
+        # Filed for the clock before it starts (score 0: look at it now), so a crash
+        # between the start and its index update cannot hide an active meeting.
+        due = self._m.keys.meetings_due
+        await guarded("meeting_index", lambda: self._m.redis.zadd(due, {mid: 0}, nx=True))
+        reply = await self._run("mtg_start", mid, [str(host), body, nxt])
         self._raise(meeting_id, host, reply, "start")
         await self._m.record_meeting(await self.get_meeting_status(meeting_id))
         return reply.turn_of(meeting_id)
@@ -266,10 +271,13 @@ class Meetings:
         """
         arg = "" if turn is None else str(turn)
         reply = await self._run("mtg_tick", check_meeting_id(meeting_id), [arg])
-        if reply.code == "not_found":
+        if reply.code == "not_found" or reply.status == MeetingStatusValue.CREATED:
+            # Gone, or not started (its start failed): nothing to time out. A start
+            # files it again.
             await guarded(
                 "meeting_index", lambda: self._m.redis.zrem(self._m.keys.meetings_due, meeting_id)
             )
+        if reply.code == "not_found":
             raise MeetingNotFoundError(meeting_id)
         return reply.code == "timed_out"
 
