@@ -63,9 +63,13 @@ class Processes:
     def __init__(self) -> None:
         self.procs: list[Process] = []
 
-    async def start(self, *args: str) -> Process:
+    async def start(self, *args: str, env: dict[str, str] | None = None) -> Process:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(SCRIPT), *args, stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            str(SCRIPT),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
         )
         self.procs.append(proc)
         assert proc.stdout is not None
@@ -133,3 +137,27 @@ async def test_killed_speaker_process_does_not_stop_the_meeting(
     assert (passed.at - first.at).total_seconds() <= TURN_S + 1.0
     spoke = [e.agent for e in history if e.type is MeetingEventType.SPOKE and e.turn > 0]
     assert spoke[:2] == TALKERS
+
+
+async def test_processes_racing_for_one_turn_one_wins(
+    real, processes: Processes, tmp_path: Path
+) -> None:
+    messaging, url, prefix = real
+    m = messaging.meeting
+    mid = await m.create_meeting(HOST, [SILENT, *TALKERS], turn_duration=30)
+    ledger = tmp_path / "race.jsonl"
+    racers = [
+        await processes.start(
+            url, prefix, mid, str(TALKERS[0]), "race", str(ledger), env={"MTG_RACERS": "4"}
+        )
+        for _ in range(4)
+    ]
+    await m.start_meeting(HOST, mid, "go", next_speaker=TALKERS[0])
+    for proc in racers:
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    outcomes = sorted(e["event"] for e in read(ledger) if e["event"] != "turn")
+    assert outcomes == ["lost", "lost", "lost", "won"]
+    spoke = [e for e in await m.get_meeting_history(mid) if e.type is MeetingEventType.SPOKE]
+    assert [(e.agent, e.turn) for e in spoke] == [(HOST, 0), (TALKERS[0], 1)]
+    winner = next(e for e in read(ledger) if e["event"] == "won")
+    assert spoke[1].payload == {"pid": winner["pid"]}
