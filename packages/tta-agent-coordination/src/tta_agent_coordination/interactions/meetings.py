@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from tta_agent_coordination.errors import ConfigurationError
-from tta_agent_coordination.interactions.codec import jsonable_payload
+from tta_agent_coordination.interactions.codec import jsonable_payload, ms_to_datetime
 from tta_agent_coordination.interactions.errors import (
     MeetingNotFoundError,
     MeetingStateError,
@@ -300,49 +300,46 @@ class Meetings:
         if timeout is not None and timeout < 0:
             raise ConfigurationError(f"timeout must be >= 0 seconds, got {timeout}")
         mid = check_meeting_id(meeting_id)
-        events_key = self._m.keys.meeting(mid).events
+        keys = self._m.keys.meeting(mid)
         loop = asyncio.get_running_loop()
         limit = None if timeout is None else loop.time() + timeout
         me = str(agent)
         while True:
-            last = await self._last_event_id(events_key)
-            status = await self.get_meeting_status(mid)
-            if status.deadline is not None and status.now >= status.deadline:
-                # This waiter noticed the expired turn: time it out (once, whoever
-                # is first) and look again.
-                await self.check_timeout(mid, status.turn)
-                continue
-            mine = next((p for p in status.participants if str(p.agent) == me), None)
-            if mine is None:
+            # The turn and the id of the last event, read in one step: waiting for
+            # events after that id misses nothing that changed the turn.
+            raw = [as_str(x) for x in await self._m.scripts.run("mtg_turn", keys.all(), [me])]
+            if not raw:
+                raise MeetingNotFoundError(mid)
+            now_ms, status, turn, speaker, deadline_ms, member, last = raw
+            if not member:
                 raise NotInvitedError(mid, me)
-            if mine.state is ParticipantState.LEFT:
+            if member == ParticipantState.LEFT:
                 raise MeetingStateError(mid, f"{me} left the meeting")
-            if status.status is MeetingStatusValue.ENDED:
-                return Turn(
-                    meeting_id=mid, turn=status.turn, speaker=None, deadline=None, ended=True
-                )
-            if status.status is MeetingStatusValue.ACTIVE and str(status.current_speaker) == me:
-                return Turn(
-                    meeting_id=mid,
-                    turn=status.turn,
-                    speaker=agent,
-                    deadline=status.deadline,
-                )
+            if status == MeetingStatusValue.ENDED:
+                return Turn(meeting_id=mid, turn=int(turn), speaker=None, deadline=None, ended=True)
             wait = 3600.0
-            if status.deadline is not None:
+            if status == MeetingStatusValue.ACTIVE:
+                left_ms = int(deadline_ms) - int(now_ms)
+                if left_ms <= 0:
+                    # This waiter noticed the expired turn: time it out (once, whoever
+                    # is first) and look again.
+                    await self.check_timeout(mid, int(turn))
+                    continue
+                if speaker == me:
+                    return Turn(
+                        meeting_id=mid,
+                        turn=int(turn),
+                        speaker=agent,
+                        deadline=ms_to_datetime(int(deadline_ms)),
+                    )
                 # Wake just after the deadline (server clock) to time the turn out.
-                wait = max(0.0, (status.deadline - status.now).total_seconds()) + 0.01
+                wait = left_ms / 1000 + 0.01
             if limit is not None:
                 remaining = limit - loop.time()
                 if remaining <= 0:
                     raise MeetingWaitTimeoutError(mid, me, timeout or 0.0)
                 wait = min(wait, remaining)
-            await self._m.coordinator.stream_waiter.wait({events_key: last}, wait)
-
-    async def _last_event_id(self, events_key: str) -> str:
-        raw = await guarded("meeting_events", lambda: self._m.redis.xrevrange(events_key, count=1))
-        entries = cast(list[Any], raw)
-        return as_str(entries[0][0]) if entries else "0-0"
+            await self._m.coordinator.stream_waiter.wait({keys.events: last}, wait)
 
     async def leave_meeting(self, agent: AgentId, meeting_id: str) -> None:
         """``agent`` leaves; if it holds the turn, the turn passes on.
