@@ -463,3 +463,14 @@ async def test_clock_finds_a_meeting_whose_starter_crashed(messaging: AgentMessa
 
     await eventually(timed_out)
     assert clock.timeouts == 1
+
+
+async def test_listing_forgets_meetings_past_retention(coordinator) -> None:
+    messaging = AgentMessaging(coordinator, retention_s=60)
+    await messaging.register_organization("acme")
+    for agent in (ALICE, BOB):
+        await messaging.register_agent(agent, organization="acme")
+    listed = messaging.keys.meetings_all
+    await messaging.redis.zadd(listed, {"ancient": 1_000, "crashed": 0})  # 1970; a crash
+    mid = await messaging.meeting.create_meeting(ALICE, [BOB])
+    assert await messaging.meeting.list_meetings() == [mid]

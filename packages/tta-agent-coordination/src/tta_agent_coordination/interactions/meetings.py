@@ -188,6 +188,16 @@ class Meetings:
             "meeting_index",
             lambda: self._m.redis.zadd(keys.meetings_all, {mid: reply.now_ms}),
         )
+        # The listing forgets meetings created longer ago than their keys are kept
+        # (their keys expired, unless still in use; listing skips those that are gone),
+        # and ids a crashed creation left at 0 (another creation in flight re-adds its
+        # own right after its script).
+        await guarded(
+            "meeting_index",
+            lambda: self._m.redis.zremrangebyscore(
+                keys.meetings_all, "-inf", reply.now_ms - self._m.retention_ms
+            ),
+        )
         await self._m.record_meeting(await self.get_meeting_status(mid))
         return mid
 
