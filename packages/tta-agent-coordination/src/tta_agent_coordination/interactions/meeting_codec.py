@@ -18,7 +18,14 @@ from tta_agent_coordination.interactions.meeting_models import (
 )
 from tta_agent_coordination.models import AgentId
 
-__all__ = ["ScriptReply", "decode_event", "decode_status", "pairs", "pairs_dict"]
+__all__ = [
+    "ScriptReply",
+    "decode_event",
+    "decode_status",
+    "pairs",
+    "pairs_dict",
+    "restore_body",
+]
 
 
 def decode_event(meeting_id: str, event_id: str, body: str) -> MeetingEvent:
@@ -123,3 +130,23 @@ def pairs_dict(raw: Any) -> dict[str, str]:
     if isinstance(raw, dict):
         return {as_str(k): as_str(v) for k, v in cast(dict[Any, Any], raw).items()}
     return pairs(raw)
+
+
+def restore_body(status: MeetingStatus) -> str:
+    """The JSON ``mtg_restore`` takes for a meeting recorded as ``status``."""
+    return json.dumps(
+        {
+            "host": str(status.host),
+            "status": status.status.value,
+            "turn": status.turn,
+            "speaker": str(status.current_speaker or ""),
+            "turn_ms": int(status.turn_duration * 1000),
+            "max_turns": status.max_turns or 0,
+            "created": int(status.created_at.timestamp() * 1000),
+            "started": int(status.started_at.timestamp() * 1000) if status.started_at else 0,
+            "members": [
+                [str(p.agent), p.state.value, -1 if p.order is None else p.order]
+                for p in status.participants
+            ],
+        }
+    )

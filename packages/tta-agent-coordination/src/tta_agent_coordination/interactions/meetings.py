@@ -34,6 +34,7 @@ from tta_agent_coordination.interactions.meeting_codec import (
     decode_event,
     decode_status,
     pairs_dict,
+    restore_body,
 )
 from tta_agent_coordination.interactions.meeting_models import (
     MeetingEvent,
@@ -449,22 +450,8 @@ class Meetings:
         """
         restored = 0
         for status in meetings:
-            body = {
-                "host": str(status.host),
-                "status": status.status.value,
-                "turn": status.turn,
-                "speaker": str(status.current_speaker or ""),
-                "turn_ms": int(status.turn_duration * 1000),
-                "max_turns": status.max_turns or 0,
-                "created": int(status.created_at.timestamp() * 1000),
-                "started": int(status.started_at.timestamp() * 1000) if status.started_at else 0,
-                "members": [
-                    [str(p.agent), p.state.value, -1 if p.order is None else p.order]
-                    for p in status.participants
-                ],
-            }
             mid = check_meeting_id(status.meeting_id)
-            reply = await self._run("mtg_restore", mid, [json.dumps(body)])
+            reply = await self._run("mtg_restore", mid, [restore_body(status)])
             if reply.code == "ok":
                 restored += 1
                 await guarded(
