@@ -153,7 +153,7 @@ def test_contributor_files_exist() -> None:
 
 
 def test_the_demo_installs_no_dev_toolchain() -> None:
-    """``scripts/demo`` syncs the core and FakeRedis only (not pyright, mkdocs, mutmut)."""
+    """``scripts/demo`` syncs the core, FakeRedis and tta-agents (not pyright, mkdocs, mutmut)."""
     demo = (ROOT / "scripts" / "demo").read_text(encoding="utf-8")
     assert "sync_demo" in demo
     assert "sync_workspace" not in demo
@@ -171,4 +171,6 @@ def test_the_demo_installs_no_dev_toolchain() -> None:
     ).stdout
     installed = {line.split("==")[0].strip() for line in export.splitlines() if "==" in line}
     assert {"fakeredis", "redis", "typer"} <= installed
+    # The workspace packages are editable lines ("-e ./packages/<name>"): the TTA scene's.
+    assert "-e ./packages/tta-agents" in export.splitlines()
     assert not installed & {"pyright", "mkdocs", "mutmut", "ruff", "hypothesis"}

@@ -7,10 +7,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
-
 from tta_agent_coordination import AgentMessaging, RedisMessageCoordinator
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.observability.logging import configure_logging
+from tta_agent_coordination.settings import CoordinationSettings
+from tta_agent_coordination.testing import delete_prefix, fake_redis
 
 
 @asynccontextmanager
@@ -21,18 +22,15 @@ async def messaging_on_redis(**options: object) -> AsyncIterator[AgentMessaging]
     """
     configure_logging("CRITICAL")  # the examples print their own story
     url = os.environ.get("TTA_COORD_REDIS_URL")
-    if url:
-        client: aioredis.Redis = aioredis.Redis.from_url(url)
-    else:
-        from tta_agent_coordination.testing import fake_redis
-
-        client = fake_redis()
+    # Any form of URL: a single server, Sentinel, Cluster.
+    client: RedisClient = (
+        CoordinationSettings(redis_url=url).redis_client() if url else fake_redis()
+    )
     prefix = f"example-{uuid.uuid4().hex[:8]}"
     coordinator = RedisMessageCoordinator(client, key_prefix=prefix)
     try:
         yield AgentMessaging(coordinator, **options)  # type: ignore[arg-type]
     finally:
         await coordinator.aclose()
-        async for key in client.scan_iter(match=f"{prefix}:*"):
-            await client.delete(key)
+        await delete_prefix(client, prefix)  # on every primary of a Cluster too
         await client.aclose()

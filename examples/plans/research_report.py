@@ -22,9 +22,8 @@ import sys
 import uuid
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from tta_agent_coordination import AgentId, AgentWorker, MessageContext, RedisMessageCoordinator
+from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.observability.logging import configure_logging
 from tta_agent_coordination.plans import (
     Assessment,
@@ -40,6 +39,8 @@ from tta_agent_coordination.plans import (
     StepRecord,
     Task,
 )
+from tta_agent_coordination.settings import CoordinationSettings
+from tta_agent_coordination.testing import delete_prefix
 
 RESEARCHER = AgentId("researcher")
 WRITER = AgentId("writer")
@@ -121,11 +122,11 @@ def agent_worker(coordinator: RedisMessageCoordinator, agent: AgentId, name: str
     return worker
 
 
-def connect() -> tuple[aioredis.Redis, str]:
-    """The Redis at ``TTA_COORD_REDIS_URL``, or an embedded FakeRedis."""
+def connect() -> tuple[RedisClient, str]:
+    """The Redis at ``TTA_COORD_REDIS_URL`` (any form: Cluster, Sentinel), or a FakeRedis."""
     url = os.environ.get("TTA_COORD_REDIS_URL")
     if url:
-        return aioredis.Redis.from_url(url), url
+        return CoordinationSettings(redis_url=url).redis_client(), url
     from tta_agent_coordination.testing import fake_redis
 
     return fake_redis(), "an embedded FakeRedis"
@@ -176,8 +177,7 @@ async def main() -> int:
         for worker in workers:
             await worker.stop(grace_period=0)
         await coordinator.aclose()
-        async for key in client.scan_iter(match=f"{prefix}:*"):
-            await client.delete(key)
+        await delete_prefix(client, prefix)  # on every primary of a Cluster too
         await client.aclose()
 
 

@@ -8,10 +8,14 @@ Per repetition, on the real Redis:
 2. start the worker process(es), warm up, then enqueue N through the batch path while
    the worker runs: end-to-end rate = N / (first enqueue -> last handler done), and the
    CPU seconds of the producer (this process) and of the worker process tree;
-3. low load: ``lat_n`` messages one at a time, 2 ms apart; latency = handler start -
+3. end-to-end with single sends: N messages sent one at a time (each send awaited)
+   while the worker runs: N / (first send -> last handler done);
+4. low load: ``lat_n`` messages one at a time, 2 ms apart; latency = handler start -
    enqueue time (carried in the payload);
-4. one second after the last handler: residue = keys and entries left in the namespace;
-5. stop the worker, delete the namespace.
+5. request/reply, for systems whose producer has ``request``: ``lat_n`` round trips one
+   after the other (after 5 warm-up ones), timed from the call to the reply in hand;
+6. one second after the last handler: residue = keys and entries left in the namespace;
+7. stop the worker, delete the namespace.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
-from common import LAT_MAX, Recorder, make_payload, self_cpu_seconds, tree_cpu_seconds
+from common import LAT_MAX, PAD, Recorder, make_payload, self_cpu_seconds, tree_cpu_seconds
 
 HERE = Path(__file__).resolve().parent
 BATCH = 100
@@ -133,6 +137,20 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def _round_trips(producer: Any, count: int) -> dict[str, float]:
+    """p50/p99 ms of ``count`` sequential request -> reply round trips (echo handler)."""
+    for _ in range(5):
+        await producer.request(make_payload(-1))
+    times: list[float] = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        reply = await producer.request(make_payload(-1))
+        times.append((time.perf_counter() - t0) * 1000)
+        if not isinstance(reply, dict) or cast(dict[str, Any], reply).get("p") != PAD:
+            raise RuntimeError(f"unexpected reply {reply!r}")
+    return {"rpc_p50_ms": statistics.median(times), "rpc_p99_ms": _pct(times, 0.99)}
+
+
 async def one_rep(spec: dict[str, Any], rec: Recorder, shm: str) -> dict[str, Any]:
     mod = importlib.import_module(f"systems.{spec['module']}")
     r = redis.Redis.from_url(spec["url"])
@@ -189,8 +207,15 @@ async def one_rep(spec: dict[str, Any], rec: Recorder, shm: str) -> dict[str, An
         out["cpu_worker_per_1k"] = cpu_w / (n / 1000)
         out["cpu_producer_per_1k"] = cpu_p / (n / 1000)
         if not spec.get("e2e_only"):
-            # 3. latency at low load
-            base += n
+            # 3. end-to-end with single sends
+            base, _ = rec.done()
+            t0 = time.monotonic()
+            for _ in range(n):
+                await producer.send(make_payload(-1))
+            _, t_last = await _wait_done(rec, base + n, max(120.0, n / 100))
+            out["e2e_single"] = n / (t_last - t0)
+            # 4. latency at low load
+            base, _ = rec.done()
             rec.clear_latencies(lat_n)
             for i in range(lat_n):
                 await producer.send(make_payload(i))
@@ -199,7 +224,10 @@ async def one_rep(spec: dict[str, Any], rec: Recorder, shm: str) -> dict[str, An
             lat = [x * 1000 for x in rec.latencies(lat_n)]
             out["p50_ms"] = statistics.median(lat)
             out["p99_ms"] = _pct(lat, 0.99)
-            # 4. residue
+            # 5. request/reply round trips
+            if hasattr(producer, "request"):
+                out |= await _round_trips(producer, lat_n)
+            # 6. residue
             await asyncio.sleep(1.0)
             out["residue"] = residue(r, patterns)
     finally:

@@ -25,12 +25,13 @@ sync_workspace() {
 }
 
 # Only what `tta-coord demo` needs: the core package and FakeRedis (the `testing` extra),
-# none of the dev toolchain (pyright, mkdocs, mutmut, ...). --inexact keeps whatever a
-# full sync installed before, so the demo never strips the test tools.
+# plus tta-agents for the demo's TTA scene (its pipeline and agent workers); none of the
+# dev toolchain (pyright, mkdocs, mutmut, ...). --inexact keeps whatever a full sync
+# installed before, so the demo never strips the test tools.
 sync_demo() {
-  log "syncing the core package for the demo"
+  log "syncing the core package and tta-agents for the demo"
   (cd "$REPO_ROOT" && uv sync --frozen --quiet --no-dev --inexact \
-    --package tta-agent-coordination --extra testing)
+    --package tta-agent-coordination --package tta-agents --extra testing)
 }
 
 redis_answers() {

@@ -162,6 +162,7 @@ async def test_every_lua_script_runs_on_the_cluster(
         assert await registry.get(AGENTS[0]) is not None
         await registry.register_id(AGENTS[1])
         assert await registry.deregister(AGENTS[1])
+        assert await registry.seed_state(AGENTS[2], {"turn": 1}, replace=True)
         await registry.stop_heartbeats()
         await asyncio.sleep(1.2)
         assert AGENTS[0] in await registry.reap_expired()

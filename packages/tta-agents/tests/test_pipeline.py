@@ -11,6 +11,7 @@ import pytest
 
 from tta_agent_coordination import MessageContext, PermanentError, RedisMessageCoordinator
 from tta_agent_coordination.models import AgentId, MessageType
+from tta_agents.contracts import IPARequest, NGARequest, WBARequest
 from tta_agents.pipeline import (
     PIPELINE_EVENT,
     SESSION_HEADER,
@@ -123,6 +124,19 @@ async def test_a_turn_runs_each_agent_once_in_order(
     assert context["nga_result"]["story"] == "The door creaks: describe the hall"
     assert [s.kind for s in result.steps] == [StepKind.IPA, StepKind.WBA, StepKind.NGA]
     assert pipeline.running == []
+
+
+async def test_a_turn_without_world_updates_sends_each_agent_its_contract(
+    coordination_coordinator: RedisMessageCoordinator, agents: Agents
+) -> None:
+    # Regression: the WBA payload had "updates": None, which WBARequest (what wba_worker
+    # validates) refuses, so a plain turn failed at the world builder.
+    result = await TTAPipeline(coordination_coordinator, progress_events=False).run("s9", "look")
+    assert result.ok, result
+    (_, ipa_in, _), (_, wba_in, _), (_, nga_in, _) = agents.calls
+    assert IPARequest.model_validate(ipa_in).text == "look"
+    assert WBARequest.model_validate(wba_in).updates == {}
+    assert NGARequest.model_validate(nga_in).prompt == ""
 
 
 async def test_progress_is_published_as_events(

@@ -4,7 +4,8 @@ Variants: ``default`` (AgentWorker defaults: concurrency 8, batch_size 8) and ``
 (concurrency 256, batch_size 256). ``queues=K`` spreads messages over K agent queues
 (one AgentWorker per queue in the worker process). The coordinator keeps its defaults
 (circuit breaker and retries around every call) except ``queue_size``, raised so that N
-messages fit in one queue. No registry (workers of one queue compete).
+messages fit in one queue. No registry (workers of one queue compete). Request/reply:
+``coordinator.request()`` to the worker's ``on_request`` handler, which returns the payload.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class Producer:
         results = await self._coord.send_many([self._message(p) for p in payloads])
         assert all(r.delivered for r in results)
 
+    async def request(self, payload: dict[str, Any]) -> Any:
+        reply = await self._coord.request(SENDER, self._to[0], payload, timeout=10.0)
+        return reply.payload
+
     async def close(self) -> None:
         await self._coord.aclose()
         await self._redis.aclose()
@@ -83,6 +88,10 @@ async def _run(url: str, variant: str, queues: int) -> None:
         @worker.on_event()
         async def noop(ctx: Any) -> None:
             record(ctx.message.payload)
+
+        @worker.on_request()
+        async def echo(ctx: Any) -> Any:
+            return ctx.message.payload
 
         workers.append(worker)
     for w in workers:

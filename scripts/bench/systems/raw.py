@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -17,6 +18,7 @@ import redis
 KEY = "benchraw:stream"
 GROUP = "g"
 PATTERNS = ["benchraw:*"]
+REPLY_PREFIX = "benchraw:reply:"
 
 
 class Producer:
@@ -24,6 +26,7 @@ class Producer:
 
     def __init__(self, url: str, **_: Any) -> None:
         self._r = redis.Redis.from_url(url)
+        self._seq = 0
 
     async def start(self) -> None:
         with contextlib.suppress(redis.ResponseError):
@@ -38,8 +41,46 @@ class Producer:
             pipe.xadd(KEY, {"d": json.dumps(p)})
         pipe.execute()
 
+    async def request(self, payload: dict[str, Any]) -> Any:
+        self._seq += 1
+        reply_key = f"{REPLY_PREFIX}{self._seq}"
+        self._r.xadd(KEY, {"d": json.dumps(payload), "r": reply_key})
+        got: Any = self._r.blpop([reply_key], timeout=10)
+        if got is None:
+            raise TimeoutError("no reply within 10 s")
+        return json.loads(got[1])
+
     async def close(self) -> None:
         self._r.close()
+
+
+def consume(
+    r: redis.Redis, count: int, handle: Callable[[Any], None], limit: int | None = None
+) -> int:
+    """Read, handle and ack (``XACK`` + ``XDEL``, and the reply of a request) entries.
+
+    Reads ``COUNT count`` at a time until ``limit`` entries are handled (forever without
+    one); returns how many were handled.
+    """
+    handled = 0
+    while limit is None or handled < limit:
+        reply: Any = r.xreadgroup(GROUP, "c", {KEY: ">"}, count=count, block=1000)
+        if not reply:
+            continue
+        entries = reply[0][1]
+        ids = []
+        pipe = r.pipeline(transaction=False)
+        for entry_id, fields in entries:
+            payload = json.loads(fields[b"d"])
+            handle(payload)
+            ids.append(entry_id)
+            if b"r" in fields:
+                pipe.lpush(fields[b"r"], json.dumps(payload))
+        pipe.xack(KEY, GROUP, *ids)
+        pipe.xdel(KEY, *ids)
+        pipe.execute()
+        handled += len(ids)
+    return handled
 
 
 def worker(url: str, count: int) -> None:
@@ -48,19 +89,7 @@ def worker(url: str, count: int) -> None:
     r = redis.Redis.from_url(url)
     with contextlib.suppress(redis.ResponseError):
         r.xgroup_create(KEY, GROUP, "0", mkstream=True)
-    while True:
-        reply: Any = r.xreadgroup(GROUP, "c", {KEY: ">"}, count=count, block=1000)
-        if not reply:
-            continue
-        entries = reply[0][1]
-        ids = []
-        for entry_id, fields in entries:
-            record(json.loads(fields[b"d"]))
-            ids.append(entry_id)
-        pipe = r.pipeline(transaction=False)
-        pipe.xack(KEY, GROUP, *ids)
-        pipe.xdel(KEY, *ids)
-        pipe.execute()
+    consume(r, count, record)
 
 
 def worker_cmd(python: str, url: str, variant: str) -> list[str]:

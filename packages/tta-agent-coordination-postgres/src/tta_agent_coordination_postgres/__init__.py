@@ -30,6 +30,11 @@ from tta_agent_coordination_postgres.models import (
     StoredMessage,
     StoreStats,
 )
+from tta_agent_coordination_postgres.plan_runs import (
+    PostgresPlanRunStore,
+    StoredRun,
+    StoredRunEvent,
+)
 from tta_agent_coordination_postgres.store import DEFAULT_SCHEMA, PostgresMessageStore, migrations
 
 __version__ = "0.1.0"
@@ -39,6 +44,7 @@ __all__ = [
     "PostgresInteractionStore",
     "PostgresMeetingStore",
     "PostgresMessageStore",
+    "PostgresPlanRunStore",
     "StoreConfigurationError",
     "StoreError",
     "StoreNotMigratedError",
@@ -50,6 +56,8 @@ __all__ = [
     "StoredConversation",
     "StoredEvent",
     "StoredMessage",
+    "StoredRun",
+    "StoredRunEvent",
     "__version__",
     "migrations",
 ]

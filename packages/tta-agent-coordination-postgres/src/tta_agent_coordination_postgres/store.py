@@ -6,11 +6,11 @@ Every write is one transaction (all or nothing) and idempotent; see the core's
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import json
 import re
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, LiteralString, Self
@@ -120,13 +120,26 @@ def _select_messages(where: LiteralString) -> sql.Composed:
 
 
 def migrations() -> list[tuple[int, str, str]]:
-    """The migrations shipped with the package: ``(version, name, sql)``, in order."""
+    """The migrations shipped with the package: ``(version, name, sql)``, in order.
+
+    Versions may have gaps (features add theirs independently); ``migrate`` applies each
+    version a schema has not recorded, so a lower version shipped later still runs.
+    """
     found: list[tuple[int, str, str]] = []
     for entry in resources.files("tta_agent_coordination_postgres.migrations").iterdir():
         match = _MIGRATION_RE.match(entry.name)
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
     return sorted(found)
+
+
+def _check_unique_versions(found: Sequence[tuple[int, str, str]]) -> None:
+    for (version, first, _), (other, second, _) in itertools.pairwise(found):
+        if version == other:
+            raise StoreConfigurationError(
+                f"migrations {version:04d}_{first}.sql and {other:04d}_{second}.sql share a "
+                "version; renumber one of them"
+            )
 
 
 class PostgresMessageStore(MessageStore):
@@ -231,16 +244,6 @@ class PostgresMessageStore(MessageStore):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def transaction(
-        self, operation: str
-    ) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-        """A pooled connection in a transaction, with ``search_path`` set to the schema.
-
-        For records kept beside the store's own (``conversations.py``); psycopg errors
-        become the store's typed errors, as in every store method.
-        """
-        return self._tx(operation)
-
     @asynccontextmanager
     async def _tx(self, operation: str) -> AsyncGenerator[psycopg.AsyncConnection[Any]]:
         """A connection in a transaction; psycopg errors become store errors."""
@@ -271,6 +274,23 @@ class PostgresMessageStore(MessageStore):
                 f"{operation} failed: {_first_line(exc)}; nothing was written"
             ) from None
 
+    def transaction(
+        self, operation: str
+    ) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in a transaction, psycopg errors raised as store errors.
+
+        For the package's other stores on the same pool and schema
+        (``PostgresInteractionStore``, ``PostgresPlanRunStore``); ``operation`` names the
+        work in error messages.
+
+        Raises:
+            StoreNotMigratedError: the schema has no tables.
+            StorePermissionError: the user lacks a privilege.
+            StorePayloadError: Postgres cannot store the data.
+            StoreUnavailableError: Postgres failed.
+        """
+        return self._tx(operation)
+
     # --- migrations ---------------------------------------------------------------------
 
     async def migrate(self) -> list[int]:
@@ -280,8 +300,11 @@ class PostgresMessageStore(MessageStore):
         so concurrent and repeated calls are safe and a failure leaves nothing behind.
 
         Raises:
+            StoreConfigurationError: two migrations share a version (nothing is applied).
             StorePermissionError: the user may not create the schema or its tables.
         """
+        shipped = migrations()
+        _check_unique_versions(shipped)
         schema = sql.Identifier(self._schema)
         async with self._tx("migrate") as conn:
             await conn.execute(
@@ -299,7 +322,7 @@ class PostgresMessageStore(MessageStore):
             )
             done = {int(row[0]) for row in await cur.fetchall()}
             applied: list[int] = []
-            for version, name, script in migrations():
+            for version, name, script in shipped:
                 if version in done:
                     continue
                 await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(schema))

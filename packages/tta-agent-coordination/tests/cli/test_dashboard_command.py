@@ -21,7 +21,8 @@ from tta_agent_coordination.testing import unique_prefix
 def test_help_names_the_options(runner: CliRunner, cli: typer.Typer) -> None:
     result = runner.invoke(cli, ["dashboard", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for option in ("--host", "--port", "--token", "--store-dsn", "127.0.0.1", "8088"):
+    options = ("--host", "--port", "--token", "--store-dsn", "--plan-instance", "127.0.0.1")
+    for option in (*options, "8088"):
         assert option in result.stdout
     assert "TTA_COORD_DASHBOARD_TOKEN" in result.stdout
 
@@ -42,6 +43,18 @@ def test_an_unreachable_redis_fails_before_serving(runner: CliRunner, cli: typer
     assert result.exit_code == 1
     assert "binds 0.0.0.0" in result.stderr
     assert "cannot reach Redis" in result.stderr
+
+
+def test_an_invalid_plan_instance_fails_before_serving(
+    runner: CliRunner, cli: typer.Typer, redis_url: str
+) -> None:
+    result = runner.invoke(
+        cli,
+        ["--redis-url", redis_url, "--key-prefix", unique_prefix(), "dashboard",
+         "--plan-instance", "no spaces"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "invalid runtime instance 'no spaces'" in result.stderr
 
 
 def test_serves_read_only_on_the_loopback_until_interrupted(redis_url: str) -> None:

@@ -22,6 +22,15 @@ import uvicorn
 from tta_agent_coordination.dashboard import run_dashboard
 from tta_agent_coordination.errors import PermanentError
 from tta_agent_coordination.models import AgentId, AgentMessage, MessageType
+from tta_agent_coordination.plans import (
+    Assessment,
+    Plan,
+    PlanRuntime,
+    RunContext,
+    RuntimeFlags,
+    Step,
+    Task,
+)
 from tta_agent_coordination.redis.breaker_store import RedisBreakerStore
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.resilience import CircuitBreaker, CircuitBreakerConfig
@@ -36,6 +45,26 @@ WORKER = AgentId("world_builder", "w1")
 IDLE = AgentId("narrator", "n1")
 """Registered, but nobody reads its queue: its depth and age grow."""
 PRODUCER = AgentId("input_processor", "default")
+
+
+class ScenePlanner:
+    """Plans every task as two steps on its agent: an outline, then a description."""
+
+    async def assess(self, task: Task) -> Assessment:
+        return "multi_step"
+
+    async def plan(self, task: Task, ctx: RunContext) -> Plan:
+        return Plan(
+            steps=tuple(
+                Step(
+                    id=part,
+                    agent=task.agent,
+                    payload={**task.payload, "part": part},
+                    timeout_s=task.timeout_s,
+                )
+                for part in ("outline", "describe")
+            )
+        )
 
 
 def free_port() -> int:
@@ -57,6 +86,7 @@ class LiveDashboard:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
         self._coordinator: RedisMessageCoordinator | None = None
+        self._runtime: PlanRuntime | None = None
         self._error: BaseException | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-dashboard", daemon=True)
@@ -98,6 +128,16 @@ class LiveDashboard:
     def coordinator(self) -> RedisMessageCoordinator:
         assert self._coordinator is not None
         return self._coordinator
+
+    @property
+    def runtime(self) -> PlanRuntime:
+        assert self._runtime is not None
+        return self._runtime
+
+    def start_run(self, run_id: str, agent: AgentId) -> None:
+        """Start a plan run on ``agent`` (on ``IDLE`` it stays running: nobody answers)."""
+        task = Task(agent=agent, payload={"scene": run_id}, timeout_s=600)
+        self.call(self.runtime.start(task, run_id=run_id))
 
     def send(self, recipient: AgentId, payload: dict[str, Any], message_id: str) -> None:
         message = AgentMessage(
@@ -141,6 +181,9 @@ class LiveDashboard:
             return {"ok": message_id}
 
         await registry.register_id(IDLE, name="narrator")
+        flags = RuntimeFlags(enhanced=True, run_timeout_s=3600)
+        self._runtime = PlanRuntime(coordinator, planner=ScenePlanner(), flags=flags)
+        driver = self._runtime.worker("d1", poll_interval=0.1, grace_period=0.5)
         breakers = RedisBreakerStore(client, key_prefix=self.prefix, timeout_s=2.0)
         config = CircuitBreakerConfig(failure_threshold=1, timeout_seconds=300)
         llm = CircuitBreaker("llm-api", config, breakers)
@@ -171,7 +214,7 @@ class LiveDashboard:
             self._server = server
 
         try:
-            async with worker:
+            async with worker, driver:
                 producer = asyncio.create_task(produce())
                 self._ready.set()
                 try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tta_agent_coordination.plans import RunStatus, Task
 from tta_agent_coordination.testing import real_redis, real_redis_required, unique_prefix
 
 from .live import IDLE, WORKER, LiveDashboard
@@ -148,18 +149,71 @@ def test_a_wrong_token_is_refused(browser: WebDriver, live: LiveDashboard) -> No
     live.call(live.coordinator.replay_dead_letters(WORKER))
 
 
+def wait_running(live: LiveDashboard, run_id: str) -> None:
+    """Until the run's first step was sent (after planning; nobody answers it on IDLE)."""
+    deadline = 15.0
+    while live.call(live.runtime.status(run_id)) is not RunStatus.RUNNING:
+        assert deadline > 0, f"run {run_id} never reached running"
+        asyncio.run(asyncio.sleep(0.1))
+        deadline -= 0.1
+
+
+def test_a_run_is_seen_live_and_cancelled_from_the_ui(
+    browser: WebDriver, live: LiveDashboard
+) -> None:
+    live.start_run("ui-live", IDLE)  # nobody answers the narrator: it stays running
+    wait_running(live, "ui-live")
+    browser.get(f"{live.url}/runs/ui-live")
+    assert wait_for(browser, "#run-status") == "running"
+    marker = browser.find_element(By.TAG_NAME, "h1")
+    # Cancelled elsewhere (the CLI, say): the open page shows it without a reload.
+    assert live.call(live.runtime.cancel("ui-live", "from elsewhere"))
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "run-status").text == "cancelled"
+    )
+    assert marker.is_displayed()
+
+    live.start_run("ui-stuck", IDLE)
+    wait_running(live, "ui-stuck")
+    browser.get(f"{live.url}/runs")
+    assert "running" in wait_for(browser, 'tr[id="run-ui-stuck"]')
+    assert "cancelled" in wait_for(browser, 'tr[id="run-ui-live"]')
+    browser.find_element(By.LINK_TEXT, "ui-stuck").click()
+    assert wait_for(browser, "#run-status") == "running"
+    browser.find_element(By.ID, "cancel-run").click()
+    wait_for(browser, "#confirm-form")
+    browser.find_element(By.ID, "reason").send_keys("stuck on the narrator")
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "confirm").click()
+    assert wait_for(browser, "#notice") == "Cancelled the run."
+    assert wait_for(browser, "#run-status") == "cancelled"
+    result = live.call(live.runtime.result("ui-stuck"))
+    assert result.status is RunStatus.CANCELLED
+    assert result.reason == "stuck on the narrator"
+
+
 def test_screenshots(browser: WebDriver, live: LiveDashboard, tmp_path: Path) -> None:
     target = Path(os.environ.get("TTA_COORD_SCREENSHOTS_DIR") or tmp_path)
     target.mkdir(parents=True, exist_ok=True)
     poison(live, "void-3")
     live.send(IDLE, {"kind": "narrate"}, "narrate-x")
     letter = live.call(live.coordinator.dead_letters(WORKER, limit=1))[0]
+    live.start_run("scene-waiting", IDLE)
+    live.start_run("scene-tavern", WORKER)
+    done = live.call(
+        live.runtime.execute(
+            Task(agent=WORKER, payload={"scene": "forest"}), run_id="scene-forest", timeout=25
+        )
+    )
+    assert done.status is RunStatus.COMPLETED
     pages = {
         "queues": ("/queues", f'tr[id="queue-{WORKER}"]'),
         "agents": ("/agents", f'tr[id="agent-{WORKER}"]'),
         "queue": (f"/queues/{WORKER}", "#dead-letters"),
         "dead-letter": (f"/queues/{WORKER}/dead/{letter.dead_letter_id}", "#message-id"),
         "breakers": ("/breakers", 'tr[id="breaker-llm-api"]'),
+        "runs": ("/runs", 'tr[id="run-scene-forest"]'),
+        "run": ("/runs/scene-forest", "#events"),
     }
     for name, (path, ready) in pages.items():
         browser.get(live.url + path)

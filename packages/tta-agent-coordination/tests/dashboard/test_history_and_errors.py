@@ -88,7 +88,14 @@ async def test_redis_down_gives_a_503_page_that_retries(key_prefix: str) -> None
             transport=httpx.ASGITransport(app=app), base_url="http://d"
         ) as http:
             with capture_logs() as logs:
-                for url in ("/queues", "/agents", f"/queues/{WORKER}", "/breakers"):
+                for url in (
+                    "/queues",
+                    "/agents",
+                    f"/queues/{WORKER}",
+                    "/breakers",
+                    "/runs",
+                    "/runs/some-run",
+                ):
                     page = await http.get(url)
                     assert page.status_code == 503, url
                     assert "Redis is not answering" in page.text

@@ -127,3 +127,58 @@ async def test_page_views_make_a_bounded_number_of_redis_calls(
     assert breakers.round_trips <= 4 + 1, breakers  # at most 4 SCAN steps + states
     agents = await view(calls, http, "/agents")
     assert agents.round_trips <= 2, agents
+
+
+RUNS = 2_000
+
+
+@pytest.fixture
+async def many_runs() -> AsyncIterator[tuple[Calls, httpx.AsyncClient]]:
+    from tta_agent_coordination.plans import RunMode, Task
+    from tta_agent_coordination.plans.machine import Policy, new_run
+
+    client = fake_redis()
+    prefix = unique_prefix()
+    coord = RedisMessageCoordinator(client, key_prefix=prefix)
+    registry = RedisAgentRegistry(client, key_prefix=prefix)
+    sources = DashboardSources(client, coord, registry)
+    assert sources.runs_admin is not None
+    store = sources.runs_admin.store
+    for n in range(RUNS):
+        first = new_run(f"run-{n:05d}", Task(agent=BIG), RunMode.LEGACY, Policy())
+        state = first.state.model_copy(update={"created_ms": 1_000 + n})
+        assert await store.create(state, first.events, 1_000 + n)
+    calls = count_calls(client)
+    app = create_app(sources, token=TOKEN)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://d")
+    try:
+        yield calls, http
+    finally:
+        await http.aclose()
+        await coord.aclose()
+        await client.aclose()
+
+
+async def test_run_pages_make_a_bounded_number_of_redis_calls(
+    many_runs: tuple[Calls, httpx.AsyncClient],
+) -> None:
+    calls, http = many_runs
+    # A page of 50: one ZREVRANGEBYSCORE, two pipelines (statuses, then states), ZCARD.
+    page = await view(calls, http, "/runs")
+    assert page.round_trips == 4, page
+    assert page.commands == 1 + 50 + 50 + 1, page
+    deeper = await view(calls, http, "/runs", cursor="2500:0")
+    assert deeper.round_trips == 4, deeper
+    # A status no run has: at most FILTER_SCAN_LIMIT entries examined, in page-size steps.
+    rare = await view(calls, http, "/runs", status="completed")
+    steps = 1_000 // 50
+    assert rare.round_trips <= 2 * steps + 1, rare
+    assert rare.commands <= steps * (1 + 50) + 1, rare
+    stopped = await http.get("/runs", params={"status": "completed"})
+    assert "(1000 examined)" in stopped.text
+    assert 'id="older-runs" href="/runs?cursor=2000%3A1&amp;count=50&amp;status=completed"' in (
+        stopped.text
+    )
+    # A run's page: its state and one page of its events.
+    detail = await view(calls, http, "/runs/run-00500")
+    assert detail.round_trips == 2, detail

@@ -106,6 +106,11 @@ def test_tracing_is_off_without_a_provider_and_with_a_no_op_one() -> None:
     with off.reply(reply, None):
         pass
     assert reply.headers == {}
+    same, scope = off.delivered_reply(reply, "inbox")
+    assert same is reply  # off: nothing copied, nothing injected
+    with scope:
+        pass
+    assert reply.headers == {}
     off.received([received], 0)
 
 

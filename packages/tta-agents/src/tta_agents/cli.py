@@ -105,6 +105,7 @@ def migrate_keys_command(
     async def work(settings: CoordinationSettings) -> MigrationReport:
         async with open_redis(settings) as client:
             coordinator = settings.build_coordinator(client)
+            registry = settings.build_registry(client)
             try:
                 return await migrate_keys(
                     client,
@@ -112,8 +113,10 @@ def migrate_keys_command(
                     prefix=_legacy_prefix(settings, legacy_prefix),
                     dry_run=dry_run,
                     renames=renames,
+                    registry=registry,
                 )
             finally:
+                await registry.aclose()
                 await coordinator.aclose()
 
     report = run_async(state, work)
@@ -161,8 +164,8 @@ def _print_legacy(report: LegacyReport) -> None:
     for agent, types in report.subscriptions.items():
         console.print(f"subscription {agent}: {', '.join(types)}")
     for a in report.agents:
-        saved = "saved state" if a.has_state else "no state"
-        console.print(f"agent record {a.agent}: {saved} (not migrated)")
+        saved = "saved state (seeded into the registry)" if a.has_state else "no state"
+        console.print(f"agent record {a.agent}: {saved}")
     for name, breaker in report.breakers.items():
         console.print(f"breaker {name}: {breaker} (not migrated; new breakers start closed)")
     _print_unmovable(report.unparsable, "unparsable")
@@ -184,7 +187,9 @@ def _print_migration(report: MigrationReport) -> None:
             f"{q.requeued} requeued, {q.dead} dead{extra}"
         )
     console.print(
-        f"{verb} {report.moved} messages and {report.subscriptions} subscription sets"
+        f"{verb} {report.moved} messages, {report.subscriptions} subscription sets and "
+        f"{report.states_seeded} saved agent states"
+        + (f" ({report.states_kept} already there)" if report.states_kept else "")
         + (" (dry run: nothing changed)" if report.dry_run else "")
     )
     _print_unmovable(report.unmovable, "left in place")

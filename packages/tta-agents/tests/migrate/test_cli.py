@@ -121,7 +121,7 @@ def test_report_dry_run_migrate_and_rerun(redis_url: str, prefixes: tuple[str, s
 
     plan = _invoke(redis_url, new, "migrate-keys", "--legacy-prefix", legacy, "--dry-run")
     assert plan.exit_code == 0, plan.output
-    assert "would move 12 messages and 1 subscription sets (dry run" in plan.stdout
+    assert "would move 12 messages, 1 subscription sets and 0 saved agent states" in plan.stdout
 
     moved = _invoke(redis_url, new, "migrate-keys", "--legacy-prefix", legacy, "--json")
     assert moved.exit_code == 0, moved.output
@@ -130,7 +130,7 @@ def test_report_dry_run_migrate_and_rerun(redis_url: str, prefixes: tuple[str, s
 
     again = _invoke(redis_url, new, "migrate-keys", "--legacy-prefix", legacy)
     assert again.exit_code == 0, again.output
-    assert "moved 0 messages and 0 subscription sets" in again.stdout
+    assert "moved 0 messages, 0 subscription sets" in again.stdout
     assert "4 entries left in place" in again.stderr
 
     async def received(client: Any) -> list[str]:

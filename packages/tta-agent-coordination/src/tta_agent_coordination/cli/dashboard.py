@@ -59,11 +59,18 @@ def dashboard(
             show_envvar=True,
         ),
     ] = None,
+    plan_instance: Annotated[
+        str,
+        typer.Option(
+            help="The PlanRuntime instance told of a cancel from the Runs page "
+            "(its driver queue plan_runtime.<name>).",
+        ),
+    ] = "default",
 ) -> None:
-    """Serve the web dashboard: agents, queues, dead letters, breakers, message history.
+    """Serve the web dashboard: agents, queues, dead letters, breakers, plan runs, history.
 
-    Read-only unless a --token (or TTA_COORD_DASHBOARD_TOKEN) is set; every replay and
-    purge asks for it and is logged. Binds 127.0.0.1 by default.
+    Read-only unless a --token (or TTA_COORD_DASHBOARD_TOKEN) is set; every replay,
+    purge and run cancel asks for it and is logged. Binds 127.0.0.1 by default.
     """
     state = get_state(ctx)
     if not _installed():
@@ -80,6 +87,8 @@ def dashboard(
         )
 
     async def work(chosen: CoordinationSettings) -> None:
-        await run_dashboard(chosen, host=host, port=port, token=token or None)
+        await run_dashboard(
+            chosen, host=host, port=port, token=token or None, plan_instance=plan_instance
+        )
 
     run_async(state, work, settings=settings)

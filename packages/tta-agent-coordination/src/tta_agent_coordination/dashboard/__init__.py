@@ -2,7 +2,8 @@
 
 Server-rendered pages (Starlette + Jinja2) refreshed by htmx: live agents by type, queues
 with depth, age and throughput sparklines, each queue's dead letters with detail, replay
-and purge (behind a confirmation and a token), shared circuit breakers, and the Postgres
+and purge (behind a confirmation and a token), shared circuit breakers, plan runs (a
+paged list, each run's steps and events, cancel behind the same token), and the Postgres
 history of a message when a store is configured. See ``docs/observability.md``.
 
 Needs ``pip install 'tta-agent-coordination[dashboard]'``; the core never imports it.

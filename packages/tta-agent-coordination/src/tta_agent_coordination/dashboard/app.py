@@ -23,6 +23,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from tta_agent_coordination.dashboard.auth import TokenCheck, check_token
+from tta_agent_coordination.dashboard.params import query_int
+from tta_agent_coordination.dashboard.run_routes import run_routes
 from tta_agent_coordination.dashboard.sources import DashboardSources
 from tta_agent_coordination.errors import (
     CircuitBreakerOpenError,
@@ -72,19 +74,6 @@ def _templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HTTPException(400, f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise HTTPException(400, f"{name} must be within {low}..{high}, got {value}")
-    return value
-
-
 def _agent(request: Request) -> AgentId:
     return AgentId.parse(str(request.path_params["agent"]))
 
@@ -130,7 +119,7 @@ def create_app(
 
     async def queues(request: Request) -> Response:
         cursor = request.query_params.get("cursor", "0")
-        count = _int(request, "count", page_size, 1, 200)
+        count = query_int(request, "count", page_size, 1, 200)
         contains = request.query_params.get("q") or None
         page = await sources.queue_rows(cursor=cursor, count=count, contains=contains)
         next_url = None
@@ -157,7 +146,7 @@ def create_app(
 
     async def queue(request: Request) -> Response:
         agent_id = _agent(request)
-        count = _int(request, "count", page_size, 1, 500)
+        count = query_int(request, "count", page_size, 1, 500)
         letters = await sources.dead_letter_page(
             agent_id,
             after=request.query_params.get("after") or None,
@@ -215,7 +204,7 @@ def create_app(
             },
         )
 
-    async def _authorise(request: Request, action: str, agent_id: AgentId) -> dict[str, str]:
+    async def _authorise(request: Request, action: str, target: dict[str, str]) -> dict[str, str]:
         form = await request.form()
         values = {k: v for k, v in form.items() if isinstance(v, str)}
         given = values.get("token")
@@ -227,7 +216,7 @@ def create_app(
             _log.warning(
                 "dashboard_write_refused",
                 action=action,
-                queue=str(agent_id),
+                **target,
                 reason=outcome.value,
                 client=request.client.host if request.client else None,
             )
@@ -248,7 +237,7 @@ def create_app(
 
     async def replay(request: Request) -> Response:
         agent_id = _agent(request)
-        values = await _authorise(request, "replay", agent_id)
+        values = await _authorise(request, "replay", {"queue": str(agent_id)})
         message_id = values.get("message_id") or None
         replayed = await sources.coordinator.replay_dead_letters(
             agent_id, None if message_id is None else [message_id]
@@ -266,7 +255,7 @@ def create_app(
 
     async def purge(request: Request) -> Response:
         agent_id = _agent(request)
-        await _authorise(request, "purge", agent_id)
+        await _authorise(request, "purge", {"queue": str(agent_id)})
         purged = await sources.coordinator.purge_dead_letters(agent_id)
         _log.info(
             "dashboard_write",
@@ -330,6 +319,7 @@ def create_app(
             Route("/queues/{agent}/purge", purge, methods=["POST"]),
             Route("/breakers", breakers),
             Route("/messages", message),
+            *run_routes(sources, render, _authorise, page_size),
             Mount("/static", StaticFiles(packages=[(_PACKAGE, "static")]), name="static"),
         ],
         exception_handlers=handlers,

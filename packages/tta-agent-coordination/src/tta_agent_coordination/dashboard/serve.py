@@ -10,6 +10,7 @@ import uvicorn
 from tta_agent_coordination.dashboard.app import create_app
 from tta_agent_coordination.dashboard.sources import DashboardSources
 from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.plans import RunAdmin
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.settings import CoordinationSettings
 
@@ -29,13 +30,19 @@ async def run_dashboard(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     token: str | None = None,
+    plan_instance: str = "default",
     on_server: Callable[[uvicorn.Server], None] | None = None,
 ) -> None:
     """Serve the dashboard until the server stops (SIGINT/SIGTERM, or ``should_exit``).
 
     Connects to ``settings``' Redis (checked with PING first) and, with ``postgres_dsn``,
-    to the message store for message histories. ``on_server`` receives the uvicorn
-    server before it starts (a caller that stops it sets ``should_exit``).
+    to the message store for message histories. ``plan_instance`` names the
+    ``PlanRuntime`` whose driver hears of a run cancelled from the Runs page.
+    ``on_server`` receives the uvicorn server before it starts (a caller that stops it
+    sets ``should_exit``).
+
+    Raises:
+        ConfigurationError: ``plan_instance`` is not a valid agent name.
     """
     client = settings.redis_client(decode_responses=True)
     coordinator = None
@@ -48,8 +55,12 @@ async def run_dashboard(
             opened = opener()
             if inspect.isawaitable(opened):
                 await opened
+        # Before the registry (which must be closed): a bad instance name fails here.
+        runs_admin = RunAdmin(coordinator, instance=plan_instance, redis=client)
         registry = RedisAgentRegistry(client, key_prefix=settings.key_prefix)
-        sources = DashboardSources(client, coordinator, registry, store)
+        sources = DashboardSources(
+            client, coordinator, registry, store, runs_admin=runs_admin, plan_instance=plan_instance
+        )
         app = create_app(sources, token=token)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off"

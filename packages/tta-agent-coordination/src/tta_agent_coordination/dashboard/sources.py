@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from tta_agent_coordination.agents import AgentRecord
 from tta_agent_coordination.clients import RedisClient
+from tta_agent_coordination.dashboard.runs import RunPages
 from tta_agent_coordination.dashboard.samples import QueueSamples, sparkline_points
 from tta_agent_coordination.models import (
     AgentId,
@@ -23,6 +24,7 @@ from tta_agent_coordination.models import (
     QueueStats,
     UndecodableDeadLetter,
 )
+from tta_agent_coordination.plans import RunAdmin
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.breaker_pages import BreakerDirectory, BreakerRow
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
@@ -115,10 +117,21 @@ class DashboardSources:
     store: MessageStore | None = None
     samples: QueueSamples = field(default_factory=QueueSamples)
     breakers_dir: BreakerDirectory | None = None
+    runs_admin: RunAdmin | None = None
+    """Reads and cancels plan runs; a ``RunAdmin`` of ``plan_instance`` by default."""
+    plan_instance: str = "default"
+    """The ``PlanRuntime`` instance whose driver hears of a cancel from the dashboard."""
+    runs: RunPages = field(init=False)
+    """The plan runs, a page at a time (made from ``runs_admin``)."""
 
     def __post_init__(self) -> None:
         if self.breakers_dir is None:
             self.breakers_dir = BreakerDirectory(self.redis, self.coordinator.keys)
+        if self.runs_admin is None:
+            self.runs_admin = RunAdmin(
+                self.coordinator, instance=self.plan_instance, redis=self.redis
+            )
+        self.runs = RunPages(self.runs_admin, self.redis)
 
     @property
     def prefix(self) -> str:

@@ -9,8 +9,6 @@ Redis restart or ``SCRIPT FLUSH``). Every Redis failure becomes
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from functools import cache
-from importlib import resources
 from typing import Any, TypeVar
 
 from redis.commands.core import AsyncScript
@@ -18,22 +16,16 @@ from redis.exceptions import RedisError
 
 from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CoordinatorUnavailableError
+from tta_agent_coordination.redis.lua import package_script
 
 __all__ = ["InteractionScripts", "as_str", "guarded", "script_source"]
 
-_INCLUDE = "--#include "
 T = TypeVar("T")
 
 
-@cache
 def script_source(name: str) -> str:
     """The text of ``interactions/scripts/<name>.lua`` with its includes inlined."""
-    path = resources.files("tta_agent_coordination.interactions").joinpath("scripts", f"{name}.lua")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return "\n".join(
-        script_source(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
-        for line in lines
-    )
+    return package_script("tta_agent_coordination.interactions", name)
 
 
 def as_str(value: Any) -> str:

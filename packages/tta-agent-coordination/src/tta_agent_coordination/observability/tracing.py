@@ -22,7 +22,10 @@ queue, ``messaging.message.id``, ``messaging.operation.type``/``name``):
 - settling: ``ack``, ``retry`` or ``dead_letter`` ``CLIENT`` spans (operation type
   ``settle``), children of the ``process`` span;
 - request/reply: a ``CLIENT`` span ``request <recipient>`` around the request's send and
-  its wait, and a ``PRODUCER`` span ``reply <requester>`` whose context the reply carries.
+  its wait, and a ``PRODUCER`` span ``reply <requester>`` whose context the reply carries;
+  a reply another module delivers itself (``coordinator.deliver_reply``, to any
+  coordinator's reply inbox) gets the same ``reply`` span, a child of the caller's
+  current span.
 """
 
 from __future__ import annotations
@@ -272,3 +275,16 @@ class Tracing:
         )
         api.propagate.inject(reply.headers, context=api.trace.set_span_in_context(span))
         return SettleScope(api, span)
+
+    def delivered_reply(self, reply: AgentMessage, inbox: str) -> tuple[AgentMessage, SettleScope]:
+        """The ``reply`` span of a reply the caller built and delivers to ``inbox`` itself.
+
+        For ``coordinator.deliver_reply``: returns a copy of ``reply`` whose headers carry
+        the span's context (deliver that one; the caller's message is not changed) and
+        the span's scope, to enter around the delivery. With tracing off, ``reply``
+        itself and a no-op scope.
+        """
+        if self.tracer() is None:
+            return reply, _NO_SETTLE
+        carried = reply.model_copy(update={"headers": dict(reply.headers)})
+        return carried, self.reply(carried, inbox)

@@ -10,7 +10,10 @@ instance of a type, in any process), each judged by a reflector (continue, retry
 replan, abort, complete). A run's state lives in Redis and changes only through the
 pure state machine (:mod:`~tta_agent_coordination.plans.machine`) by compare-and-set, so
 a driver can be killed anywhere and another one continues; step requests have
-deterministic ids and a late or duplicate reply changes nothing. See ``docs/plans.md``.
+deterministic ids and a late or duplicate reply changes nothing. With a
+:class:`RunRecorder` (``PlanRuntime(..., store=...)``, e.g. Postgres) every run is also
+recorded outside Redis and ``PlanRuntime.restore`` brings the unfinished ones back after
+a Redis loss. See ``docs/plans.md``.
 """
 
 from tta_agent_coordination.plans.admin import RunAdmin
@@ -44,6 +47,7 @@ from tta_agent_coordination.plans.models import (
     Task,
 )
 from tta_agent_coordination.plans.protocols import Assessment, Narrator, Planner, Reflector
+from tta_agent_coordination.plans.record import RunChange, RunRecorder, run_scope
 from tta_agent_coordination.plans.runtime import PlanRuntime
 from tta_agent_coordination.plans.store import RunSummary
 
@@ -65,10 +69,12 @@ __all__ = [
     "Reflection",
     "Reflector",
     "RunAdmin",
+    "RunChange",
     "RunContext",
     "RunEvent",
     "RunMode",
     "RunNotFoundError",
+    "RunRecorder",
     "RunResult",
     "RunState",
     "RunStatus",
@@ -82,5 +88,6 @@ __all__ = [
     "Task",
     "advance",
     "next_work",
+    "run_scope",
     "session_bucket",
 ]

@@ -18,6 +18,7 @@ from tta_agent_coordination.plans.machine import Cancelled, next_work
 from tta_agent_coordination.plans.metrics import NoOpPlanMetrics, PlanMetrics
 from tta_agent_coordination.plans.models import RunEvent, RunResult, RunStatus
 from tta_agent_coordination.plans.protocols import Narrator, Planner, Reflector
+from tta_agent_coordination.plans.record import RunRecorder, RunRecording, run_scope
 from tta_agent_coordination.plans.store import RunStore, RunSummary
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 
@@ -52,6 +53,7 @@ class RunAdmin:
             environment).
         metrics: where run outcomes are reported (a cancel is one).
         redis: the client for the runs' keys; the coordinator's own by default.
+        store: where runs are also recorded (e.g. Postgres), see ``plans/record.py``.
 
     Raises:
         ConfigurationError: ``instance`` is not a valid agent name.
@@ -68,6 +70,7 @@ class RunAdmin:
         planner: Planner | None = None,
         reflector: Reflector | None = None,
         narrator: Narrator | None = None,
+        store: RunRecorder | None = None,
     ) -> None:
         try:
             self.address = AgentId(f"plan_runtime.{instance}")
@@ -81,6 +84,11 @@ class RunAdmin:
             coordinator.keys.prefix,
             events_max_len=self.flags.events_max_len,
             retention_s=self.flags.retention_s,
+            recording=(
+                RunRecording(store, run_scope(coordinator.keys.prefix, instance))
+                if store is not None
+                else None
+            ),
         )
         self.driver = RunDriver(
             coordinator,

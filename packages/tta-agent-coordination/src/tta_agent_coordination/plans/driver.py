@@ -205,13 +205,28 @@ class RunDriver:
     # --- reconciling ----------------------------------------------------------------------
 
     async def reconcile(self, run_id: str) -> RunState:
-        """Do what is left for ``run_id`` until it waits for an event or has ended."""
+        """Do what is left for ``run_id`` until it waits for an event or has ended.
+
+        With a recorder, the state is recorded (write-through) before a step is sent and
+        once the run has ended.
+
+        Raises:
+            RunNotFoundError: no such run.
+            CoordinatorUnavailableError: Redis failed.
+            StoreError: the recorder failed (the message is retried).
+        """
         state = await self._store.require(run_id)
         for _ in range(_MAX_WORK_ROUNDS):
             work = next_work(state)
             if work is None:
+                if state.status.terminal:
+                    # The result reaches the recorder before this message is acked.
+                    await self._store.ensure_recorded(state)
                 return state
             if work.kind == "send":
+                # Every earlier result reaches the recorder before the next step starts:
+                # a run restored from it never re-runs a finished step.
+                await self._store.ensure_recorded(state)
                 await self._send(state, work)
                 state, _ = await self.apply(run_id, lambda _s, key=work.key: StepSent(key))
                 continue
@@ -329,6 +344,23 @@ class RunDriver:
             )
             return
         _require_sent(False, sent.status, "step request", sent.error)
+
+    async def rearm(self, state: RunState) -> bool:
+        """Send a restored run's in-flight step again: its request and timeout, same ids.
+
+        Used after a Redis loss (``PlanRuntime.restore``): the request and its timer were
+        lost with Redis, and the state says the request was sent, so reconciling alone
+        would wait forever. The ids are the original ones, so a copy that survived (or a
+        message store's restore) is deduplicated. False when no step is in flight.
+
+        Raises:
+            CoordinatorUnavailableError: Redis failed.
+        """
+        step = state.current_step
+        if state.status is not RunStatus.RUNNING or not state.sent or step is None:
+            return False
+        await self._send(state, Work("send", key=state.current_key, step=step))
+        return True
 
     # --- the worker's handlers ------------------------------------------------------------
 

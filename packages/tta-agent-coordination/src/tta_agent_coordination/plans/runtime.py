@@ -53,6 +53,7 @@ from tta_agent_coordination.plans.models import (
     check_run_id,
 )
 from tta_agent_coordination.plans.protocols import Narrator, Planner, Reflector
+from tta_agent_coordination.plans.record import RunRecorder
 from tta_agent_coordination.plans.results import from_error, from_reply
 from tta_agent_coordination.plans.worker import PlanDriverWorker
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
@@ -76,6 +77,9 @@ class PlanRuntime(RunAdmin):
         instance: the runtime's name; runtimes with different names under one prefix
             have separate driver queues (``plan_runtime.<instance>``).
         redis: the client for the runs' keys; the coordinator's own by default.
+        store: where every run is also recorded (``RunRecorder``, e.g.
+            ``tta_agent_coordination_postgres.PostgresPlanRunStore``), so that
+            :meth:`restore` can bring the unfinished runs back after a Redis loss.
 
     Raises:
         ConfigurationError: ``instance`` is not a valid agent name.
@@ -89,6 +93,7 @@ class PlanRuntime(RunAdmin):
         planner: Planner,
         reflector: Reflector | None = None,
         narrator: Narrator | None = None,
+        store: RunRecorder | None = None,
         flags: RuntimeFlags | None = None,
         metrics: PlanMetrics | None = None,
         instance: str = "default",
@@ -103,6 +108,7 @@ class PlanRuntime(RunAdmin):
             planner=planner,
             reflector=reflector,
             narrator=narrator,
+            store=store,
         )
         self._registry = registry
         self._planner = planner
@@ -203,6 +209,8 @@ class PlanRuntime(RunAdmin):
         Raises:
             RunWaitTimeoutError: the run did not end within ``timeout`` seconds
                 (``run_timeout_s`` + 30 by default); it goes on.
+            StoreError: the runtime has a store and the result could not be recorded
+                in it (the run has ended all the same: ``result(run_id)``).
         """
         run_id = await self.start(task, run_id=run_id)
         limit = timeout if timeout is not None else self.flags.run_timeout_s + _EXECUTE_MARGIN_S
@@ -212,7 +220,61 @@ class PlanRuntime(RunAdmin):
                     pass
         except TimeoutError:
             raise RunWaitTimeoutError(run_id, limit) from None
-        return await self.result(run_id)
+        state = await self.store.require(run_id)
+        # With a recorder, the result is recorded before the caller learns it (the driver
+        # records it too; this covers a driver that died between the two).
+        await self.store.ensure_recorded(state)
+        return state.to_result()
+
+    # --- durability ---------------------------------------------------------------------------
+
+    async def restore(self) -> int:
+        """Put every unfinished run back into Redis from the store after a Redis loss.
+
+        For each run the store holds unfinished (its newest snapshot; oldest run first),
+        its state and version are written unless Redis holds the run already;
+        then, while Redis holds exactly that version, the run is re-armed — its deadline
+        (what is left of ``run_timeout_s``), its in-flight step's request and timeout
+        (same deterministic ids, a full step timeout again) and a kick, so a driver picks
+        it up and finishes it. A finished step is never re-run: the store received every
+        result before the next step was sent. Restoring twice is harmless (the ids are
+        deduplicated; a run Redis holds is never overwritten); finished runs are not
+        restored. Restore the coordinator's messages (``MessageStore.restore``) first
+        when the coordinator has a message store too.
+
+        Returns the number of runs written back into Redis.
+
+        Raises:
+            ConfigurationError: the runtime has no store (``PlanRuntime(..., store=...)``).
+            StoreError: the store could not be read.
+            CoordinatorUnavailableError: Redis failed (restoring again is safe).
+        """
+        recording = self.store.recording
+        if recording is None:
+            raise ConfigurationError("restore() needs a run store: PlanRuntime(..., store=...)")
+        restored = 0
+        for state in await recording.recorder.unfinished_runs(recording.scope):
+            if state.status.terminal:
+                continue  # a store that returns one anyway: a finished run stays finished
+            now_ms = int(time.time() * 1000)
+            written, version = await self.store.restore(state, state.created_ms or now_ms)
+            if version != state.version:
+                # Redis holds another version: it was not lost, and its drivers go on.
+                continue
+            restored += int(written)
+            left_s = (state.created_ms or now_ms) / 1000 + self.flags.run_timeout_s - now_ms / 1000
+            await self._send_self(
+                deadline_message_id(state.run_id),
+                DEADLINE_KIND,
+                state.run_id,
+                delay_s=left_s if left_s > 0 else None,
+            )
+            await self.driver.rearm(state)
+            await self._send_self(
+                f"run:{state.run_id}:restored:{state.version}", KICK_KIND, state.run_id
+            )
+        self._log.info("runs_restored", restored=restored)
+        return restored
 
     # --- the driver -------------------------------------------------------------------------
 

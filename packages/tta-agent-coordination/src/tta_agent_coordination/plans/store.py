@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
 from typing import Any, TypeVar, cast
 
 from redis.commands.core import AsyncScript
@@ -23,6 +22,8 @@ from tta_agent_coordination.plans.errors import RunNotFoundError
 from tta_agent_coordination.plans.keys import PlanKeys
 from tta_agent_coordination.plans.machine import RunState
 from tta_agent_coordination.plans.models import RunEvent, RunStatus
+from tta_agent_coordination.plans.record import RunRecording
+from tta_agent_coordination.redis.lua import package_script
 
 __all__ = ["RunStore", "RunSummary"]
 
@@ -36,8 +37,7 @@ def _text(value: Any) -> str:
 
 
 def _script(name: str) -> str:
-    path = resources.files("tta_agent_coordination.plans").joinpath("scripts", f"{name}.lua")
-    return path.read_text(encoding="utf-8")
+    return package_script("tta_agent_coordination.plans", name)
 
 
 def _event_args(events: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -76,17 +76,26 @@ class RunStore:
         prefix: the key prefix (the coordinator's ``keys.prefix``).
         events_max_len: events kept per run (approximately).
         retention_s: how long a finished run stays.
+        recording: where committed changes are also recorded (write-behind), if anywhere.
     """
 
     def __init__(
-        self, redis: RedisClient, prefix: str, *, events_max_len: int, retention_s: float
+        self,
+        redis: RedisClient,
+        prefix: str,
+        *,
+        events_max_len: int,
+        retention_s: float,
+        recording: RunRecording | None = None,
     ) -> None:
         self._redis = redis
+        self.recording = recording
         self.keys = PlanKeys(prefix)
         self._max_len = events_max_len
         self._retention_ms = max(1, int(retention_s * 1000))
         self._create: AsyncScript = redis.register_script(_script("run_create"))
         self._advance: AsyncScript = redis.register_script(_script("run_advance"))
+        self._restore: AsyncScript = redis.register_script(_script("run_restore"))
 
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -113,7 +122,10 @@ class RunStore:
             "run index",
             lambda: self._redis.zadd(self.keys.index, {state.run_id: created_ms}, nx=True),
         )
-        return int(raw[0]) == 1
+        created = int(raw[0]) == 1
+        if created and self.recording is not None:
+            await self.recording.note(state.model_copy(update={"version": 1}), events)
+        return created
 
     async def load(self, run_id: str) -> RunState | None:
         """The run's state with its current version; None when it does not exist."""
@@ -165,7 +177,47 @@ class RunStore:
         outcome = int(raw[0])
         if outcome == -1:
             raise RunNotFoundError(before.run_id)
+        if outcome == 1 and self.recording is not None:
+            await self.recording.note(stored, events)
         return outcome == 1
+
+    async def ensure_recorded(self, state: RunState) -> None:
+        """Write-through: make sure the recorder holds ``state`` (no-op without one).
+
+        Raises:
+            StoreError: the recorder failed.
+        """
+        if self.recording is not None:
+            await self.recording.ensure(state)
+
+    async def restore(self, state: RunState, created_ms: int) -> tuple[bool, int]:
+        """Put a recorded run back (after a Redis loss) unless Redis holds it already.
+
+        Writes the state with its recorded version and a ``restored`` event, atomically,
+        only when the run's state key does not exist. Returns (written, the version Redis
+        holds now).
+
+        Raises:
+            CoordinatorUnavailableError: Redis failed.
+        """
+        keys = self.keys.run(state.run_id)
+        data = {"version": state.version, "status": state.status.value}
+        argv = [
+            _dump(state),
+            state.status.value,
+            state.version,
+            self._max_len,
+            "restored",
+            json.dumps(data, separators=(",", ":"), sort_keys=True),
+        ]
+        raw = await self._call(
+            "run restore", lambda: self._restore(keys=[keys.state, keys.log], args=argv)
+        )
+        await self._call(
+            "run index",
+            lambda: self._redis.zadd(self.keys.index, {state.run_id: created_ms}, nx=True),
+        )
+        return int(raw[0]) == 1, int(raw[1])
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
         """The newest ``limit`` runs with their status; expired ones leave the index."""

@@ -428,8 +428,13 @@ class RedisMessageCoordinator(MessageCoordinator):
         return self._replier.router.expect(correlation_id, recipient)
 
     async def deliver_reply(self, address: ReplyAddress, reply: AgentMessage) -> None:
-        """Deliver ``reply`` to the reply inbox at ``address`` (any coordinator's)."""
-        await self._replier.router.deliver_to(address, reply)
+        """Deliver ``reply`` to the reply inbox at ``address`` (any coordinator's).
+
+        Traced as a ``reply`` span whose context the delivered reply carries.
+        """
+        carried, trace = self._core.tracing.delivered_reply(reply, address.inbox)
+        with trace:
+            await self._replier.router.deliver_to(address, carried)
 
     async def aclose(self) -> None:
         """Finish background subscription writes and store writes (the client stays open).

@@ -26,7 +26,7 @@ from redis.exceptions import NoScriptError
 from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CoordinatorUnavailableError
 
-__all__ = ["ScriptCall", "ScriptSet", "script_source"]
+__all__ = ["ScriptCall", "ScriptSet", "package_script", "script_source"]
 
 _INCLUDE = "--#include "
 
@@ -34,14 +34,25 @@ R = TypeVar("R")
 
 
 @cache
-def script_source(name: str) -> str:
-    """The text of ``scripts/<name>.lua``, read once."""
-    path = resources.files("tta_agent_coordination.redis").joinpath("scripts", f"{name}.lua")
+def package_script(package: str, name: str) -> str:
+    """The text of ``<package>/scripts/<name>.lua``, its ``--#include`` lines inlined.
+
+    Read once. Every module with scripts of its own (the queues here, ``interactions``,
+    ``plans``) loads them through this one function.
+    """
+    path = resources.files(package).joinpath("scripts", f"{name}.lua")
     lines = path.read_text(encoding="utf-8").splitlines()
     return "\n".join(
-        script_source(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
+        package_script(package, line.removeprefix(_INCLUDE).strip())
+        if line.startswith(_INCLUDE)
+        else line
         for line in lines
     )
+
+
+def script_source(name: str) -> str:
+    """The text of ``redis/scripts/<name>.lua`` (see :func:`package_script`)."""
+    return package_script("tta_agent_coordination.redis", name)
 
 
 class ScriptCall(NamedTuple, Generic[R]):

@@ -43,6 +43,7 @@ from tta_agents.migrate.entries import (
     to_agent_id,
 )
 from tta_agents.migrate.journal import Finished, FinishItem, SourceKind, finish, journal_value
+from tta_agents.migrate.states import StateSeeder, migrate_states
 
 __all__ = [
     "LEGACY_DEAD_HEADER",
@@ -128,6 +129,10 @@ class MigrationReport(BaseModel):
     queues: list[QueueMigration] = Field(default_factory=list[QueueMigration])
     subscriptions: int = 0
     """Legacy subscription sets moved (or that would move)."""
+    states_seeded: int = 0
+    """Saved agent states seeded into the registry (or that would be), when one is given."""
+    states_kept: int = 0
+    """Saved agent states not seeded because the registry already held one (a rerun)."""
     unmovable: list[Unmovable] = Field(default_factory=list[Unmovable])
     """Entries left in place, with the reason."""
 
@@ -359,14 +364,16 @@ async def migrate_keys(
     dry_run: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
     renames: Mapping[str, AgentId] | None = None,
+    registry: StateSeeder | None = None,
 ) -> MigrationReport:
     """Move every queued, delayed, reserved and dead legacy message into ``coordinator``.
 
     Run it with the original consumers stopped and before the new workers start (see
     ``docs/tta-key-migration.md``). Safe to run again, and to resume after a crash: each
-    message is enqueued once. Subscription sets move too. Agent records, breaker state,
-    the audit lists and TTA's application keys are left in place (:func:`legacy_report`
-    lists them).
+    message is enqueued once. Subscription sets move too, and, with ``registry``, each
+    agent record's saved state (for the agent's next registration; ``states.py``). Agent
+    records, breaker state, the audit lists and TTA's application keys are left in place
+    (:func:`legacy_report` lists them).
 
     Args:
         redis: a client of the server holding the legacy keys (not a Cluster client).
@@ -377,6 +384,8 @@ async def migrate_keys(
         chunk_size: messages per restore and journal call.
         renames: legacy ``"type:instance"`` -> the core id its queue and subscriptions
             move to (for agent names the core refuses; see ``legacy_report``).
+        registry: where saved agent states go (a ``RedisAgentRegistry`` on the new
+            prefix); None leaves them in the legacy records.
 
     Returns:
         What moved, per queue, and what was left in place and why.
@@ -411,4 +420,8 @@ async def migrate_keys(
             duplicates=counts.duplicates,
         )
     await _subscriptions(redis, coordinator, keys, report, renames)
+    if registry is not None:
+        states = await migrate_states(redis, registry, keys, renames=renames, dry_run=dry_run)
+        report.states_seeded, report.states_kept = states.seeded, states.kept
+        report.unmovable += states.unmovable
     return report

@@ -365,7 +365,8 @@ def _payload(step: Step, context: Mapping[str, Any]) -> dict[str, Any]:
     if step.kind is StepKind.WBA:
         return {
             "world_id": config.get("world_id") or context.get("session_id") or "default",
-            "updates": config.get("updates") or context.get("world_updates"),
+            # WBARequest.updates is a dict: no updates is {}, never None.
+            "updates": config.get("updates") or context.get("world_updates") or {},
         }
     narrative: dict[str, Any] = {**config.get("context", {}), **context}
     return {

@@ -2,7 +2,9 @@
 
 ``register(app)`` adds the command (``tta_agent_coordination.cli.app`` calls it). The
 script itself is :mod:`.scenario` (library code that returns a :class:`DemoResult`), the
-display is :mod:`.view` and the fault injection :mod:`.outage`. See ``docs/demo.md``.
+display is :mod:`.view`, the fault injection :mod:`.outage`, the TTA scene (run when
+``tta_agents`` is installed, loaded at run time) :mod:`.tta_scene` and the plan scene
+:mod:`.plan_scene`. See ``docs/demo.md``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tta_agent_coordination.observability.logging import configure_logging
 from tta_agent_coordination.redis.keys import KeySpace
 
 from .scenario import DemoResult, DemoScenario, DemoSettings, run_demo
-from .view import LiveView, PlainLog, summary_table
+from .view import LiveView, PlainLog, plan_steps_table, summary_table, tta_turns_table
 
 __all__ = ["DemoResult", "DemoScenario", "DemoSettings", "demo", "register", "run_demo"]
 
@@ -86,6 +88,10 @@ def demo(
         result = asyncio.run(
             _run(state, url, prefix, console, use_live, pause, explicit_prefix=key_prefix)
         )
+        if result.tta is not None:
+            console.print(tta_turns_table(result.tta))
+        if result.plan is not None:
+            console.print(plan_steps_table(result.plan))
         console.print(summary_table(result))
         if not result.ok:
             for problem in result.problems:
@@ -122,12 +128,15 @@ async def _run(
         console.print(f"tta-coord demo on {where}, key prefix {prefix}", markup=False)
         settings = DemoSettings(pause_s=pause)
         try:
+            plain = None if use_live else PlainLog(Console(highlight=False, soft_wrap=True))
+            scenario = DemoScenario(client, prefix, settings, on_event=plain)
+            if scenario.tta_skipped is not None:
+                # One line, however narrow the terminal.
+                console.print(scenario.tta_skipped, style="yellow", markup=False, soft_wrap=True)
             if use_live:
-                scenario = DemoScenario(client, prefix, settings)
                 with LiveView(scenario, console):
                     return await scenario.run()
-            plain = PlainLog(Console(highlight=False, soft_wrap=True))  # one line per event
-            return await run_demo(client, prefix, settings=settings, on_event=plain)
+            return await scenario.run()  # plain: one line per event
         finally:
             if url is not None:
                 await _delete_prefix(client, prefix)

@@ -8,8 +8,16 @@ Agents (each worker with its own registry, as separate processes would have):
   command, publish a ``world_changed`` event and reply;
 * ``narrative_generator:n1`` — a worker subscribed to events, narrating each change.
 
-The script, in four acts:
+The script, in four acts (five with ``tta_agents`` installed):
 
+0. **TTA** — only when the ``tta-agents`` package is importable (:mod:`.tta_scene`):
+   three players' turns run at once through ``tta_agents``' ``TTAPipeline`` (input
+   processor → world builder → narrative generator) to real ``ipa_worker`` /
+   ``wba_worker`` / ``nga_worker`` workers with rule-based adapters; two world-builder
+   instances share the type queue and the pipeline's progress events are shown as they
+   arrive. Its workers stop before act 1 (whose world builders use the same type queue).
+   Then the **plan** scene (:mod:`.plan_scene`, in act 0 too): a task planned by rules
+   into steps on agents; a step fails once and is retried, a reflection replans once.
 1. **Play** — five commands at once, four to any ``world_builder`` (the type queue w1
    and w2 share: whichever instance is free takes each) and one to ``w2`` itself.
    ``open the gate`` fails transiently on its first delivery and is retried after a
@@ -58,6 +66,8 @@ from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState, WorkerStats
 
 from .outage import OutageGuard
+from .plan_scene import PlanScene, PlanSceneResult
+from .tta_scene import TTAAgentsUnavailable, TTAScene, TTASceneResult, load_tta_agents
 
 __all__ = [
     "COMMANDS",
@@ -126,6 +136,10 @@ class DemoSettings:
     """How long Redis stays down once the breaker has opened."""
     retry_delay_s: float = 0.2
     """Backoff before a transiently failed message is delivered again."""
+    tta_scene: bool = True
+    """Open with the TTA scene when ``tta_agents`` is installed (False: never)."""
+    plan_scene: bool = True
+    """Run the plan scene (:mod:`.plan_scene`) after the TTA scene (False: never)."""
 
 
 class PlayerCommand(BaseModel):
@@ -230,6 +244,13 @@ class DemoResult:
     error: str | None = None
     """Why the script stopped early, if it did."""
     checks: list[Check] = field(default_factory=list[Check])
+    tta: TTASceneResult | None = None
+    """What the TTA scene did (None when it did not run)."""
+    tta_skipped: str | None = None
+    """Why the TTA scene did not run: ``tta_agents`` is missing (None: it ran, or was
+    turned off with ``DemoSettings.tta_scene``)."""
+    plan: PlanSceneResult | None = None
+    """What the plan scene did (None when it did not run)."""
 
     @property
     def ok(self) -> bool:
@@ -312,8 +333,44 @@ class DemoScenario:
         self._directory = self._registry(self._settings.heartbeat_ttl_s)
         self._frozen = asyncio.Event()
         self._never = asyncio.Event()
+        self.tta: TTAScene | None = None
+        """The TTA scene, when ``tta_agents`` is installed (and the settings want it)."""
+        if self._settings.tta_scene:
+            try:
+                api = load_tta_agents()
+            except TTAAgentsUnavailable as exc:
+                self._result.tta_skipped = str(exc)
+            else:
+                self.tta = TTAScene(
+                    api,
+                    self.coordinator,
+                    lambda: self._registry(self._settings.heartbeat_ttl_s),
+                    lambda agent, text, level: self._emit(agent, text, level),
+                    step_timeout_s=self._settings.step_timeout_s,
+                    worker_options={
+                        "poll_interval": 0.3,
+                        "maintenance_interval": 0.3,
+                        "visibility_timeout": 5.0,
+                        "grace_period": 2.0,
+                    },
+                )
+
+        self.plan: PlanScene | None = None
+        """The plan scene (None when the settings leave it out)."""
+        if self._settings.plan_scene:
+            self.plan = PlanScene(
+                client,
+                key_prefix,
+                lambda agent, text, level: self._emit(agent, text, level),
+                step_timeout_s=self._settings.step_timeout_s,
+            )
 
     # --- observing ----------------------------------------------------------------------
+
+    @property
+    def tta_skipped(self) -> str | None:
+        """Why the TTA scene will not run (``tta_agents`` missing), in one line; else None."""
+        return self._result.tta_skipped
 
     def snapshot(self) -> DemoSnapshot:
         """The demo's state now, for a live view."""
@@ -322,8 +379,18 @@ class DemoScenario:
             act=self._act,
             elapsed=time.monotonic() - self._started,
             agents=[
-                AgentRow(m.label, m.role, m.worker.state.value, m.worker.stats)
-                for m in self._members
+                *(
+                    AgentRow(a.label, a.role, a.worker.state.value, a.worker.stats)
+                    for a in (self.tta.agents if self.tta is not None else [])
+                ),
+                *(
+                    AgentRow(label, role, worker.state.value, worker.stats)
+                    for label, role, worker in (self.plan.agents if self.plan else [])
+                ),
+                *(
+                    AgentRow(m.label, m.role, m.worker.state.value, m.worker.stats)
+                    for m in self._members
+                ),
             ],
             breaker=self.breaker.state.value,
             transitions=[f"{a} → {b}" for a, b in self._transitions],
@@ -422,6 +489,10 @@ class DemoScenario:
         result = self._result
         self._started = time.monotonic()
         try:
+            if self.tta is not None:
+                await self._tta_act(self.tta)
+            if self.plan is not None:
+                await self._plan_act(self.plan)
             await self._play()
             await self._crash()
             await self._outage()
@@ -481,6 +552,17 @@ class DemoScenario:
         if target.is_type_wide:
             self._result.shared_answered_by.append(str(reply.sender))
         self._emit("input_processor", f"{command!r} answered by {reply.payload['built_by']}", "ok")
+
+    async def _tta_act(self, scene: TTAScene) -> None:
+        self._begin("tta", "three players act at once: each turn is a TTAPipeline workflow")
+        self._result.tta = await scene.run()
+        self._emit("demo", "TTA agents stopped; their queues are empty", "ok")
+        await self._pause()
+
+    async def _plan_act(self, scene: PlanScene) -> None:
+        self._begin("plan", "a task planned into steps on agents, with a retry and a replan")
+        self._result.plan = await scene.run()
+        await self._pause()
 
     async def _play(self) -> None:
         self._begin("play", "starting world_builder w1 and w2, narrative_generator n1")
@@ -619,6 +701,10 @@ class DemoScenario:
 
     async def _teardown(self) -> None:
         self._never.set()  # release a frozen handler that is somehow still waiting
+        if self.tta is not None:
+            await self.tta.stop()  # a no-op unless the scene failed half-way
+        if self.plan is not None:
+            await self.plan.stop()  # likewise
         for member in self._members:
             await member.worker.stop(grace_period=2.0)
         for member in self._members:
@@ -699,7 +785,23 @@ class DemoScenario:
             check("breaker state at the end", "closed", r.breaker_final),
             check("calls refused fast while open", "> 0", r.rejected, r.rejected > 0),
             check("messages left unsettled", 0, r.unsettled),
+            *(Check(name, str(e), str(a), ok) for name, e, a, ok in self._tta_checks()),
+            *(Check(name, str(e), str(a), ok) for name, e, a, ok in self._plan_checks()),
         ]
+
+    def _tta_checks(self) -> list[tuple[str, object, object, bool]]:
+        if self.tta is None:
+            return []
+        if self._result.tta is None:  # it stopped early: the error says why
+            return [("TTA scene ran to its end", "yes", "no", False)]
+        return self.tta.checks()
+
+    def _plan_checks(self) -> list[tuple[str, object, object, bool]]:
+        if self.plan is None:
+            return []
+        if self._result.plan is None:  # it stopped early: the error says why
+            return [("plan scene ran to its end", "yes", "no", False)]
+        return self.plan.checks()
 
 
 def _short(label: str | None) -> str | None:

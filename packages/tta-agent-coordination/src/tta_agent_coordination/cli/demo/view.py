@@ -14,9 +14,18 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .plan_scene import PlanSceneResult
 from .scenario import DemoEvent, DemoResult, DemoScenario, DemoSnapshot
+from .tta_scene import TTASceneResult
 
-__all__ = ["LiveView", "PlainLog", "render_snapshot", "summary_table"]
+__all__ = [
+    "LiveView",
+    "PlainLog",
+    "plan_steps_table",
+    "render_snapshot",
+    "summary_table",
+    "tta_turns_table",
+]
 
 _STYLES = {"info": "", "ok": "green", "warn": "yellow", "error": "bold red"}
 _BREAKER_STYLES = {"closed": "green", "half_open": "yellow", "open": "bold red"}
@@ -134,4 +143,45 @@ def summary_table(result: DemoResult) -> Table:
     for check in result.checks:
         mark = Text("ok", style="green") if check.ok else Text("FAIL", style="bold red")
         table.add_row(check.name, check.expected, check.actual, mark)
+    return table
+
+
+def tta_turns_table(scene: TTASceneResult) -> Table:
+    """The TTA scene's turns: what each player typed, who answered, and the narrative."""
+    table = Table(title="the TTA scene: each turn's narrative", title_justify="left")
+    table.add_column("player")
+    table.add_column("typed")
+    table.add_column("answered by (ipa → wba → nga)")
+    table.add_column("narrative")
+    for turn in scene.turns:
+        answered = " → ".join(
+            turn.answered_by.get(step, "-").rpartition(":")[2] for step in ("ipa", "wba", "nga")
+        )
+        story = (
+            Text(turn.narrative)
+            if turn.status == "completed" and turn.narrative
+            else Text(f"{turn.status}: {(turn.error or '-').splitlines()[0]}", style="bold red")
+        )
+        table.add_row(turn.player, turn.text, answered, story)
+    return table
+
+
+def plan_steps_table(scene: PlanSceneResult) -> Table:
+    """The plan scene's step attempts, in order: plan version, step, attempt, who, outcome."""
+    table = Table(
+        title=f"the plan scene: {scene.status}, {scene.replans} replan(s)", title_justify="left"
+    )
+    for name in ("plan", "step", "attempt", "answered by", "outcome"):
+        table.add_column(name)
+    ran_by = {run.message_id: run.by for run in scene.executions}
+    for record in scene.attempts:
+        result = record.result
+        outcome = (
+            Text("ok", style="green")
+            if result.ok
+            else Text(f"failed: {result.error.message if result.error else '-'}", "yellow")
+        )
+        # Who ran the attempt's request (a failed one has no reply naming it).
+        by = ran_by.get(f"run:{scene.run_id}:{record.key}", "-")
+        table.add_row(str(record.plan_version), record.step_id, str(record.attempt), by, outcome)
     return table

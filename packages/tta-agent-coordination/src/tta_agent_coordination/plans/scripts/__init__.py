@@ -1,3 +1,3 @@
-"""Lua scripts of the plan runtime (``run_create.lua``, ``run_advance.lua``)."""
+"""Lua scripts of the plan runtime (``run_create``, ``run_advance``, ``run_restore``)."""
 
 __all__: list[str] = []

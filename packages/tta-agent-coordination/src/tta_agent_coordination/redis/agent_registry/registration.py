@@ -50,6 +50,7 @@ from tta_agent_coordination.redis.agent_registry.scripts import (
     parse_register,
     peek_call,
     register_call,
+    seed_state_call,
 )
 from tta_agent_coordination.store import AgentEvent, AgentEventKind
 
@@ -282,6 +283,22 @@ class Registrations:
         core.log.info("deregistered", agent=str(agent_id), found=result.outcome == "ok")
         await self._record_gone(agent_id)
         return True
+
+    async def seed_state(self, agent_id: AgentId, state: Any, *, replace: bool) -> bool:
+        """Store ``state`` for ``agent_id``'s next registration; see the registry's method."""
+        core = self._core
+        state_json = dump_json(state, f"state of {agent_id}", core.config.max_state_bytes)
+        call = seed_state_call(
+            core.keys,
+            agent_id,
+            state_json,
+            retention_ms=core.config.retention_ms,
+            replace=replace,
+        )
+        outcome = int(await core.run(call))
+        if outcome < 0:
+            raise AgentAlreadyRegisteredError(str(agent_id))
+        return outcome == 1
 
     async def evict(self, agent_id: AgentId) -> bool:
         """Remove ``agent_id``'s registration whoever owns it; whether there was one."""

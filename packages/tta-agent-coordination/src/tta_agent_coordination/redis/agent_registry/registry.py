@@ -269,6 +269,24 @@ class RedisAgentRegistry(AgentRegistry):
         """
         return await self._registrations.deregister(agent, save_state=save_state)
 
+    async def seed_state(self, agent_id: AgentId, state: Any, *, replace: bool = False) -> bool:
+        """Store a saved state for ``agent_id``, for its next registration to import.
+
+        For an agent that is not registered now: a migration from another system, or a
+        state moved from elsewhere. The agent's next ``register`` hands it to its
+        ``import_state`` hook, as a state it exported itself would be; it is kept for the
+        registry's ``state_retention_s``. Returns whether it was stored: a state already
+        there is kept unless ``replace``.
+
+        Raises:
+            AgentAlreadyRegisteredError: the agent is held by a live owner (its own
+                heartbeats write its state).
+            RegistrationValidationError: ``state`` is not JSON-serialisable, or is over
+                ``max_state_bytes``.
+            RegistryUnavailableError: Redis failed.
+        """
+        return await self._registrations.seed_state(agent_id.concrete(), state, replace=replace)
+
     async def evict(self, agent_id: AgentId) -> bool:
         """Remove ``agent_id``'s registration whoever owns it (an operator's tool).
 

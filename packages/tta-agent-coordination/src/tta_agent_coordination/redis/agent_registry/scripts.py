@@ -47,6 +47,7 @@ __all__ = [
     "read_call",
     "reap_call",
     "register_call",
+    "seed_state_call",
 ]
 
 
@@ -112,6 +113,17 @@ def parse_peek(raw: Any) -> PeekResult:
     """The result of ``registry_peek``: ``{held ms, has state (1/0), state}``."""
     held_ms, has_state, state = raw
     return PeekResult(int(held_ms), text(state) if int(has_state) else None)
+
+
+def seed_state_call(
+    keys: KeySpace, agent_id: AgentId, state_json: str, *, retention_ms: int, replace: bool
+) -> ScriptCall:
+    """Store ``state_json`` as ``agent_id``'s saved state unless it is live (or has one)."""
+    return ScriptCall(
+        "registry_seed_state",
+        [keys.registry_liveness, keys.registry_state(agent_id)],
+        [str(agent_id), state_json, retention_ms, 1 if replace else 0],
+    )
 
 
 # --- registry_register ------------------------------------------------------------------
