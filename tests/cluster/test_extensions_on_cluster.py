@@ -1,4 +1,4 @@
-"""Conversations and plan runs on the local Cluster: the examples, run as a user would.
+"""Conversations, meetings and plan runs on the local Cluster: the examples, run as a user would.
 
 Each example runs in a subprocess with ``TTA_COORD_REDIS_URL`` set to the Cluster (its
 scripts keep one hash tag each; its keys are deleted after on every primary) and must
@@ -24,6 +24,7 @@ EXAMPLES = [
     ROOT / "examples" / "conversations" / "support_desk.py",
     ROOT / "examples" / "conversations" / "task_pipeline.py",
     ROOT / "examples" / "plans" / "research_report.py",
+    ROOT / "examples" / "meetings" / "brainstorm.py",
 ]
 
 

@@ -34,6 +34,31 @@ def test_migrations_are_shipped_in_order():
     versions = [v for v, _, _ in migrations()]
     assert versions == sorted(versions)
     assert versions[0] == 1
+    assert {1, 2, 3, 5} <= set(versions)  # 0005 meetings (0004 is plan runs, in parallel)
+
+
+async def test_missing_versions_apply_across_a_gap(pg_dsn, schema, monkeypatch):
+    # A schema migrated while a version was absent (0005 shipped before 0004) gets the
+    # missing one later; what is applied stays applied.
+    from tta_agent_coordination_postgres import store as store_module
+
+    shipped = migrations()
+    gap = [m for m in shipped if m[0] != 4 and m[0] <= 5]
+    later = [*shipped, (max(v for v, _, _ in shipped) + 1, "later", "CREATE TABLE later (x int)")]
+    async with PostgresMessageStore(pg_dsn, schema=schema) as store:
+        monkeypatch.setattr(store_module, "migrations", lambda: [m for m in gap if m[0] != 3])
+        first = await store.migrate()
+        assert 3 not in first
+        assert 5 in first
+        monkeypatch.setattr(store_module, "migrations", lambda: later)
+        second = await store.migrate()
+        assert 3 in second
+        assert later[-1][0] in second
+        assert not set(first) & set(second)
+        assert {"meetings", "meeting_events", "meeting_participants", "later"} <= await tables(
+            pg_dsn, schema
+        )
+        await store.drop_schema()
 
 
 async def test_fresh_then_repeated(pg_dsn, schema):

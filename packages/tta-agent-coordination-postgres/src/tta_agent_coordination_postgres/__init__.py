@@ -23,6 +23,7 @@ from tta_agent_coordination_postgres.conversations import (
     StoredConversation,
 )
 from tta_agent_coordination_postgres.errors import StoreConfigurationError, StoreNotMigratedError
+from tta_agent_coordination_postgres.meetings import PostgresMeetingStore
 from tta_agent_coordination_postgres.models import (
     StoredAgent,
     StoredEvent,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_SCHEMA",
     "PostgresInteractionStore",
+    "PostgresMeetingStore",
     "PostgresMessageStore",
     "PostgresPlanRunStore",
     "StoreConfigurationError",

@@ -12,7 +12,19 @@ import typer
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.observability.logging import configure_logging
 
-from . import dashboard, dlq, doctor, exporter, inspect, queues, recover, runs, send, worker
+from . import (
+    dashboard,
+    dlq,
+    doctor,
+    exporter,
+    inspect,
+    meetings,
+    queues,
+    recover,
+    runs,
+    send,
+    worker,
+)
 from .connect import CliState
 from .errors import EXIT_USAGE, fail, warn
 from .global_options import GlobalOptionsGroup
@@ -38,6 +50,7 @@ BUILTIN_COMMANDS = frozenset(
         "request",
         "dashboard",
         "runs",
+        "meetings",
     }
 )
 """Command names plugins cannot take."""
@@ -159,6 +172,7 @@ def build_app(*, plugins: bool = True) -> typer.Typer:
     send.register(app)
     app.add_typer(dlq.app, name="dlq")
     app.add_typer(runs.app, name="runs")
+    app.add_typer(meetings.app, name="meetings")
     recover.register(app)
     doctor.register(app)
     worker.register(app)

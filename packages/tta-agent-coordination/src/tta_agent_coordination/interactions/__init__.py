@@ -7,8 +7,8 @@
         await messaging.register_agent(AgentId("support", "s1"), organization="acme")
         answer = await messaging.sync_conversation.send_and_wait(a, b, {"q": "hi"})
 
-See docs/conversations.md. Meetings (turn-based group conversations) will share the
-directory, keys and scripts layout of this package.
+See docs/conversations.md and docs/meetings.md (turn-based group conversations:
+``messaging.meeting``).
 """
 
 from tta_agent_coordination.interactions.errors import (
@@ -19,13 +19,32 @@ from tta_agent_coordination.interactions.errors import (
     ConversationTimeoutError,
     CrossOrganizationError,
     InboxFullError,
+    MeetingError,
+    MeetingNotFoundError,
+    MeetingStateError,
+    MeetingWaitTimeoutError,
     MessageNotDeliveredError,
     NoHandlerError,
+    NotInvitedError,
+    NotMeetingHostError,
+    NotYourTurnError,
     OrganizationNotFoundError,
     PayloadError,
+    TurnExpiredError,
 )
 from tta_agent_coordination.interactions.handlers import ConversationContext, ConversationHandler
 from tta_agent_coordination.interactions.inbox import AsyncConversation
+from tta_agent_coordination.interactions.meeting_clock import MeetingClock
+from tta_agent_coordination.interactions.meeting_models import (
+    MeetingEvent,
+    MeetingEventType,
+    MeetingParticipant,
+    MeetingStatus,
+    MeetingStatusValue,
+    ParticipantState,
+    Turn,
+)
+from tta_agent_coordination.interactions.meetings import MeetingEventHandler, Meetings
 from tta_agent_coordination.interactions.messaging import AgentMessaging
 from tta_agent_coordination.interactions.models import (
     AgentProfile,
@@ -35,7 +54,11 @@ from tta_agent_coordination.interactions.models import (
     RestoreReport,
 )
 from tta_agent_coordination.interactions.one_way import OneWayMessenger
-from tta_agent_coordination.interactions.store import InteractionStore, OpenConversation
+from tta_agent_coordination.interactions.store import (
+    InteractionStore,
+    MeetingStore,
+    OpenConversation,
+)
 from tta_agent_coordination.interactions.sync import SyncConversation
 
 __all__ = [
@@ -53,14 +76,33 @@ __all__ = [
     "CrossOrganizationError",
     "InboxFullError",
     "InteractionStore",
+    "MeetingClock",
+    "MeetingError",
+    "MeetingEvent",
+    "MeetingEventHandler",
+    "MeetingEventType",
+    "MeetingNotFoundError",
+    "MeetingParticipant",
+    "MeetingStateError",
+    "MeetingStatus",
+    "MeetingStatusValue",
+    "MeetingStore",
+    "MeetingWaitTimeoutError",
+    "Meetings",
     "MessageKind",
     "MessageNotDeliveredError",
     "NoHandlerError",
+    "NotInvitedError",
+    "NotMeetingHostError",
+    "NotYourTurnError",
     "OneWayMessenger",
     "OpenConversation",
     "Organization",
     "OrganizationNotFoundError",
+    "ParticipantState",
     "PayloadError",
     "RestoreReport",
     "SyncConversation",
+    "Turn",
+    "TurnExpiredError",
 ]

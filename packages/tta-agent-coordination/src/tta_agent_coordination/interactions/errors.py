@@ -16,10 +16,18 @@ __all__ = [
     "ConversationTimeoutError",
     "CrossOrganizationError",
     "InboxFullError",
+    "MeetingError",
+    "MeetingNotFoundError",
+    "MeetingStateError",
+    "MeetingWaitTimeoutError",
     "MessageNotDeliveredError",
     "NoHandlerError",
+    "NotInvitedError",
+    "NotMeetingHostError",
+    "NotYourTurnError",
     "OrganizationNotFoundError",
     "PayloadError",
+    "TurnExpiredError",
 ]
 
 
@@ -125,3 +133,69 @@ class MessageNotDeliveredError(AgentMessagingError):
         super().__init__(f"the message to {recipient} was not enqueued: {reason}")
         self.recipient = recipient
         self.reason = reason
+
+
+class MeetingError(AgentMessagingError):
+    """Root of the meeting errors; carries the meeting's id."""
+
+    def __init__(self, meeting_id: str, detail: str) -> None:
+        super().__init__(f"meeting {meeting_id}: {detail}")
+        self.meeting_id = meeting_id
+
+
+class MeetingNotFoundError(MeetingError, LookupError):
+    """No meeting has this id (never created, or expired from Redis)."""
+
+    def __init__(self, meeting_id: str) -> None:
+        super().__init__(meeting_id, "no such meeting")
+
+
+class NotMeetingHostError(MeetingError, PermissionError):
+    """Only the meeting's host may do this (start or end it)."""
+
+    def __init__(self, meeting_id: str, agent: str) -> None:
+        super().__init__(meeting_id, f"{agent} is not the host")
+        self.agent = agent
+
+
+class NotInvitedError(MeetingError, PermissionError):
+    """The agent was not invited to the meeting."""
+
+    def __init__(self, meeting_id: str, agent: str) -> None:
+        super().__init__(meeting_id, f"{agent} was not invited")
+        self.agent = agent
+
+
+class NotYourTurnError(MeetingError):
+    """Only the current speaker may speak."""
+
+    def __init__(self, meeting_id: str, agent: str, speaker: str, turn: int) -> None:
+        super().__init__(meeting_id, f"turn {turn} is {speaker}'s, not {agent}'s")
+        self.agent = agent
+        self.speaker = speaker
+        self.turn = turn
+
+
+class TurnExpiredError(NotYourTurnError):
+    """The agent's turn timed out before its message arrived: recorded as late, refused."""
+
+    def __init__(self, meeting_id: str, agent: str, turn: int) -> None:
+        MeetingError.__init__(
+            self, meeting_id, f"{agent}'s turn {turn} timed out before the message arrived"
+        )
+        self.agent = agent
+        self.speaker = agent
+        self.turn = turn
+
+
+class MeetingStateError(MeetingError):
+    """The meeting is not in a state that allows this (speaking before start, after end...)."""
+
+
+class MeetingWaitTimeoutError(MeetingError, TimeoutError):
+    """``wait_for_turn`` reached its timeout before the agent's turn came."""
+
+    def __init__(self, meeting_id: str, agent: str, timeout: float) -> None:
+        super().__init__(meeting_id, f"{agent}'s turn did not come within {timeout:g} s")
+        self.agent = agent
+        self.timeout = timeout

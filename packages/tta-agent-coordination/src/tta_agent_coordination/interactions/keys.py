@@ -26,10 +26,26 @@ names never start with ``_``)::
     <p>:{_inbox:<agent>}:seen               zset   message id -> arrival ms (dedupe window)
     <p>:{_inbox:<agent>}:meta               hash   seq (arrival counter)
 
+    <p>:{_mtg:<id>}:state                   hash   host, status, turn, speaker, speaker_seq,
+                                                   deadline (ms, server clock), turn_ms,
+                                                   max_turns, seq (join counter), created,
+                                                   started, ended, end_reason, to_agent and
+                                                   to_turn (the last timed-out turn)
+    <p>:{_mtg:<id>}:members                 hash   agent -> invited | attending | left
+    <p>:{_mtg:<id>}:order                   zset   attending agent -> join sequence (the
+                                                   round-robin order)
+    <p>:{_mtg:<id>}:events                  stream every event (MAXLEN ~ cap): the history
+                                                   and the wake-up of waiters
+    <p>:{_mtgidx}:due                       zset   meeting id -> a time (ms) at or before its
+                                                   turn's deadline (the meeting clock's index)
+    <p>:{_mtgidx}:all                       zset   meeting id -> creation ms (listing)
+
 The directory is one slot (``{_dir}``) because registering an agent changes its own hash
 and its organization's member set at once. A conversation is keyed by ``cid``, a digest
 of its *sorted* pair (:func:`pair_id`), so both sides find the same keys; meetings (a
-later feature) get their own ``{_mtg:<id>}`` tag beside these.
+later feature) get their own ``{_mtg:<id>}`` tag beside these. The meeting index
+(``{_mtgidx}``) is its own slot: it is a hint kept at or before each meeting's real
+deadline (deadlines only grow), never the state.
 """
 
 from __future__ import annotations
@@ -45,6 +61,8 @@ __all__ = [
     "ConversationKeys",
     "InboxKeys",
     "InteractionKeys",
+    "MeetingKeys",
+    "check_meeting_id",
     "check_organization_id",
     "pair_id",
 ]
@@ -64,6 +82,23 @@ def check_organization_id(org_id: str) -> str:
             f"invalid organization id {org_id!r}: use 1-128 letters, digits, '_', '.', '-'"
         )
     return org_id
+
+
+_MEETING_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_meeting_id(meeting_id: str) -> str:
+    """``meeting_id`` when it is a valid meeting id (it becomes part of key names).
+
+    Raises:
+        ConfigurationError: not 1-128 letters, digits, ``_ . -`` starting with a letter
+            or digit.
+    """
+    if not isinstance(meeting_id, str) or not _MEETING_RE.fullmatch(meeting_id):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ConfigurationError(
+            f"invalid meeting id {meeting_id!r}: use 1-128 letters, digits, '_', '.', '-'"
+        )
+    return meeting_id
 
 
 def pair_id(a: AgentId, b: AgentId) -> str:
@@ -95,6 +130,20 @@ class InboxKeys:
     def from_sender(self, sender: str) -> str:
         """The unread zset of the messages from ``sender`` (``str(agent_id)``)."""
         return f"{self.base}:from:{sender}"
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingKeys:
+    """The keys of one meeting (one hash slot), in the order its scripts take them."""
+
+    state: str
+    members: str
+    order: str
+    events: str
+
+    def all(self) -> list[str]:
+        """``[state, members, order, events]``: the ``KEYS`` of every meeting script."""
+        return [self.state, self.members, self.order, self.events]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +189,25 @@ class InteractionKeys:
             seen=f"{base}:seen",
             meta=f"{base}:meta",
         )
+
+    # --- meetings -----------------------------------------------------------------------
+
+    def meeting(self, meeting_id: str) -> MeetingKeys:
+        """The keys of the meeting ``meeting_id``."""
+        base = f"{self.prefix}:{{_mtg:{meeting_id}}}"
+        return MeetingKeys(
+            state=f"{base}:state",
+            members=f"{base}:members",
+            order=f"{base}:order",
+            events=f"{base}:events",
+        )
+
+    @property
+    def meetings_due(self) -> str:
+        """Zset: meeting id -> a time (ms) at or before its current turn's deadline."""
+        return f"{self.prefix}:{{_mtgidx}}:due"
+
+    @property
+    def meetings_all(self) -> str:
+        """Zset: meeting id -> creation time (ms), for listing."""
+        return f"{self.prefix}:{{_mtgidx}}:all"

@@ -9,6 +9,7 @@ docs/conversations.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,13 @@ from tta_agent_coordination.interactions.handlers import ConversationHandler, Ha
 from tta_agent_coordination.interactions.inbox import AsyncConversation
 from tta_agent_coordination.interactions.keys import InteractionKeys
 from tta_agent_coordination.interactions.lua import InteractionScripts
+from tta_agent_coordination.interactions.meeting_clock import MeetingClock
+from tta_agent_coordination.interactions.meeting_models import (
+    MeetingEvent,
+    MeetingEventType,
+    MeetingStatus,
+)
+from tta_agent_coordination.interactions.meetings import MeetingEventHandler, Meetings
 from tta_agent_coordination.interactions.models import (
     AgentProfile,
     ConversationMessage,
@@ -26,7 +34,7 @@ from tta_agent_coordination.interactions.models import (
     RestoreReport,
 )
 from tta_agent_coordination.interactions.one_way import OneWayMessenger
-from tta_agent_coordination.interactions.store import InteractionStore
+from tta_agent_coordination.interactions.store import InteractionStore, MeetingStore
 from tta_agent_coordination.interactions.sync import SyncConversation
 from tta_agent_coordination.interfaces import AgentRegistry
 from tta_agent_coordination.models import AgentId
@@ -60,6 +68,10 @@ class AgentMessaging:
         handler_visibility_timeout: seconds a handler's message stays leased before a
             process that died with it loses it to another (extended while it runs).
         handler_concurrency: handlers run at once per registered agent.
+        meeting_events_cap: about how many events Redis keeps per meeting (the store,
+            if it records meetings, keeps them all).
+        meeting_clock: run a :class:`MeetingClock` while started (``async with``), so
+            that this process also times out turns of meetings nobody watches.
 
     Raises:
         ConfigurationError: a setting is out of range.
@@ -79,6 +91,8 @@ class AgentMessaging:
         dedupe_window_s: float = 600,
         handler_visibility_timeout: float = 30.0,
         handler_concurrency: int = 8,
+        meeting_events_cap: int = 10_000,
+        meeting_clock: bool = False,
     ) -> None:
         for name, value in (
             ("max_payload_bytes", max_payload_bytes),
@@ -89,6 +103,7 @@ class AgentMessaging:
             ("dedupe_window_s", dedupe_window_s),
             ("handler_visibility_timeout", handler_visibility_timeout),
             ("handler_concurrency", handler_concurrency),
+            ("meeting_events_cap", meeting_events_cap),
         ):
             _positive(name, value)
         self.coordinator = coordinator
@@ -114,16 +129,32 @@ class AgentMessaging:
         self._one_way = OneWayMessenger(self)
         self._sync = SyncConversation(self)
         self._async = AsyncConversation(self)
+        self._meeting = Meetings(self, events_cap=int(meeting_events_cap))
+        self._clock = MeetingClock(self) if meeting_clock else None
+        self._clock_stop = asyncio.Event()
+        self._clock_task: asyncio.Task[None] | None = None
         self._log = get_logger(__name__, prefix=coordinator.keys.prefix)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start serving the registered handlers (``async with`` does it)."""
+        """Start serving the registered handlers (``async with`` does it).
+
+        With ``meeting_clock=True`` the meeting clock starts too.
+        """
         await self.handlers.start()
+        if self._clock is not None and self._clock_task is None:
+            self._clock_stop.clear()
+            self._clock_task = asyncio.create_task(
+                self._clock.run(self._clock_stop), name="tta-meeting-clock"
+            )
 
     async def aclose(self, grace_period: float | None = None) -> None:
-        """Stop the handlers' workers (the coordinator stays open)."""
+        """Stop the handlers' workers and the meeting clock (the coordinator stays open)."""
+        if self._clock_task is not None:
+            self._clock_stop.set()
+            await self._clock_task
+            self._clock_task = None
         await self.handlers.stop(grace_period)
 
     async def __aenter__(self) -> AgentMessaging:
@@ -149,6 +180,31 @@ class AgentMessaging:
     def async_conversation(self) -> AsyncConversation:
         """Inboxes: ``send``, ``get_unread_messages``, ``wait_for_message``, ..."""
         return self._async
+
+    @property
+    def meeting_clock(self) -> MeetingClock | None:
+        """The meeting clock this messaging runs (``meeting_clock=True``), else None."""
+        return self._clock
+
+    @property
+    def meeting(self) -> Meetings:
+        """Turn-based meetings: ``create_meeting``, ``speak``, ``wait_for_turn``, ..."""
+        return self._meeting
+
+    def register_event_handler(
+        self, event_type: MeetingEventType
+    ) -> Callable[[MeetingEventHandler], MeetingEventHandler]:
+        """Decorator: call the function for each meeting event of ``event_type``.
+
+        Called for the events this process's meeting calls add (see
+        :meth:`Meetings.add_event_handler`); a handler that raises is logged.
+        """
+
+        def register(fn: MeetingEventHandler) -> MeetingEventHandler:
+            self._meeting.add_event_handler(event_type, fn)
+            return fn
+
+        return register
 
     # --- directory ----------------------------------------------------------------------
 
@@ -227,7 +283,8 @@ class AgentMessaging:
         is unread or within the dedupe window, a pair with state). A restored inbox
         message is timed on its new arrival; a restored conversation is open with its
         recorded epoch and no wait (the waiters' reply inboxes were lost with Redis:
-        they time out).
+        they time out). With a store that records meetings, open meetings come back
+        too, their current turn restarted with a full turn duration.
 
         Raises:
             ConfigurationError: there is no store.
@@ -257,11 +314,15 @@ class AgentMessaging:
                 [first, second, epoch, self.retention_ms],
             )
             conversations += int(restored)
+        meetings = 0
+        if isinstance(self.store, MeetingStore):
+            meetings = await self._meeting.restore(await self.store.open_meetings())
         report = RestoreReport(
             organizations=len(organizations),
             agents=len(agents),
             inbox_messages=messages,
             conversations=conversations,
+            meetings=meetings,
         )
         self._log.info("interactions_restored", **report.model_dump())
         return report
@@ -285,6 +346,16 @@ class AgentMessaging:
                     conversation_id, AgentId.parse(a), AgentId.parse(b), status
                 ),
             )
+
+    async def record_meeting(self, status: MeetingStatus) -> None:
+        """Record a meeting and its participants, if the store records meetings."""
+        if isinstance(self.store, MeetingStore):
+            await self._record("meeting", self.store.record_meeting(status))
+
+    async def record_meeting_event(self, event: MeetingEvent) -> None:
+        """Record a meeting event, if the store records meetings."""
+        if isinstance(self.store, MeetingStore):
+            await self._record("meeting_event", self.store.record_meeting_event(event))
 
     async def _record(self, what: str, write: Any) -> None:
         # Redis holds the live state; the store is the record. A store that fails must

@@ -104,6 +104,7 @@ class RestoreReport(BaseModel):
         agents: agents registered again (all recorded ones with an organization).
         inbox_messages: unread inbox messages appended (not those still in Redis).
         conversations: open conversations whose state was missing and is back.
+        meetings: open meetings whose state was missing and is back.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -112,3 +113,4 @@ class RestoreReport(BaseModel):
     agents: int
     inbox_messages: int
     conversations: int
+    meetings: int = 0

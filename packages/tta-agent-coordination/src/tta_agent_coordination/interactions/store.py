@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from tta_agent_coordination.interactions.meeting_models import MeetingEvent, MeetingStatus
 from tta_agent_coordination.interactions.models import (
     AgentProfile,
     ConversationMessage,
@@ -21,7 +22,7 @@ from tta_agent_coordination.interactions.models import (
 )
 from tta_agent_coordination.models import AgentId
 
-__all__ = ["InteractionStore", "OpenConversation"]
+__all__ = ["InteractionStore", "MeetingStore", "OpenConversation"]
 
 
 class OpenConversation(Protocol):
@@ -79,4 +80,25 @@ class InteractionStore(Protocol):
 
     async def load_directory(self) -> tuple[list[Organization], list[AgentProfile]]:
         """Every recorded organization, and every agent recorded in one."""
+        ...
+
+
+@runtime_checkable
+class MeetingStore(Protocol):
+    """Records meetings: an :class:`InteractionStore` that also has these keeps meetings.
+
+    A store without them keeps working for conversations (meetings are then not
+    recorded). Writes are idempotent: a meeting upserts by id, an event by its id.
+    """
+
+    async def record_meeting(self, status: MeetingStatus) -> None:
+        """Insert or update a meeting and its participants."""
+        ...
+
+    async def record_meeting_event(self, event: MeetingEvent) -> None:
+        """Record one event (once per ``meeting_id`` and ``event_id``)."""
+        ...
+
+    async def open_meetings(self) -> Sequence[MeetingStatus]:
+        """The meetings not ended, with their participants, as last recorded."""
         ...
