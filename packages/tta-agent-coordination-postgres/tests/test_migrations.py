@@ -140,3 +140,13 @@ async def test_failed_migration_leaves_nothing(pg_dsn, schema, monkeypatch):
 
 def test_schema_names_are_unique():
     assert uuid.uuid4().hex != uuid.uuid4().hex
+
+
+def test_listing_the_migrations_keeps_the_exported_function() -> None:
+    import tta_agent_coordination_postgres as package
+
+    assert package.migrations()  # reads the migrations folder
+    assert callable(package.migrations)  # not rebound to the migrations subpackage
+    from tta_agent_coordination_postgres import migrations
+
+    assert [v for v, _, _ in migrations()] == sorted(v for v, _, _ in migrations())

@@ -126,7 +126,11 @@ def migrations() -> list[tuple[int, str, str]]:
     version a schema has not recorded, so a lower version shipped later still runs.
     """
     found: list[tuple[int, str, str]] = []
-    for entry in resources.files("tta_agent_coordination_postgres.migrations").iterdir():
+    # The directory through the package, not ``files("...migrations")``: that imports the
+    # subpackage, which rebinds ``tta_agent_coordination_postgres.migrations`` (this
+    # function, exported there) to the module for everyone who imports it afterwards.
+    folder = resources.files("tta_agent_coordination_postgres").joinpath("migrations")
+    for entry in folder.iterdir():
         match = _MIGRATION_RE.match(entry.name)
         if match:
             found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
@@ -134,7 +138,8 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 def _check_unique_versions(found: Sequence[tuple[int, str, str]]) -> None:
-    for (version, first, _), (other, second, _) in itertools.pairwise(found):
+    ordered = sorted(found, key=lambda m: m[0])
+    for (version, first, _), (other, second, _) in itertools.pairwise(ordered):
         if version == other:
             raise StoreConfigurationError(
                 f"migrations {version:04d}_{first}.sql and {other:04d}_{second}.sql share a "
