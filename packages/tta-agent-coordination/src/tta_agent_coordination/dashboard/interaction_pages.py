@@ -214,10 +214,12 @@ class InteractionPages:
             if scan == 0:
                 break
         agents = sorted((AgentId.parse(n) for n in names), key=str)[:AGENTS_PER_ORGANIZATION]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for agent in agents:
-                pipe.zcard(self.messaging.keys.inbox(agent).unread)
-            counts: list[Any] = await pipe.execute()
+        counts: list[Any] = []
+        if agents:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for agent in agents:
+                    pipe.zcard(self.messaging.keys.inbox(agent).unread)
+                counts = await pipe.execute()
         return OrganizationRow(
             org_id,
             agent_count,
