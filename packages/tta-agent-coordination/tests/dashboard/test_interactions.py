@@ -197,6 +197,7 @@ async def test_meeting_page_errors(client: Client) -> None:
     assert "invalid meeting id" in bad_id.text
     bad_cursor = await http.get("/meetings?cursor=yesterday")
     assert bad_cursor.status_code == 400
+    assert "invalid meeting cursor" in bad_cursor.text
     bad_count = await http.get("/meetings?count=0")
     assert bad_count.status_code == 400
 

@@ -132,7 +132,12 @@ class InteractionPages:
             ConfigurationError: ``cursor`` is malformed.
         """
         index = self.messaging.keys.meetings_all
-        top, skip = parse_cursor(cursor)
+        try:
+            top, skip = parse_cursor(cursor)
+        except ConfigurationError:
+            raise ConfigurationError(
+                f"invalid meeting cursor {cursor!r}: expected <created_ms>:<skip>"
+            ) from None
         raw = cast(
             "list[tuple[Any, float]]",
             await self._redis.zrevrangebyscore(
