@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from tta_agent_coordination.dashboard.auth import TokenCheck, check_token
+from tta_agent_coordination.dashboard.interaction_routes import interaction_routes
 from tta_agent_coordination.dashboard.params import query_int
 from tta_agent_coordination.dashboard.run_routes import run_routes
 from tta_agent_coordination.dashboard.sources import DashboardSources
@@ -320,6 +321,7 @@ def create_app(
             Route("/breakers", breakers),
             Route("/messages", message),
             *run_routes(sources, render, _authorise, page_size),
+            *interaction_routes(sources, render, page_size),
             Mount("/static", StaticFiles(packages=[(_PACKAGE, "static")]), name="static"),
         ],
         exception_handlers=handlers,

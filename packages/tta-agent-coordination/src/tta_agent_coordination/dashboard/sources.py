@@ -15,8 +15,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from tta_agent_coordination.agents import AgentRecord
 from tta_agent_coordination.clients import RedisClient
+from tta_agent_coordination.dashboard.interaction_pages import InteractionPages
 from tta_agent_coordination.dashboard.runs import RunPages
 from tta_agent_coordination.dashboard.samples import QueueSamples, sparkline_points
+from tta_agent_coordination.interactions import AgentMessaging
 from tta_agent_coordination.models import (
     AgentId,
     DeadLetter,
@@ -123,6 +125,8 @@ class DashboardSources:
     """The ``PlanRuntime`` instance whose driver hears of a cancel from the dashboard."""
     runs: RunPages = field(init=False)
     """The plan runs, a page at a time (made from ``runs_admin``)."""
+    interactions: InteractionPages = field(init=False)
+    """Meetings and the conversations' directory, a page at a time (read-only)."""
 
     def __post_init__(self) -> None:
         if self.breakers_dir is None:
@@ -132,6 +136,8 @@ class DashboardSources:
                 self.coordinator, instance=self.plan_instance, redis=self.redis
             )
         self.runs = RunPages(self.runs_admin, self.redis)
+        # Never started: no handler workers, no meeting clock; the pages only read.
+        self.interactions = InteractionPages(AgentMessaging(self.coordinator))
 
     @property
     def prefix(self) -> str:
