@@ -81,7 +81,7 @@ async def collect(redis_url: str | None) -> list[ReadableSpan]:
     prefix = "trace-demo"
     try:
         # Without the TTA and plan scenes: the documented traces are those of the demo's own acts.
-        settings = DemoSettings(pause_s=0, tta_scene=False, plan_scene=False)
+        settings = DemoSettings(pause_s=0, tta_scene=False, plan_scene=False, meeting_scene=False)
         result = await run_demo(client, prefix, settings=settings)
     finally:
         await delete_prefix(client, prefix)

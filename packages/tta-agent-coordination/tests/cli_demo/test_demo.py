@@ -53,6 +53,10 @@ async def test_the_scenario_ends_with_every_message_where_it_should(coordination
     assert result.rejected > 0
     assert result.unsettled == 0
     assert any(DOOMED in e.text and "replacement" in e.agent for e in events)
+    # The meeting scene ran in act 0: one silent turn timed out, the host ended it.
+    assert result.meeting is not None
+    assert (result.meeting.status, result.meeting.timeouts) == ("ended", ["dozy"])
+    assert any(e.act == "meeting" and "timed out" in e.text for e in events)
     assert {c.name for c in result.checks if not c.ok} == set()
 
 
@@ -70,6 +74,7 @@ def test_tta_coord_demo_runs_as_a_program():
     out = proc.stdout
     assert "embedded FakeRedis" in out
     assert "summary: did every message end where it should?" in out
+    assert "the meeting scene: ended (host), 1 timeout(s)" in out
     assert "FAIL" not in out
     assert "OK: every message ended where it should" in out
 

@@ -4,7 +4,7 @@
 script itself is :mod:`.scenario` (library code that returns a :class:`DemoResult`), the
 display is :mod:`.view`, the fault injection :mod:`.outage`, the TTA scene (run when
 ``tta_agents`` is installed, loaded at run time) :mod:`.tta_scene` and the plan scene
-:mod:`.plan_scene`. See ``docs/demo.md``.
+:mod:`.plan_scene` and the meeting scene :mod:`.meeting_scene`. See ``docs/demo.md``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ from tta_agent_coordination.observability.logging import configure_logging
 from tta_agent_coordination.redis.keys import KeySpace
 
 from .scenario import DemoResult, DemoScenario, DemoSettings, run_demo
-from .view import LiveView, PlainLog, plan_steps_table, summary_table, tta_turns_table
+from .view import (
+    LiveView,
+    PlainLog,
+    meeting_turns_table,
+    plan_steps_table,
+    summary_table,
+    tta_turns_table,
+)
 
 __all__ = ["DemoResult", "DemoScenario", "DemoSettings", "demo", "register", "run_demo"]
 
@@ -92,6 +99,8 @@ def demo(
             console.print(tta_turns_table(result.tta))
         if result.plan is not None:
             console.print(plan_steps_table(result.plan))
+        if result.meeting is not None:
+            console.print(meeting_turns_table(result.meeting))
         console.print(summary_table(result))
         if not result.ok:
             for problem in result.problems:

@@ -18,6 +18,8 @@ The script, in four acts (five with ``tta_agents`` installed):
    arrive. Its workers stop before act 1 (whose world builders use the same type queue).
    Then the **plan** scene (:mod:`.plan_scene`, in act 0 too): a task planned by rules
    into steps on agents; a step fails once and is retried, a reflection replans once.
+   Then the **meeting** scene (:mod:`.meeting_scene`, in act 0 too): a host and three
+   agents take turns; a silent agent's turn times out on the server clock.
 1. **Play** — five commands at once, four to any ``world_builder`` (the type queue w1
    and w2 share: whichever instance is free takes each) and one to ``w2`` itself.
    ``open the gate`` fails transiently on its first delivery and is retried after a
@@ -65,6 +67,7 @@ from tta_agent_coordination.resilience.guard import RedisGuard, redis_breaker
 from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.worker import AgentWorker, WorkerState, WorkerStats
 
+from .meeting_scene import MeetingScene, MeetingSceneResult
 from .outage import OutageGuard
 from .plan_scene import PlanScene, PlanSceneResult
 from .tta_scene import TTAAgentsUnavailable, TTAScene, TTASceneResult, load_tta_agents
@@ -140,6 +143,8 @@ class DemoSettings:
     """Open with the TTA scene when ``tta_agents`` is installed (False: never)."""
     plan_scene: bool = True
     """Run the plan scene (:mod:`.plan_scene`) after the TTA scene (False: never)."""
+    meeting_scene: bool = True
+    """Run the meeting scene (:mod:`.meeting_scene`) after the plan scene (False: never)."""
 
 
 class PlayerCommand(BaseModel):
@@ -251,6 +256,8 @@ class DemoResult:
     turned off with ``DemoSettings.tta_scene``)."""
     plan: PlanSceneResult | None = None
     """What the plan scene did (None when it did not run)."""
+    meeting: MeetingSceneResult | None = None
+    """What the meeting scene did (None when it did not run)."""
 
     @property
     def ok(self) -> bool:
@@ -363,6 +370,15 @@ class DemoScenario:
                 key_prefix,
                 lambda agent, text, level: self._emit(agent, text, level),
                 step_timeout_s=self._settings.step_timeout_s,
+            )
+        self.meeting: MeetingScene | None = None
+        """The meeting scene (None when the settings leave it out)."""
+        if self._settings.meeting_scene:
+            self.meeting = MeetingScene(
+                client,
+                key_prefix,
+                lambda agent, text, level: self._emit(agent, text, level),
+                wait_s=self._settings.step_timeout_s,
             )
 
     # --- observing ----------------------------------------------------------------------
@@ -493,6 +509,8 @@ class DemoScenario:
                 await self._tta_act(self.tta)
             if self.plan is not None:
                 await self._plan_act(self.plan)
+            if self.meeting is not None:
+                await self._meeting_act(self.meeting)
             await self._play()
             await self._crash()
             await self._outage()
@@ -562,6 +580,11 @@ class DemoScenario:
     async def _plan_act(self, scene: PlanScene) -> None:
         self._begin("plan", "a task planned into steps on agents, with a retry and a replan")
         self._result.plan = await scene.run()
+        await self._pause()
+
+    async def _meeting_act(self, scene: MeetingScene) -> None:
+        self._begin("meeting", "a short meeting: turns in join order, a silent agent times out")
+        self._result.meeting = await scene.run()
         await self._pause()
 
     async def _play(self) -> None:
@@ -705,6 +728,8 @@ class DemoScenario:
             await self.tta.stop()  # a no-op unless the scene failed half-way
         if self.plan is not None:
             await self.plan.stop()  # likewise
+        if self.meeting is not None:
+            await self.meeting.stop()  # likewise
         for member in self._members:
             await member.worker.stop(grace_period=2.0)
         for member in self._members:
@@ -787,6 +812,7 @@ class DemoScenario:
             check("messages left unsettled", 0, r.unsettled),
             *(Check(name, str(e), str(a), ok) for name, e, a, ok in self._tta_checks()),
             *(Check(name, str(e), str(a), ok) for name, e, a, ok in self._plan_checks()),
+            *(Check(name, str(e), str(a), ok) for name, e, a, ok in self._meeting_checks()),
         ]
 
     def _tta_checks(self) -> list[tuple[str, object, object, bool]]:
@@ -802,6 +828,13 @@ class DemoScenario:
         if self._result.plan is None:  # it stopped early: the error says why
             return [("plan scene ran to its end", "yes", "no", False)]
         return self.plan.checks()
+
+    def _meeting_checks(self) -> list[tuple[str, object, object, bool]]:
+        if self.meeting is None:
+            return []
+        if self._result.meeting is None:  # it stopped early: the error says why
+            return [("meeting scene ran to its end", "yes", "no", False)]
+        return self.meeting.checks()
 
 
 def _short(label: str | None) -> str | None:

@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .meeting_scene import MeetingSceneResult
 from .plan_scene import PlanSceneResult
 from .scenario import DemoEvent, DemoResult, DemoScenario, DemoSnapshot
 from .tta_scene import TTASceneResult
@@ -21,6 +22,7 @@ from .tta_scene import TTASceneResult
 __all__ = [
     "LiveView",
     "PlainLog",
+    "meeting_turns_table",
     "plan_steps_table",
     "render_snapshot",
     "summary_table",
@@ -184,4 +186,23 @@ def plan_steps_table(scene: PlanSceneResult) -> Table:
         # Who ran the attempt's request (a failed one has no reply naming it).
         by = ran_by.get(f"run:{scene.run_id}:{record.key}", "-")
         table.add_row(str(record.plan_version), record.step_id, str(record.attempt), by, outcome)
+    return table
+
+
+def meeting_turns_table(scene: MeetingSceneResult) -> Table:
+    """The meeting scene's turns, in order: who held each, and what was said (or not)."""
+    table = Table(
+        title=f"the meeting scene: {scene.status} ({scene.end_reason or '-'}), "
+        f"{len(scene.timeouts)} timeout(s)",
+        title_justify="left",
+    )
+    for name in ("turn", "speaker", "outcome", "said"):
+        table.add_column(name)
+    for turn in scene.turns:
+        outcome = (
+            Text("spoke", style="green")
+            if turn.outcome == "spoke"
+            else Text("timed out", style="yellow")
+        )
+        table.add_row(str(turn.turn), turn.agent, outcome, turn.said or "-")
     return table
