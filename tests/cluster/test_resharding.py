@@ -59,12 +59,16 @@ async def test_a_queue_keeps_every_message_while_its_slot_moves(private_cluster:
                 payload={"n": n},
                 message_id=f"reshard-{n:06d}",
             )
-            for _ in range(100):  # an UNKNOWN or UNAVAILABLE send goes again, same id
-                if (await coord.send_message(SENDER, TARGET, message)).delivered:
-                    break
+            # An UNKNOWN or UNAVAILABLE send goes again, same id: while the slot is split
+            # between the two nodes every script on the queue gets TRYAGAIN, until the
+            # migration moved the queue's last key (seconds on a busy machine).
+            deadline = asyncio.get_running_loop().time() + 60
+            while not (await coord.send_message(SENDER, TARGET, message)).delivered:
+                if migration is not None and migration.done() and migration.exception():
+                    raise AssertionError("the slot migration failed") from migration.exception()
+                if asyncio.get_running_loop().time() > deadline:
+                    pytest.fail(f"message {n} was never enqueued")
                 await asyncio.sleep(0.05)
-            else:
-                pytest.fail(f"message {n} was never enqueued")
             if n == TOTAL // 2:
                 migration = asyncio.create_task(_migrate_slot(client, slot, source, target))
                 migration.add_done_callback(lambda _: moved.set())
