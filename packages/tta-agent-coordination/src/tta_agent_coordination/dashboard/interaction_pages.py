@@ -28,6 +28,7 @@ from tta_agent_coordination.interactions import (
     MeetingStatus,
 )
 from tta_agent_coordination.models import AgentId
+from tta_agent_coordination.redis.codec import text
 
 __all__ = [
     "AGENTS_PER_ORGANIZATION",
@@ -40,10 +41,6 @@ __all__ = [
 
 AGENTS_PER_ORGANIZATION = 100
 """Agents an organization shows at most on the conversations page."""
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,7 @@ class InteractionPages:
                 index, top, "-inf", start=skip, num=count, withscores=True
             ),
         )
-        entries = [(_text(member), int(score)) for member, score in raw]
+        entries = [(text(member), int(score)) for member, score in raw]
         statuses = await asyncio.gather(*(self._status(mid) for mid, _ in entries))
         rows = [MeetingRow(s, deadline_in(s)) for s in statuses if s is not None]
         next_cursor: str | None = None
@@ -197,7 +194,7 @@ class InteractionPages:
             "tuple[Any, list[Any]]",
             await self._redis.sscan(keys.organizations, int(cursor), count=count),
         )
-        org_ids = sorted({_text(m) for m in members})
+        org_ids = sorted({text(m) for m in members})
         rows = await asyncio.gather(*(self._organization(org) for org in org_ids))
         next_cursor = None if int(next_raw) == 0 else str(int(next_raw))
         total = int(await self._redis.scard(keys.organizations))
@@ -214,7 +211,7 @@ class InteractionPages:
                 "tuple[Any, list[Any]]",
                 await self._redis.sscan(key, scan, count=AGENTS_PER_ORGANIZATION),
             )
-            names.update(_text(m) for m in found)
+            names.update(text(m) for m in found)
             scan = int(scan_raw)
             if scan == 0:
                 break

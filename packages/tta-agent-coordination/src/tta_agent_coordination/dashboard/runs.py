@@ -23,6 +23,7 @@ from typing import Any, cast
 from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.plans import RunAdmin, RunEvent, RunMode, RunState, RunStatus
+from tta_agent_coordination.redis.codec import text
 
 __all__ = ["FILTER_SCAN_LIMIT", "RunPage", "RunPages", "RunRow"]
 
@@ -31,10 +32,6 @@ FILTER_SCAN_LIMIT = 1000
 
 _CURSOR = re.compile(r"^([0-9]{1,16}):([0-9]{1,6})$")
 _ENTRY_ID = re.compile(r"^(0|[0-9]{1,20}-[0-9]{1,20})$")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _steps_done(state: RunState) -> int:
@@ -128,7 +125,7 @@ class RunPages:
             if not raw:
                 exhausted = True
                 break
-            entries = [(_text(member), int(score)) for member, score in raw]
+            entries = [(text(member), int(score)) for member, score in raw]
             shown = await self._rows(entries, status)
             full = False
             for run_id, score in entries:
@@ -165,7 +162,7 @@ class RunPages:
         wanted = [
             run_id
             for (run_id, _), raw in zip(entries, statuses, strict=True)
-            if raw is not None and (status is None or _text(raw) == status.value)
+            if raw is not None and (status is None or text(raw) == status.value)
         ]
         if not wanted:
             return {}
@@ -179,7 +176,7 @@ class RunPages:
         for run_id, doc in zip(wanted, docs, strict=True):
             if doc is None:
                 continue  # expired between the two round trips
-            state = RunState.model_validate_json(_text(doc))
+            state = RunState.model_validate_json(text(doc))
             rows[run_id] = RunRow(
                 run_id=state.run_id,
                 status=state.status,

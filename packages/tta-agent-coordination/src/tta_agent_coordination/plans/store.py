@@ -23,17 +23,12 @@ from tta_agent_coordination.plans.keys import PlanKeys
 from tta_agent_coordination.plans.machine import RunState
 from tta_agent_coordination.plans.models import RunEvent, RunStatus
 from tta_agent_coordination.plans.record import RunRecording
+from tta_agent_coordination.redis.codec import text
 from tta_agent_coordination.redis.lua import package_script
 
 __all__ = ["RunStore", "RunSummary"]
 
 T = TypeVar("T")
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
 
 
 def _script(name: str) -> str:
@@ -135,8 +130,8 @@ class RunStore:
         )
         if doc is None or version is None:
             return None
-        state = RunState.model_validate_json(_text(doc))
-        return state.model_copy(update={"version": int(_text(version))})
+        state = RunState.model_validate_json(text(doc))
+        return state.model_copy(update={"version": int(text(version))})
 
     async def require(self, run_id: str) -> RunState:
         """The run's state.
@@ -233,14 +228,14 @@ class RunStore:
         runs: list[RunSummary] = []
         gone: list[str] = []
         for member, score in raw:
-            run_id = _text(member)
+            run_id = text(member)
             status = await self._call(
                 "run status", lambda r=run_id: self._redis.hget(self.keys.run(r).state, "status")
             )
             if status is None:
                 gone.append(run_id)
                 continue
-            runs.append(RunSummary((run_id, RunStatus(_text(status)), int(score))))
+            runs.append(RunSummary((run_id, RunStatus(text(status)), int(score))))
         if gone:
             await self._call("run index prune", lambda: self._redis.zrem(self.keys.index, *gone))
         return runs
@@ -255,10 +250,10 @@ class RunStore:
         )
         events: list[RunEvent] = []
         for entry_id, fields in raw:
-            decoded = {_text(k): _text(v) for k, v in fields.items()}
+            decoded = {text(k): text(v) for k, v in fields.items()}
             events.append(
                 RunEvent(
-                    id=_text(entry_id),
+                    id=text(entry_id),
                     kind=decoded.get("kind", "unknown"),
                     version=int(decoded.get("v", "0")),
                     data=json.loads(decoded.get("data", "{}")),
