@@ -548,6 +548,8 @@ class RedisMessageCoordinator(MessageCoordinator):
         Raises:
             ConfigurationError: ``seconds`` is not positive.
         """
+        # A shortened lease is signalled on no stream: receives look at their queues again.
+        self._receiver.forget_parked()
         return await self._settler.extend_lease(agent_id, token, seconds)
 
     # --- recovery -----------------------------------------------------------------------
@@ -575,6 +577,7 @@ class RedisMessageCoordinator(MessageCoordinator):
         instances' leases there alone; a type-wide id releases every lease of the type
         queue, for when no instance of the type is running.
         """
+        self._receiver.forget_parked()
         return await self._recovery.release(agent_id)
 
     async def known_queues(self) -> list[AgentId]:

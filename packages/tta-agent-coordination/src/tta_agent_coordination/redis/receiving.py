@@ -22,8 +22,9 @@ from typing import Any
 from tta_agent_coordination.errors import ConfigurationError, CoordinationError
 from tta_agent_coordination.models import AgentId, ReceivedMessage
 from tta_agent_coordination.observability.metrics import TimingMetrics, timing_of
-from tta_agent_coordination.redis.codec import DecodeError, decode_delivery, text
+from tta_agent_coordination.redis.codec import DecodeError, decode_delivery
 from tta_agent_coordination.redis.core import CoordinatorCore
+from tta_agent_coordination.redis.parked import PARKED_TRUST_S, Parked, QueueView
 from tta_agent_coordination.redis.scripts import queue_dlq_reject, queue_receive
 
 __all__ = ["MAX_BATCH", "Receiver"]
@@ -42,6 +43,16 @@ class Receiver:
     def __init__(self, core: CoordinatorCore) -> None:
         self._core = core
         self._timing = timing_of(core.metrics)
+        self._parked: dict[tuple[AgentId, ...], Parked] = {}
+
+    def forget_parked(self) -> None:
+        """Drop what earlier receives learned about their queues (parked.py).
+
+        Called when this process shortens or releases a lease (``extend_lease``,
+        ``release_leases``): nothing on a stream signals that, so the next receive runs
+        its scripts first instead of waiting on an older view.
+        """
+        self._parked.clear()
 
     async def receive_batch(
         self,
@@ -70,17 +81,21 @@ class Receiver:
             )
         if block is not None and block < 0:
             raise ConfigurationError(f"block must be >= 0 seconds or None, got {block}")
-        queues = list(dict.fromkeys((agent_id, *also)))
+        queues = tuple(dict.fromkeys((agent_id, *also)))
         core = self._core
         cfg = core.config
         visibility_ms = max(1, int(visibility_timeout * 1000))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + block if block else None
+        # What the last blocking call of these queues learned (parked.py): a queue it
+        # drained is waited on from there, without running its script first.
+        parked = self._parked.pop(queues, None) if block else None
+        views = parked.fresh(loop.time()) if parked is not None else {}
+        inherited = set(views)
+        run = [q for q in queues if q not in views]
         while True:
             received: list[ReceivedMessage] = []
-            streams: dict[str, str] = {}
-            wake_s: float | None = None
-            for queue in queues:
+            for queue in run:
                 keys = core.keys.queue(queue)
                 call = queue_receive.call(
                     keys,
@@ -93,28 +108,40 @@ class Receiver:
                     lessee=_lessee(agent_id, queue),
                 )
                 outcome = await self._reserve(queue, call)
+                views.pop(queue, None)
+                inherited.discard(queue)
+                if outcome.drained:
+                    views[queue] = QueueView.of(keys, outcome, loop.time())
                 if outcome.deliveries:
                     received += await self._decode(queue, outcome.deliveries)
                     if len(received) >= count:
                         break
-                    continue
-                streams.update(zip(keys.ready, (text(i) for i in outcome.last_ids), strict=True))
-                # A retry or scheduled send due before wake_at_ms (a nack, a delayed send
-                # from anywhere) appends to the wake stream: run the script again for it.
-                streams[keys.wake] = text(outcome.wake_id)
-                if outcome.wake_at_ms >= 0:
-                    due = max(0.001, (outcome.wake_at_ms - outcome.server_now_ms) / 1000)
-                    wake_s = due if wake_s is None else min(wake_s, due)
             if received:
+                if deadline is not None and views:
+                    self._parked[queues] = Parked(views)
                 return received
             if deadline is None or (interrupt is not None and interrupt.is_set()):
                 return []
-            remaining = deadline - loop.time()
+            now = loop.time()
+            remaining = deadline - now
             if remaining <= 0:
                 return []
+            missing = [q for q in queues if q not in views]
+            if missing:
+                # Not drained by the last call (it filled its batch): look again.
+                run = missing
+                continue
             wait = min(remaining, _MAX_BLOCK_SLICE_S)
-            if wake_s is not None:
-                wait = min(wait, wake_s)
+            dues = [v.wake_at for v in views.values() if v.wake_at is not None]
+            if dues:
+                wake_at = min(dues)
+                wait = min(wait, max(0.001, wake_at - now))
+            if inherited:
+                # Views taken over from an earlier call are trusted only briefly (a lease
+                # shortened meanwhile is not signalled on any stream): then look again.
+                horizon = min(views[q].taken for q in inherited) + PARKED_TRUST_S
+                wait = min(wait, max(0.001, horizon - now))
+            streams = {key: last for view in views.values() for key, last in view.streams.items()}
             woken = await self._wait_for_entries(streams, wait, interrupt)
             if interrupt is not None and interrupt.is_set():
                 return []
@@ -123,6 +150,13 @@ class Receiver:
                 # queues are as the script left them, so return without running it again
                 # (an idle worker then costs one script per queue per block, not two).
                 return []
+            now = loop.time()
+            for queue in [q for q in inherited if now - views[q].taken >= PARKED_TRUST_S]:
+                inherited.discard(queue)
+                del views[queue]
+            # Only the queues that got an entry or fell due: on a wake-up, one script
+            # call (one round trip) before the handler, not one per queue.
+            run = [q for q in queues if q not in views or views[q].due(woken, now)] or list(queues)
 
     async def _reserve(self, queue: AgentId, call: Any) -> queue_receive.ReceiveOutcome:
         """Run one receive script on ``queue``; record and count what it moved on the way."""
@@ -159,24 +193,7 @@ class Receiver:
         this wait is ever cut short, never a script call, so an interrupt cannot lose a
         reserved batch.
         """
-        wait = self._core.waiter.wait(streams, seconds)
-        if interrupt is None:
-            return await wait
-        if interrupt.is_set():
-            wait.close()
-            return set()
-        waiting = asyncio.ensure_future(wait)
-        interrupted = asyncio.ensure_future(interrupt.wait())
-        try:
-            await asyncio.wait({waiting, interrupted}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            interrupted.cancel()
-            if not waiting.done():
-                waiting.cancel()
-            await asyncio.gather(waiting, interrupted, return_exceptions=True)
-        if waiting.cancelled():
-            return set()
-        return waiting.result()
+        return await self._core.waiter.wait(streams, seconds, interrupt)
 
     async def _decode(self, agent_id: AgentId, deliveries: list[Any]) -> list[ReceivedMessage]:
         """Decode the reserved deliveries of queue ``agent_id``; dead-letter undecodable ones.

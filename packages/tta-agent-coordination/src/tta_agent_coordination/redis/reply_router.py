@@ -344,13 +344,18 @@ class ReplyRouter:
                     "request",
                     lambda: self._redis.blpop([self._inbox], timeout=_POP_BLOCK_S),
                 )
-                raw: list[Any] = []
+                more: list[Any] = []
                 if popped:
-                    raw.append(popped[1])
-                    more = await self._call(
-                        "request", lambda: self._redis.lpop(self._inbox, _DRAIN_BATCH)
-                    )
-                    raw.extend(more or [])
+                    # Its waiter first: the drain below is another round trip.
+                    self._dispatch(popped[1])
+                    if any(not w.done() for w in self._waiters.values()):
+                        # Other requests still wait: take their replies in one call.
+                        more = (
+                            await self._call(
+                                "request", lambda: self._redis.lpop(self._inbox, _DRAIN_BATCH)
+                            )
+                            or []
+                        )
                 failures = 0
             except CoordinationError as exc:
                 # Redis is down or the breaker is open: the waiters' timeouts bound the
@@ -359,7 +364,7 @@ class ReplyRouter:
                 self._log.warning("reply_inbox_read_failed", error=str(exc))
                 await asyncio.sleep(min(1.0, 0.05 * 2**failures))
                 continue
-            for item in raw:
+            for item in more:
                 self._dispatch(item)
 
     def _dispatch(self, item: Any) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from redis.crc import key_slot
 
 from tta_agent_coordination.errors import ConfigurationError
 
 __all__ = [
+    "Delivered",
     "SharedRead",
     "StreamId",
     "Waiter",
@@ -74,6 +75,15 @@ def bulk(value: str) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(raw), raw)
 
 
+class Delivered(NamedTuple):
+    """What :meth:`SharedRead.deliver` did with a reply."""
+
+    waiters: int
+    """Waiters woken."""
+    lingering: list[str]
+    """Streams without a waiter that got an entry (they leave the read)."""
+
+
 class Waiter:
     """One ``wait()``: its future, last seen ids, the reads it is in, the streams that woke it."""
 
@@ -112,6 +122,10 @@ class SharedRead:
         self.reads = 0
         """Reads issued so far: a kick knows whether the read it aimed at is still on."""
         self.task: asyncio.Task[None] | None = None
+        self.joined: asyncio.Future[None] | None = None
+        """Set by the next waiter to join, while the reader holds off its re-arm."""
+        self.idle_kick: asyncio.TimerHandle | None = None
+        """Ends the long read once the reader has had no waiter for its linger time."""
 
     def needs_rearm(self, key: str, last: StreamId) -> bool:
         """True when the in-flight read does not cover ``key`` from ``last`` or earlier."""
@@ -127,6 +141,8 @@ class SharedRead:
             # Alone on a lingering stream, the waiter's own id is the right start.
             watch.cursor = last
         watch.waiters.add(waiter)
+        if self.joined is not None and not self.joined.done():
+            self.joined.set_result(None)
 
     def remove(self, waiter: Waiter, key: str, now: float) -> None:
         """Unregister ``waiter`` from ``key``; a stream left alone lingers from ``now``."""
@@ -155,11 +171,12 @@ class SharedRead:
         for watch in self.watches.values():
             watch.armed = None
 
-    def deliver(self, reply: Any) -> list[str]:
+    def deliver(self, reply: Any) -> Delivered:
         """Wake the waiters of every stream with an entry newer than their last id.
 
-        Returns the lingering streams (no waiter) that got an entry: they leave the read,
-        or a busy queue's backlog would be walked one entry per read.
+        Returns how many waiters woke, and the lingering streams (no waiter) that got an
+        entry: they leave the read, or a busy queue's backlog would be walked one entry
+        per read.
         """
         # RESP2: [[key, entries], ...]; RESP3 (and FakeRedis): {key: entries}.
         items: Any = pairs(reply)
@@ -183,10 +200,12 @@ class SharedRead:
                 else:
                     remaining.append(waiter.ids[key])
             watch.cursor = min(remaining) if remaining else entry
+        woke = 0
         for waiter in touched:
             if not waiter.future.done():
                 waiter.future.set_result(set(waiter.woken))
-        return dropped
+                woke += 1
+        return Delivered(woke, dropped)
 
     def fail(self, exc: BaseException) -> None:
         """Wake every waiter of this read with ``exc``."""

@@ -47,6 +47,7 @@ from tta_agent_coordination.errors import (
     CoordinatorUnavailableError,
 )
 from tta_agent_coordination.observability.logging import get_logger
+from tta_agent_coordination.redis.interrupts import InterruptWatches
 from tta_agent_coordination.redis.stream_reads import (
     SharedRead,
     Waiter,
@@ -152,6 +153,7 @@ class StreamWaiter:
         self._kicks: set[asyncio.Task[None]] = set()
         self._unblock = True
         self._closed = False
+        self._interrupts = InterruptWatches(linger_s)
         self._log = get_logger(__name__)
 
     @property
@@ -164,16 +166,23 @@ class StreamWaiter:
             unblock=self._unblock,
         )
 
-    async def wait(self, streams: Mapping[str, str], timeout: float) -> set[str]:  # noqa: ASYNC109
+    async def wait(
+        self,
+        streams: Mapping[str, str],
+        timeout: float,  # noqa: ASYNC109
+        interrupt: asyncio.Event | None = None,
+    ) -> set[str]:
         """Wait until one of ``streams`` has an entry newer than its given id.
 
         Args:
             streams: stream key → id of the last entry the caller has seen
                 (``"<ms>-<seq>"``; ``"0-0"`` for an empty stream).
             timeout: seconds to wait at most.
+            interrupt: ends the wait at once (with nothing) when set.
 
         Returns:
-            The keys that got a newer entry; empty when the deadline passed first.
+            The keys that got a newer entry; empty when the deadline passed first or
+            ``interrupt`` was set.
 
         Raises:
             ConfigurationError: no stream, a bad id, or a negative timeout.
@@ -187,10 +196,12 @@ class StreamWaiter:
         if self._closed:
             raise CoordinationError("the stream waiter is closed")
         ids = {key: parse_id(value) for key, value in streams.items()}
-        if timeout == 0:
+        if timeout == 0 or (interrupt is not None and interrupt.is_set()):
             return set()
         loop = asyncio.get_running_loop()
         waiter = Waiter(loop.create_future(), ids)
+        if interrupt is not None:
+            self._interrupts.add(interrupt, waiter.future)
         kick: list[SharedRead] = []
         self._waiters += 1
         try:
@@ -204,6 +215,9 @@ class StreamWaiter:
                 self._start(reader)
             for reader in set(waiter.readers.values()):
                 reader.waiting += 1
+                if reader.idle_kick is not None:
+                    reader.idle_kick.cancel()
+                    reader.idle_kick = None
             for reader in kick:
                 self._kick_soon(reader)
             try:
@@ -212,25 +226,32 @@ class StreamWaiter:
             except TimeoutError:
                 return set()
         finally:
+            if interrupt is not None:
+                self._interrupts.remove(interrupt, waiter.future)
             self._waiters -= 1
             now = loop.time()
             for key, reader in waiter.readers.items():
                 reader.remove(waiter, key, now)
             for reader in set(waiter.readers.values()):
                 reader.waiting -= 1
-                if not reader.waiting and reader.blocked and not reader.kicked:
-                    # The last waiter left: end the long read, so that the reader
-                    # lingers only linger_s and then gives its connection back.
-                    reader.kicked = True
-                    self._kick_soon(reader)
+                if not reader.waiting and reader.idle_kick is None:
+                    # The last waiter left: end the long read if none comes back within
+                    # linger_s, so that the reader then gives its connection back. Not at
+                    # once: a worker waits again right after each message, and a kick
+                    # per message would cost a CLIENT UNBLOCK and a read more.
+                    reader.idle_kick = loop.call_later(self._linger_s, self._end_idle, reader)
 
     async def aclose(self) -> None:
         """Stop every reader (their connections go back to the pool); waits fail."""
         self._closed = True
+        self._interrupts.close()
         readers, self._readers = self._readers, []
         self._reader_of.clear()
         closed = CoordinationError("the stream waiter was closed")
         for reader in readers:
+            if reader.idle_kick is not None:
+                reader.idle_kick.cancel()
+                reader.idle_kick = None
             reader.fail(closed)
             if reader.task is not None:
                 reader.task.cancel()
@@ -263,6 +284,13 @@ class StreamWaiter:
             reader.task = asyncio.get_running_loop().create_task(
                 self._read_loop(reader), name="stream-waiter-reader"
             )
+
+    def _end_idle(self, reader: SharedRead) -> None:
+        """Kick a read that has had no waiter for ``linger_s`` (see ``wait``)."""
+        reader.idle_kick = None
+        if not reader.waiting and reader.blocked and not reader.kicked:
+            reader.kicked = True
+            self._kick_soon(reader)
 
     def _kick_soon(self, reader: SharedRead) -> None:
         """Kick in a task of its own: a waiter never waits on (or is delayed by) a kick."""
@@ -348,7 +376,14 @@ class StreamWaiter:
                     continue
                 failures = 0
                 reader.disarm()
-                self._forget(reader, reader.deliver(reply))
+                woke = reader.deliver(reply)
+                self._forget(reader, woke.lingering)
+                if woke.waiters and woke.waiters >= reader.waiting:
+                    # Every waiter woke: re-arm when one joins again (a worker waits
+                    # again after its message), not now, which would put this read's
+                    # round trip on the woken waiters' path to their messages. Entries
+                    # added meanwhile are not missed: the read starts after known ids.
+                    await self._hold_off(reader, loop)
         except Exception as exc:  # a bug must not leave waiters hanging until their deadline
             self._log.exception("stream_waiter_reader_failed")
             reader.fail(CoordinationError(f"stream waiter reader failed: {exc!r}"))
@@ -367,12 +402,26 @@ class StreamWaiter:
                         await conn.disconnect()
                 await pool.release(conn)
 
+    async def _hold_off(self, reader: SharedRead, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until a waiter joins ``reader``, or ``linger_s`` passes."""
+        reader.joined = joined = loop.create_future()
+        try:
+            async with asyncio.timeout(self._linger_s):
+                await joined
+        except TimeoutError:
+            pass
+        finally:
+            reader.joined = None
+
     def _forget(self, reader: SharedRead, keys: list[str]) -> None:
         for key in keys:
             if self._reader_of.get(key) is reader:
                 del self._reader_of[key]
 
     def _retire(self, reader: SharedRead) -> None:
+        if reader.idle_kick is not None:
+            reader.idle_kick.cancel()
+            reader.idle_kick = None
         if reader in self._readers:
             self._readers.remove(reader)
         self._forget(reader, list(reader.watches))

@@ -8,11 +8,26 @@
 -- entry_problem) and the rest of the batch is delivered; a ready stream whose consumer
 -- group is missing gets it back (restore_group).
 -- Returns {deliveries, now, last ids of the three streams, next wake-up ms or -1,
--- recovered, expired, moved, malformed, last id of the wake stream}; moved lists the
--- messages requeued or dead-lettered on the way (see queue_common); each delivery is
--- {token, envelope, deliveries, last error, first enqueue ms, lease deadline ms}. The last ids and wake-up time let a blocking
--- caller wait (XREAD BLOCK) for exactly the entries this call could not see, and for a
--- wake entry (a retry or scheduled send due before the wake-up this call returned).
+-- recovered, expired, moved, malformed, last id of the wake stream}; the ids and the
+-- wake-up only when fewer than count were reserved ({}, -1 and '0-0' otherwise). moved
+-- lists the messages requeued or dead-lettered on the way (see queue_common); each
+-- delivery is {token, envelope, deliveries, last error, first enqueue ms, lease deadline
+-- ms}. The last ids and wake-up time let a blocking caller wait (XREAD BLOCK) for exactly
+-- the entries this call could not see, and for a wake entry (a retry or scheduled send
+-- due before the wake-up this call returned).
+
+-- The last id stream has generated ('0-0' when it does not exist): XINFO STREAM's
+-- last-generated-id (its reply is a flat field/value list on Redis and on FakeRedis, in
+-- different orders, so the field is looked up by name).
+local function last_generated_id(stream)
+  if redis.call('EXISTS', stream) == 0 then return '0-0' end
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1] end
+  end
+  return '0-0'
+end
+
 local now = now_ms()
 local count = tonumber(ARGV[3])
 local vis = tonumber(ARGV[4])
@@ -76,14 +91,20 @@ if #leases > 0 then
   end
 end
 
+-- A call that reserved fewer than it asked for has drained its streams (every entry in
+-- them is delivered): it also returns what a blocking caller needs to wait for exactly the
+-- entries this call could not see, so that the caller need not run it again before it
+-- waits. The ready streams' ids are their last *generated* ids (not their newest entry,
+-- which an ack may have deleted): new entries always get a later id, so a wait from there
+-- misses nothing, and a shared read already covering the stream from the entry it just
+-- delivered needs no re-arm.
 local last_ids = {}
 local wake = -1
 local wake_id = '0-0'
-if #out == 0 then
+if #out < count then
   wake_id = wake_last_id()
   for pidx = 1, 3 do
-    local last = redis.call('XREVRANGE', KEYS[pidx], '+', '-', 'COUNT', 1)
-    last_ids[pidx] = last[1] and last[1][1] or '0-0'
+    last_ids[pidx] = last_generated_id(KEYS[pidx])
   end
   for _, key in ipairs({KEYS[4], KEYS[5]}) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')

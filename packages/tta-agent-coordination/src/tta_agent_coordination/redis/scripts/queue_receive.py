@@ -36,9 +36,11 @@ class ReceiveOutcome(NamedTuple):
     """The reserved messages, each a list in the layout of :class:`Delivery`."""
     server_now_ms: int
     last_ids: list[Any]
-    """Newest entry id of each ready stream (when nothing was reserved), for XREAD BLOCK."""
+    """Last generated id of each ready stream when the call reserved fewer than it asked
+    for (it drained them), for XREAD BLOCK; empty otherwise (see :attr:`drained`)."""
     wake_at_ms: int
-    """When the next lease expires or retry is due (server clock), or -1."""
+    """When the next lease expires or retry is due (server clock), or -1 (none, or the
+    call did not drain the queue)."""
     recovered: int
     """Expired leases and due retries handled before reserving."""
     expired: int
@@ -48,9 +50,18 @@ class ReceiveOutcome(NamedTuple):
     malformed: int
     """Entries not in the library's format, dead-lettered with failure ``malformed``."""
     wake_id: Any
-    """Last id of the queue's wake stream (when nothing was reserved; ``0-0`` when empty):
+    """Last id of the queue's wake stream (when drained; ``0-0`` when empty or not drained):
     a blocking caller waits on it too, so a retry or scheduled send that falls due before
     ``wake_at_ms`` wakes it (``QueueKeys.wake``)."""
+
+    @property
+    def drained(self) -> bool:
+        """True when the call reserved fewer than it asked for.
+
+        Its streams then hold nothing undelivered, and :attr:`last_ids`, :attr:`wake_id`
+        and :attr:`wake_at_ms` say what to wait for.
+        """
+        return bool(self.last_ids)
 
 
 def _parse(raw: list[Any]) -> ReceiveOutcome:
