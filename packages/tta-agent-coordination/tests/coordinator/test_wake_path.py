@@ -177,3 +177,22 @@ def _interrupt_tasks() -> list[asyncio.Task[Any]]:
     return [
         t for t in asyncio.all_tasks() if t.get_name() == "stream-waiter-interrupt" and not t.done()
     ]
+
+
+async def test_parked_views_of_queues_nobody_receives_from_are_swept(
+    coordinator, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(receiving, "_PARKED_SWEEP_AT", 4)
+    agents = [RECIPIENT.__class__("world_builder", f"sweep{n}") for n in range(8)]
+    for agent in agents:
+        await coordinator.send_message(SENDER, agent, make_message(recipient=agent))
+        [received] = await coordinator.receive_batch(agent, 8, visibility_timeout=30, block=1)
+        assert received.message.recipient == agent
+    receiver = coordinator._receiver  # pyright: ignore[reportPrivateUsage]
+    parked_now = receiver._parked  # pyright: ignore[reportPrivateUsage]
+    assert len(parked_now) == 8  # all still fresh: nothing to sweep
+    # Once they are stale, the next park sweeps them all but its own.
+    monkeypatch.setattr(parked, "PARKED_TRUST_S", 0.0)
+    await coordinator.send_message(SENDER, agents[0], make_message(1, recipient=agents[0]))
+    await coordinator.receive_batch(agents[0], 8, visibility_timeout=30, block=1)
+    assert list(receiver._parked) == [(agents[0],)]  # pyright: ignore[reportPrivateUsage]

@@ -32,6 +32,9 @@ __all__ = ["MAX_BATCH", "Receiver"]
 MAX_BATCH = 1_000
 """Most messages one ``receive_batch`` reserves."""
 
+_PARKED_SWEEP_AT = 256
+"""Parked views kept before the stale ones are swept (one per set of queues received)."""
+
 # Longest wait of a blocking receive before it runs the receive script again (healing
 # its queue); it loops until its deadline. The shared StreamWaiter slices its own reads.
 _MAX_BLOCK_SLICE_S = 30.0
@@ -118,7 +121,7 @@ class Receiver:
                         break
             if received:
                 if deadline is not None and views:
-                    self._parked[queues] = Parked(views)
+                    self._park(queues, Parked(views), loop.time())
                 return received
             if deadline is None or (interrupt is not None and interrupt.is_set()):
                 return []
@@ -157,6 +160,14 @@ class Receiver:
             # Only the queues that got an entry or fell due: on a wake-up, one script
             # call (one round trip) before the handler, not one per queue.
             run = [q for q in queues if q not in views or views[q].due(woken, now)] or list(queues)
+
+    def _park(self, queues: tuple[AgentId, ...], parked: Parked, now: float) -> None:
+        """Keep ``parked`` for the next receive of ``queues``; drop views nobody took."""
+        if len(self._parked) >= _PARKED_SWEEP_AT:
+            # Queues no receive waits on any more (their worker stopped): their views
+            # are stale by now, and would otherwise stay for the coordinator's life.
+            self._parked = {q: p for q, p in self._parked.items() if p.fresh(now)}
+        self._parked[queues] = parked
 
     async def _reserve(self, queue: AgentId, call: Any) -> queue_receive.ReceiveOutcome:
         """Run one receive script on ``queue``; record and count what it moved on the way."""
