@@ -115,7 +115,7 @@ class FetchLoop:
         self._tracing = tracing if tracing is not None else Tracing()
         self._slots = slots
         self.sizer = ReadSizer(settings.batch_size, settings.adaptive)
-        """The size of the next read (public for the worker's tests and stats)."""
+        """The size of the next read (public for tests)."""
 
     async def run(self, progress: Progress) -> None:
         """Lease and spawn until the worker stops or its registration is lost.
