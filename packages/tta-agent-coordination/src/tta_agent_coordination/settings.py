@@ -133,8 +133,9 @@ class CoordinationSettings(BaseSettings):
     visibility_timeout_s: float = 30.0
     """How long a worker's received message stays leased before it is redelivered."""
 
-    concurrency: int = 8
-    """How many messages one worker handles at the same time."""
+    concurrency: int | None = None
+    """How many messages one worker handles at the same time; None: the worker's default
+    (8, with reads that adapt to the backlog: docs/worker.md)."""
 
     grace_period_s: float = 10.0
     """On shutdown, how long a worker waits for handlers in flight before releasing them."""
@@ -241,9 +242,10 @@ class CoordinationSettings(BaseSettings):
         at_least = {
             "health_check_interval_s": (self.health_check_interval_s, 0),
             "grace_period_s": (self.grace_period_s, 0),
-            "concurrency": (self.concurrency, 1),
             "max_connections": (self.max_connections, 1),
         }
+        if self.concurrency is not None:
+            at_least["concurrency"] = (self.concurrency, 1)
         problems.extend(
             f"{_named(name)}: must be >= {low}, got {v}"
             for name, (v, low) in at_least.items()
@@ -409,9 +411,11 @@ class CoordinationSettings(BaseSettings):
 
         ``AgentWorker(coord, registry, agent_id, **settings.worker_options())``.
         """
-        return {
-            "concurrency": self.concurrency,
+        options: dict[str, Any] = {
             "visibility_timeout": self.visibility_timeout_s,
             "grace_period": self.grace_period_s,
             "takeover": self.takeover,
         }
+        if self.concurrency is not None:  # unset keeps the worker's adaptive reads
+            options["concurrency"] = self.concurrency
+        return options

@@ -28,7 +28,8 @@ def test_defaults_without_environment() -> None:
     assert settings.key_prefix == "ao"
     assert settings.log_level == "INFO"
     assert settings.json_logs is False
-    assert settings.concurrency >= 1
+    assert settings.concurrency is None  # the worker's adaptive default
+    assert "concurrency" not in settings.worker_options()
 
 
 def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ RUNTIME_MODULES = tuple(
     for name in (
         "",
         ".acks",
+        ".adaptive",
         ".context",
         ".deliveries",
         ".fetching",

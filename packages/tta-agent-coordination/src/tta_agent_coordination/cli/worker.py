@@ -185,7 +185,10 @@ def worker(
         int | None,
         typer.Option(
             min=1,
-            help="Handlers each worker runs at once (settings.worker_options(); default 8).",
+            help=(
+                "Handlers each worker runs at once (settings.worker_options(); default 8,"
+                " with reads that adapt to the backlog; given, reads are fixed)."
+            ),
             show_default=False,
         ),
     ] = None,

@@ -7,12 +7,18 @@ that ran past its ``timeout=``, transient otherwise; on the last allowed deliver
 requester gets the error, then the delivery is nacked. Settling never raises: any
 error while settling (logged, with its traceback when it is not a back-end error) leaves
 the lease to expire, and the message comes back.
+
+With handler slots (:class:`.adaptive.HandlerSlots`) a delivery waits for a slot before
+its handler starts and gives it back as soon as the handler returns or raises (settling
+does not hold it); a delivery that the worker's stop finds still waiting is given back
+unhandled (its lease cut to a millisecond), so the agent's next read takes it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +31,18 @@ from tta_agent_coordination.observability.metrics import timing_of
 from tta_agent_coordination.observability.tracing import ProcessScope, Tracing
 from tta_agent_coordination.replies import expects_reply
 from tta_agent_coordination.runtime.acks import AckBatcher
+from tta_agent_coordination.runtime.adaptive import HandlerSlots
 from tta_agent_coordination.runtime.context import MessageContext
 from tta_agent_coordination.runtime.handlers import HandlerSpec, HandlerTable
 from tta_agent_coordination.runtime.stats import WorkerStats
 
-__all__ = ["Delivery", "DeliveryRunner", "HandlerTimeoutError", "failure_of"]
+__all__ = [
+    "Delivery",
+    "DeliveryRunner",
+    "HandlerTimeoutError",
+    "failure_of",
+    "wait_in_flight",
+]
 
 
 @dataclass(eq=False)
@@ -46,6 +59,8 @@ class Delivery:
     """The task that runs the handler and settles the delivery."""
     trace: ProcessScope | None = field(default=None, repr=False)
     """Its ``process`` span while it runs (a no-op scope when tracing is off)."""
+    holds_slot: bool = False
+    """Whether its handler holds one of the worker's handler slots now."""
 
 
 class DeliveryRunner:
@@ -60,6 +75,7 @@ class DeliveryRunner:
         stats: the worker's counters, updated in place.
         log: the worker's logger.
         tracing: the worker's spans (``process``, then ``ack``/``retry``/``dead_letter``).
+        slots: how many handlers run at once (None: no limit here; the caller limits).
     """
 
     def __init__(
@@ -71,6 +87,7 @@ class DeliveryRunner:
         stats: WorkerStats,
         log: Any,
         tracing: Tracing | None = None,
+        slots: HandlerSlots | None = None,
     ) -> None:
         self._coordinator = coordinator
         self._agent_id = agent_id
@@ -83,6 +100,8 @@ class DeliveryRunner:
         self._timing = timing_of(coordinator.metrics)
         self._queue = str(agent_id)
         self._tracing = tracing if tracing is not None else Tracing()
+        self.slots = slots
+        """How many handlers run at once (None: no limit here); settable before a run."""
 
     async def run(self, delivery: Delivery) -> None:
         """Run the delivery's handler and settle the delivery; raises only when cancelled.
@@ -91,9 +110,38 @@ class DeliveryRunner:
         the span that sent the message (its context travels in the headers).
         """
         received = delivery.received
-        trace = delivery.trace = self._tracing.process(received, self._queue_of(received))
-        with trace:
-            await self._run(delivery, trace)
+        if self.slots is not None:
+            if not await self.slots.acquire():
+                await self._give_back(received)
+                return
+            delivery.holds_slot = True
+            if delivery.lease_until == float("inf"):
+                # Its lease ran out while it waited (a stall) and the message went to
+                # another consumer: running it here would run it twice.
+                self._free_slot(delivery)
+                self._stats.leases_lost += 1
+                return
+        try:
+            trace = delivery.trace = self._tracing.process(received, self._queue_of(received))
+            with trace:
+                await self._run(delivery, trace)
+        finally:
+            self._free_slot(delivery)
+
+    def _free_slot(self, delivery: Delivery) -> None:
+        """Give the delivery's handler slot back (once): its handler is done."""
+        if delivery.holds_slot and self.slots is not None:
+            delivery.holds_slot = False
+            self.slots.release()
+
+    async def _give_back(self, received: ReceivedMessage) -> None:
+        """The worker stopped before this delivery started: cut its lease, unhandled."""
+        try:
+            await self._coordinator.extend_lease(
+                received.queue or self._agent_id, received.token, _GIVE_BACK_S
+            )
+        except Exception as exc:  # its lease runs out after the visibility timeout instead
+            self._log.warning("give_back_failed", token=received.token, error=repr(exc))
 
     def _queue_of(self, received: ReceivedMessage) -> str:
         return self._queue if received.queue is None else str(received.queue)
@@ -121,6 +169,8 @@ class DeliveryRunner:
             except Exception as exc:
                 self._observe(started, failure_of(exc).value)
                 raise
+            finally:
+                self._free_slot(delivery)  # settling is the worker's work, not the handler's
             self._observe(started, "success")
         except asyncio.CancelledError:
             raise  # shutdown past the grace period: the message stays leased
@@ -239,6 +289,9 @@ class HandlerTimeoutError(TimeoutError):
         super().__init__(f"handler {handler} ran longer than {timeout:g}s")
 
 
+_GIVE_BACK_S = 0.001
+"""A delivery given back unstarted keeps its lease this long: the next read takes it."""
+
 _EXPECTED_FAILURES = (PermanentError, ValidationError, HandlerTimeoutError)
 """Failures logged without a traceback: the handler or the payload said what went wrong."""
 
@@ -250,3 +303,31 @@ def failure_of(exc: Exception) -> FailureType:
     if isinstance(exc, HandlerTimeoutError):
         return FailureType.TIMEOUT
     return FailureType.TRANSIENT
+
+
+async def wait_in_flight(
+    deliveries: Iterable[Delivery], grace: float, force: asyncio.Event
+) -> set[asyncio.Task[None]]:
+    """Wait for the deliveries' tasks until ``grace`` seconds pass or ``force`` is set.
+
+    Returns the tasks still running then (a delivery waiting for a handler slot counts
+    until the worker's stop gives it back).
+    """
+    running = {d.task for d in deliveries if d.task is not None}
+    if not running:
+        return set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    forced = asyncio.ensure_future(force.wait())
+    try:
+        while running and not force.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            done, _ = await asyncio.wait(
+                running | {forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            running -= done
+    finally:
+        forced.cancel()
+    return {task for task in running if not task.done()}

@@ -1,6 +1,7 @@
 """``FetchLoop``: a worker's leasing of new messages, fenced by its registration.
 
-The loop reserves as many messages as the worker has free handler slots, with blocking
+The loop reserves as many messages as the worker has room for (its handler slots, plus
+one read's worth queued for a slot when its reads adapt: :mod:`.adaptive`), with blocking
 reads over the agent's own queue and then its type queue (the queue of "any instance of
 the type", shared with the type's other instances). An idle read blocks for
 :data:`IDLE_BLOCK_S` (or the poll interval, when longer): the worker's stop (a stop
@@ -26,6 +27,7 @@ from tta_agent_coordination.errors import CircuitBreakerOpenError
 from tta_agent_coordination.interfaces import MessageCoordinator, Ownership
 from tta_agent_coordination.models import AgentId, ReceivedMessage
 from tta_agent_coordination.observability.tracing import Tracing
+from tta_agent_coordination.runtime.adaptive import HandlerSlots, ReadSizer
 from tta_agent_coordination.runtime.presence import AgentPresence
 from tta_agent_coordination.runtime.stopping import wait_any
 from tta_agent_coordination.runtime.supervision import OUTAGE_ERRORS, Progress
@@ -50,13 +52,16 @@ class FetchSettings:
     concurrency: int
     """Handlers run at once (deliveries held)."""
     batch_size: int
-    """Most messages reserved per read."""
+    """Most messages reserved per read (the first read's, when ``adaptive``)."""
     visibility_s: float
     """Seconds each reservation lasts."""
     poll_s: float
     """Longest wait for a free handler slot between checks of the registration."""
     block_s: float = IDLE_BLOCK_S
     """Longest single blocking read (ended early by the worker's stop)."""
+    adaptive: bool = False
+    """Whether reads grow with the backlog and shrink while handlers lag, holding up to
+    ``concurrency`` + one read of deliveries (see :class:`.adaptive.ReadSizer`)."""
 
 
 class FetchLoop:
@@ -76,6 +81,8 @@ class FetchLoop:
         on_lost: called when the registration is found lost; the worker stops.
         log: the worker's logger.
         tracing: the worker's spans (a ``receive`` span per read that reserved messages).
+        slots: the worker's handler slots: how many leased deliveries wait for one tells
+            an adaptive read to shrink.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class FetchLoop:
         on_lost: Callable[[], None],
         log: Any,
         tracing: Tracing | None = None,
+        slots: HandlerSlots | None = None,
     ) -> None:
         self._coordinator = coordinator
         self._agent_id = agent_id
@@ -105,6 +113,9 @@ class FetchLoop:
         self._on_lost = on_lost
         self._log = log
         self._tracing = tracing if tracing is not None else Tracing()
+        self._slots = slots
+        self.sizer = ReadSizer(settings.batch_size, settings.adaptive)
+        """The size of the next read (public for tests)."""
 
     async def run(self, progress: Progress) -> None:
         """Lease and spawn until the worker stops or its registration is lost.
@@ -114,8 +125,12 @@ class FetchLoop:
         """
         settings = self._settings
         outages = 0
+        sizer = self.sizer
         while not self._stop_requested.is_set():
-            free = settings.concurrency - len(self._deliveries)
+            # Adaptive: the running handlers plus one read queued for a slot (and
+            # extended by the lease keeper like them); fixed: the handlers only.
+            held = settings.concurrency + (sizer.batch if settings.adaptive else 0)
+            free = held - len(self._deliveries)
             if free <= 0:
                 self._slot_free.clear()
                 await wait_any(self._slot_free, self._stop_requested, timeout=settings.poll_s)
@@ -125,10 +140,11 @@ class FetchLoop:
             if not await self._wait_until_held():
                 return
             started_ns = time.time_ns()
+            asked = min(free, sizer.batch)
             try:
                 batch = await self._coordinator.receive_batch(
                     self._agent_id,
-                    min(free, settings.batch_size),
+                    asked,
                     visibility_timeout=settings.visibility_s,
                     block=settings.block_s,
                     also=self._also,
@@ -147,6 +163,8 @@ class FetchLoop:
                 continue
             outages = 0
             progress()
+            if self._slots is not None:
+                sizer.observe(asked, len(batch), self._slots.waiting, self._slots.free)
             if batch and self._presence.ownership() is not Ownership.HELD:
                 # Leased across a stall (a blocking read that returned once the frozen
                 # process resumed), or after the registration was lost: not ours.

@@ -1,15 +1,15 @@
 """``AgentWorker``: turns handlers into a live agent.
 
-One worker consumes one agent's queue, then its type's queue (messages sent to
-``AgentId(type)``, "any instance", shared with the other instances of the type). It
-registers the agent and keeps it alive, reserves messages with blocking reads as handler
-slots free up (an idle worker parks in one long read that its stop ends at once), runs up to
-``concurrency`` handlers at once, extends the leases of long handlers, acks on success
-and nacks on failure (``PermanentError`` and invalid payloads are permanent, anything
-else is retried with backoff), answers requests with the handler's return value, and
-stops gracefully: on SIGINT/SIGTERM it takes no new work, lets in-flight handlers finish
-within a grace period, leaves what is left leased (recovered after the visibility
-timeout) and deregisters. A handler's exception never stops the worker.
+One worker consumes one agent's queue, then its type's queue (``AgentId(type)``, shared
+with the type's other instances). It registers the agent and keeps it alive, leases
+messages with blocking reads (an idle worker parks in one long read that its stop ends at
+once; by default a read's size adapts to the backlog: :mod:`.adaptive`), runs up to
+``concurrency`` handlers at once, extends the leases of long handlers, acks on success and
+nacks on failure (``PermanentError`` and invalid payloads are permanent, anything else is
+retried with backoff), answers requests with the handler's return value, and stops
+gracefully: on SIGINT/SIGTERM it takes no new work, lets in-flight handlers finish within
+a grace period, leaves what is left leased (recovered after the visibility timeout) and
+deregisters. A handler's exception never stops the worker.
 
 It leases only while its registration is known to be live (fencing: after a stall past
 the heartbeat TTL it waits for the registry to verify it, and stops at once when it was
@@ -17,9 +17,8 @@ taken over), and it supervises its background loops: one that fails is logged an
 restarted with backoff, and one that keeps failing stops the worker, which deregisters
 so that a replacement can take over. See ``docs/worker.md``.
 
-It knows the queues and the registry only through the interfaces of
-:mod:`tta_agent_coordination.interfaces`; ``docs/worker.md`` ("Other back-ends") says
-which of their methods it uses.
+It knows the queues and the registry only through :mod:`tta_agent_coordination.interfaces`
+(``docs/worker.md``, "Other back-ends", says which methods it uses).
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ from tta_agent_coordination.interfaces import AgentRegistry, CallGuard, MessageC
 from tta_agent_coordination.models import AgentId, MessageType, ReceivedMessage
 from tta_agent_coordination.observability.logging import get_logger
 from tta_agent_coordination.observability.tracing import Tracing
-from tta_agent_coordination.runtime.deliveries import Delivery, DeliveryRunner
+from tta_agent_coordination.runtime.adaptive import DEFAULT_CONCURRENCY, HandlerSlots
+from tta_agent_coordination.runtime.deliveries import Delivery, DeliveryRunner, wait_in_flight
 from tta_agent_coordination.runtime.fetching import IDLE_BLOCK_S, FetchLoop, FetchSettings
 from tta_agent_coordination.runtime.handlers import (
     Handler,
@@ -72,8 +72,10 @@ class AgentWorker(HandlerDecorators):
         name: the registered name (the agent type by default).
         capabilities: registered capabilities (names, mappings or ``AgentCapability``).
         metadata: registered metadata (the worker adds its handlers, pid and host).
-        concurrency: handlers run at once.
-        batch_size: most messages reserved per read (``concurrency`` by default).
+        concurrency: handlers run at once (8 by default).
+        batch_size: most messages reserved per read (``concurrency`` by default). Given
+            neither, reads adapt to the backlog (8 to 256, one read's worth may wait for a
+            handler slot); given either, nothing adapts. See docs/worker.md.
         visibility_timeout: seconds a reservation lasts before it is extended; a crashed
             worker's messages return to the queue after it.
         poll_interval: how often a busy worker (no free slot) and a registered idle one
@@ -111,7 +113,7 @@ class AgentWorker(HandlerDecorators):
         name: str | None = None,
         capabilities: Iterable[Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         batch_size: int | None = None,
         visibility_timeout: float = 30.0,
         poll_interval: float = 1.0,
@@ -127,6 +129,9 @@ class AgentWorker(HandlerDecorators):
         if not isinstance(agent_id, AgentId):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(f"agent_id must be an AgentId, got {agent_id!r}")
         agent_id = agent_id.concrete()
+        # Either limit given: fixed reads, as configured (explicit values always win).
+        self._adaptive = concurrency is None and batch_size is None
+        concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
         _positive("concurrency", concurrency)
         batch = concurrency if batch_size is None else batch_size
         _positive("batch_size", batch)
@@ -147,6 +152,7 @@ class AgentWorker(HandlerDecorators):
         self._stats = WorkerStats()
         self._state = WorkerState.NEW
         self._deliveries: dict[str, Delivery] = {}
+        self._slots = HandlerSlots(concurrency)
         self._slot_free = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
@@ -162,6 +168,7 @@ class AgentWorker(HandlerDecorators):
         self._runner = DeliveryRunner(
             coordinator, agent_id, self._handlers, guard, self._stats, self._log, self._tracing
         )
+        self._runner.slots = self._slots
         self._presence = AgentPresence(
             coordinator,
             registry,
@@ -296,6 +303,7 @@ class AgentWorker(HandlerDecorators):
                 self._visibility,
                 self._poll,
                 max(self._poll, IDLE_BLOCK_S),
+                adaptive=self._adaptive,
             ),
             deliveries=self._deliveries,
             spawn=self._spawn,
@@ -304,6 +312,7 @@ class AgentWorker(HandlerDecorators):
             on_lost=self._registration_lost,
             log=self._log,
             tracing=self._tracing,
+            slots=self._slots,
         )
         maintenance = MaintenanceLoop(
             self._coordinator,
@@ -417,7 +426,8 @@ class AgentWorker(HandlerDecorators):
             if not done:
                 fetch.cancel()
                 await asyncio.gather(fetch, return_exceptions=True)
-        late = await self._wait_in_flight()
+        self._slots.close()  # leased but not started: given back, not started late
+        late = await wait_in_flight(self._deliveries.values(), self._grace, self._force)
         if late:
             # Past the grace period: the messages stay leased and return to the queue
             # when the lease expires (a delivery attempt is counted).
@@ -433,30 +443,6 @@ class AgentWorker(HandlerDecorators):
         await self._presence.leave()
         self._state = WorkerState.STOPPED
         self._log.info("worker_stopped", **vars(self.stats))
-
-    async def _wait_in_flight(self) -> set[asyncio.Task[None]]:
-        """Wait for running handlers until the grace period ends or a stop is forced.
-
-        Returns the handlers still running then.
-        """
-        running = {d.task for d in self._deliveries.values() if d.task is not None}
-        if not running:
-            return set()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._grace
-        forced = asyncio.ensure_future(self._force.wait())
-        try:
-            while running and not self._force.is_set():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                done, _ = await asyncio.wait(
-                    running | {forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-                running -= done
-        finally:
-            forced.cancel()
-        return {task for task in running if not task.done()}
 
     # --- consuming ----------------------------------------------------------------------
 
