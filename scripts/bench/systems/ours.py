@@ -1,11 +1,12 @@
 """tta-agent-coordination: ``RedisMessageCoordinator`` + ``AgentWorker``.
 
-Variants: ``default`` (AgentWorker defaults: concurrency 8, batch_size 8) and ``tuned``
-(concurrency 256, batch_size 256). ``queues=K`` spreads messages over K agent queues
-(one AgentWorker per queue in the worker process). The coordinator keeps its defaults
-(circuit breaker and retries around every call) except ``queue_size``, raised so that N
-messages fit in one queue. No registry (workers of one queue compete). Request/reply:
-``coordinator.request()`` to the worker's ``on_request`` handler, which returns the payload.
+Variants: ``default`` (AgentWorker defaults: 8 handlers at once, reads that adapt from 8
+to 256 messages) and ``tuned`` (concurrency 256, batch_size 256). ``queues=K`` spreads
+messages over K agent queues (one AgentWorker per queue in the worker process). The
+coordinator keeps its defaults (circuit breaker and retries around every call) except
+``queue_size``, raised so that N messages fit in one queue. No registry (workers of one
+queue compete). Request/reply: ``coordinator.request()`` to the worker's ``on_request``
+handler, which returns the payload.
 """
 
 from __future__ import annotations
