@@ -1,4 +1,7 @@
+import pytest
+
 from tta_agent_coordination import AgentId, AgentWorker, MessageContext
+from tta_agent_coordination.errors import ConfigurationError
 from tta_agent_coordination.settings import CoordinationSettings
 
 
@@ -37,3 +40,29 @@ async def test_settings_build_the_components_they_configure(coordination_redis, 
     assert got == [1]
     await registry.aclose()
     await coord.aclose()
+
+
+async def test_wait_replicas_from_the_environment_reach_the_coordinator(
+    coordination_redis, key_prefix, monkeypatch
+):
+    monkeypatch.setenv("TTA_COORD_WAIT_REPLICAS", "1")
+    monkeypatch.setenv("TTA_COORD_WAIT_TIMEOUT_S", "0.25")
+    coord = CoordinationSettings(key_prefix=key_prefix).build_coordinator(coordination_redis)
+    assert (coord.config.wait_replicas, coord.config.wait_timeout_s) == (1, 0.25)
+    # An override wins over the settings.
+    other = CoordinationSettings(key_prefix=key_prefix).build_coordinator(
+        coordination_redis, wait_replicas=0
+    )
+    assert other.config.wait_replicas == 0
+    await coord.aclose()
+    await other.aclose()
+
+
+def test_wait_settings_out_of_range_are_named():
+    with pytest.raises(ConfigurationError) as caught:
+        CoordinationSettings(wait_replicas=-1, wait_timeout_s=0)
+    message = str(caught.value)
+    assert "TTA_COORD_WAIT_REPLICAS" in message
+    assert "must be >= 0, got -1" in message
+    assert "TTA_COORD_WAIT_TIMEOUT_S" in message
+    assert "must be > 0, got 0" in message

@@ -165,6 +165,14 @@ class CoordinationSettings(BaseSettings):
     store_durability: str = "async"
     """``async`` (write-behind, the default) or ``sync`` (a send is recorded before it returns)."""
 
+    wait_replicas: int = 0
+    """Replicas that must confirm each send (``WAIT``) before it counts as enqueued; 0 =
+    none. Unconfirmed sends are reported ``UNKNOWN`` (``docs/scaling.md``, "Durability
+    across a failover")."""
+
+    wait_timeout_s: float = 0.5
+    """Longest wait for those replicas, in seconds; then the send is ``UNKNOWN``."""
+
     instance: str | None = None
     """The agent instance a worker factory should run as (``tta-coord worker --instance``)."""
 
@@ -231,6 +239,7 @@ class CoordinationSettings(BaseSettings):
             "visibility_timeout_s": self.visibility_timeout_s,
             "heartbeat_ttl_s": self.heartbeat_ttl_s,
             "request_timeout_s": self.request_timeout_s,
+            "wait_timeout_s": self.wait_timeout_s,
         }
         if self.socket_timeout_s is not None:
             positive["socket_timeout_s"] = self.socket_timeout_s
@@ -243,6 +252,7 @@ class CoordinationSettings(BaseSettings):
             "health_check_interval_s": (self.health_check_interval_s, 0),
             "grace_period_s": (self.grace_period_s, 0),
             "max_connections": (self.max_connections, 1),
+            "wait_replicas": (self.wait_replicas, 0),
         }
         if self.concurrency is not None:
             at_least["concurrency"] = (self.concurrency, 1)
@@ -330,7 +340,12 @@ class CoordinationSettings(BaseSettings):
         """
         from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 
-        options: dict[str, Any] = {"key_prefix": self.key_prefix, **overrides}
+        options: dict[str, Any] = {
+            "key_prefix": self.key_prefix,
+            "wait_replicas": self.wait_replicas,
+            "wait_timeout_s": self.wait_timeout_s,
+            **overrides,
+        }
         if "store" not in overrides:
             store = self.build_store()
             if store is not None:
