@@ -100,7 +100,12 @@ QUEUE_CALLS: dict[str, ScriptCall[Any]] = {
 def test_every_queue_script_gets_the_group_and_consumer_from_keys_py(name: str) -> None:
     call = QUEUE_CALLS[name]
     assert call.name == name
-    assert tuple(call.keys) == KEYS.all_keys
+    if name == "queue_send":  # pre-encoded, and without the lessee keys it never reads
+        sent = tuple(k.decode() if isinstance(k, bytes) else k for k in call.keys)
+        assert sent == KEYS.all_keys[: queue_send.SEND_KEYS]
+        assert all(isinstance(k, bytes) for k in call.keys)
+    else:
+        assert tuple(call.keys) == KEYS.all_keys
     assert tuple(call.argv[:2]) == ARGV_HEAD
     assert [head.decode() for head in ARGV_HEAD] == [CONSUMER_GROUP, CONSUMER_NAME]
     source = script_source(name)
@@ -110,10 +115,37 @@ def test_every_queue_script_gets_the_group_and_consumer_from_keys_py(name: str) 
     assert not re.search(r"""['"](workers|lease)['"]""", source)
 
 
+def test_queue_send_reads_no_key_it_is_not_sent() -> None:
+    # queue_send gets KEYS 1..SEND_KEYS only: neither its own text nor a helper it calls
+    # may read a later key (Lua would see nil, and Cluster would not route by it).
+    common = script_source("queue_common")
+    own = script_source("queue_send").removeprefix(common)
+    helpers = set(re.findall(r"^local function (\w+)", common, re.M))
+    called = {h for h in helpers if re.search(rf"\b{h}\(", own)}
+    assert {"now_ms", "schedule_delayed"} <= called
+    bodies = [own] + [
+        re.search(rf"^local function {h}\(.*?^end$", common, re.M | re.S).group(0)  # pyright: ignore[reportOptionalMemberAccess]
+        for h in called
+    ]
+    used = {int(n) for body in bodies for n in re.findall(r"KEYS\[(\d+)\]", body)}
+    assert used
+    assert max(used) <= queue_send.SEND_KEYS
+    # ...and the other queue scripts do read beyond it, so the cut is not a no-op.
+    assert re.search(r"KEYS\[1[01]\]", common)
+
+
+def test_queue_send_encodes_its_keys_once_per_queue() -> None:
+    first = queue_send.call(KEYS, queue_size=5, items=[SendItem(2, "m1", "{}", 0)])
+    again = queue_send.call(KEYS, queue_size=5, items=[SendItem(1, "m2", "{}", 0)])
+    assert first.keys is again.keys
+    assert all(isinstance(k, bytes) for k in first.keys)
+    assert queue_send.call(KEYS, queue_size=6, items=[]).argv == [*ARGV_HEAD, b"6"]
+
+
 def test_arguments_follow_the_head_in_the_documented_order() -> None:
-    assert QUEUE_CALLS["queue_send"].argv[2:] == [5, 2, "m1", "{}", 0, 0, 0]
+    assert QUEUE_CALLS["queue_send"].argv[2:] == [b"5", 2, "m1", "{}", 0, 0, 0]
     later = queue_send.call(KEYS, queue_size=5, items=[SendItem(2, "m1", "{}", 0, 250, 9)])
-    assert later.argv[2:] == [5, 2, "m1", "{}", 0, 250, 9]
+    assert later.argv[2:] == [b"5", 2, "m1", "{}", 0, 250, 9]
     assert QUEUE_CALLS["queue_receive"].argv[2:] == [1, 2, 3, 4, 5, 6, ""]
     named = queue_receive.call(
         KEYS,

@@ -299,7 +299,7 @@ class FakeInbox:
 
 class FakeScripts:
     def __init__(self) -> None:
-        self.runs: list[tuple[str, list[str], list[Any]]] = []
+        self.runs: list[tuple[str, list[str | bytes], list[Any]]] = []
 
     async def call(self, call: ScriptCall[Any]) -> Any:
         self.runs.append((call.name, list(call.keys), list(call.argv)))

@@ -109,17 +109,20 @@ async def _one(
     keep: tuple[type[BaseException], ...],
 ) -> Confirmed[R]:
     sha = scripts[call.name].sha
+    # A call's KEYS may come pre-encoded (queue_send sends bytes): the slot is the text's.
+    first = call.keys[0]
+    first_key = first.decode() if isinstance(first, bytes) else first
     for _ in range(_ATTEMPTS):
         outcome, acked = await _on_node(
             client,
-            call.keys[0],
+            first_key,
             [
                 ("EVALSHA", sha, len(call.keys), *call.keys, *call.argv),
                 ("WAIT", replicas, timeout_ms),
             ],
         )
         if isinstance(outcome, NoScriptError):
-            node = await node_connections(client, slot_group(client, call.keys[0]))
+            node = await node_connections(client, slot_group(client, first_key))
             await node.execute_command("SCRIPT", "LOAD", script_source(call.name))
             continue
         if isinstance(outcome, ResponseError) and str(outcome).startswith(_REDIRECTS):

@@ -3,10 +3,8 @@
 A waiting requester names its inbox in the request's ``REPLY_INBOX_HEADER``; the
 replier pushes the reply there with the ``reply_push`` script. The inbox is one Redis list
 per requesting coordinator, bounded and expiring, read by one blocking pop for all of the
-requester's pending requests. The messages themselves (requests, replies, their headers)
-are built by the transport-free :mod:`tta_agent_coordination.replies`.
-
-The inbox is a public address (:class:`~tta_agent_coordination.replies.ReplyAddress`,
+requester's pending requests. The messages (requests, replies, their headers) are built by
+:mod:`tta_agent_coordination.replies`. The inbox is a public address (``ReplyAddress``,
 ``ReplyRouter.address``): other modules route replies to it (:meth:`ReplyRouter.deliver_to`)
 and await one by correlation id (:meth:`ReplyRouter.expect`), as ``request()`` does.
 
@@ -345,17 +343,10 @@ class ReplyRouter:
                     lambda: self._redis.blpop([self._inbox], timeout=_POP_BLOCK_S),
                 )
                 more: list[Any] = []
-                if popped:
-                    # Its waiter first: the drain below is another round trip.
+                if popped:  # its waiter first; drain only while other requests wait
                     self._dispatch(popped[1])
                     if any(not w.done() for w in self._waiters.values()):
-                        # Other requests still wait: take their replies in one call.
-                        more = (
-                            await self._call(
-                                "request", lambda: self._redis.lpop(self._inbox, _DRAIN_BATCH)
-                            )
-                            or []
-                        )
+                        more = await self._call("request", self._drain) or []
                 failures = 0
             except CoordinationError as exc:
                 # Redis is down or the breaker is open: the waiters' timeouts bound the
@@ -366,6 +357,9 @@ class ReplyRouter:
                 continue
             for item in more:
                 self._dispatch(item)
+
+    def _drain(self) -> Any:
+        return self._redis.lpop(self._inbox, _DRAIN_BATCH)
 
     def _dispatch(self, item: Any) -> None:
         try:

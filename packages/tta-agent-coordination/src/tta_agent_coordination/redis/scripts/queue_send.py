@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from tta_agent_coordination.redis.keys import QueueKeys
@@ -15,6 +16,7 @@ __all__ = [
     "NAME",
     "QUEUE_FULL_CODE",
     "SCHEDULED",
+    "SEND_KEYS",
     "SendItem",
     "SendOutcome",
     "call",
@@ -65,11 +67,34 @@ def _parse(raw: list[Any]) -> SendOutcome:
     return SendOutcome(codes, int(now), dues)
 
 
+SEND_KEYS = 9
+"""How many of ``QueueKeys.all_keys`` the script gets: KEYS 1..9 (the ready streams up to
+the wake stream). It never reads the lessee keys (10, 11), so they are not sent: two
+arguments fewer to encode on every send (issue 20)."""
+
+
+@lru_cache(maxsize=4096)
+def _head(queue: QueueKeys, queue_size: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The KEYS and the ARGV head of a send to ``queue``, encoded once.
+
+    redis-py sends bytes as they are; strings and ints it encodes again on every call,
+    which was ~4 µs of each single send (issue 20). Bounded: a process that sends to
+    more queues than this re-encodes the least recently used ones.
+    """
+    keys = tuple(key.encode() for key in queue.all_keys[:SEND_KEYS])
+    return keys, (*ARGV_HEAD, str(queue_size).encode())
+
+
 def call(
     queue: QueueKeys, *, queue_size: int, items: Iterable[SendItem]
 ) -> ScriptCall[SendOutcome]:
-    """Enqueue ``items`` into ``queue`` unless it holds ``queue_size`` unsettled messages."""
-    argv: list[Any] = [*ARGV_HEAD, queue_size]
+    """Enqueue ``items`` into ``queue`` unless it holds ``queue_size`` unsettled messages.
+
+    KEYS are the first :data:`SEND_KEYS` of ``queue.all_keys`` and the head of ARGV
+    (group, consumer, ``queue_size``) is sent pre-encoded, as bytes.
+    """
+    keys, head = _head(queue, queue_size)
+    argv: list[Any] = [*head]
     for item in items:
         argv += item
-    return ScriptCall(NAME, queue.all_keys, argv, _parse)
+    return ScriptCall(NAME, keys, argv, _parse)
