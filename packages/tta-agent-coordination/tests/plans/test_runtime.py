@@ -81,7 +81,10 @@ async def test_a_reflection_replans_and_the_new_plan_runs(agents, make_runtime):
     run_id = await runtime.start(TASK)
     result = await runtime.execute(TASK, run_id=run_id, timeout=20)
     assert result.status is RunStatus.COMPLETED
-    assert planner.plans == 2
+    # Two plans are recorded; the planner may be asked once more for the same input when
+    # a driver message is redelivered (its 2 s lease ran out on a loaded machine), which
+    # docs/plans.md allows: its answer is then not recorded twice.
+    assert planner.plans >= 2
     assert result.replans == 1
     assert result.plan_version == 2
     assert [(r.plan_version, r.step_id) for r in result.steps] == [
