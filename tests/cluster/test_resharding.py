@@ -12,10 +12,13 @@ handled, none twice, and the queue ends on the new primary.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from tta_agent_coordination import AgentId, AgentMessage, AgentWorker, MessageType
 from tta_agent_coordination.clients import RedisClient
@@ -95,30 +98,46 @@ async def _migrate_slot(
 ) -> None:
     """Move ``slot`` from ``source`` to ``target`` as ``redis-cli --cluster reshard`` does."""
     assert isinstance(client, RedisCluster)
-    source_id = await client.execute_command("CLUSTER", "MYID", target_nodes=source)
-    target_id = await client.execute_command("CLUSTER", "MYID", target_nodes=target)
-    source_id, target_id = _text(source_id), _text(target_id)
-    await client.execute_command(
-        "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id, target_nodes=target
-    )
-    await client.execute_command(
-        "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id, target_nodes=source
-    )
+    source_id = _text(await _admin(client, source, "CLUSTER", "MYID"))
+    target_id = _text(await _admin(client, target, "CLUSTER", "MYID"))
+    await _admin(client, target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    await _admin(client, source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
     while True:
-        keys = await client.execute_command(
-            "CLUSTER", "GETKEYSINSLOT", slot, 1, target_nodes=source
-        )
+        keys = await _admin(client, source, "CLUSTER", "GETKEYSINSLOT", slot, 1)
         if not keys:
             break
         # One key at a time, slowly: the run meets the slot half-moved for a while.
-        await client.execute_command(
-            "MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys, target_nodes=source
+        await _admin(
+            client, source, "MIGRATE", target.host, target.port, "", 0, 10_000, "KEYS", *keys
         )
         await asyncio.sleep(0.05)
     for node in client.get_primaries():
-        await client.execute_command(
-            "CLUSTER", "SETSLOT", slot, "NODE", target_id, target_nodes=node
-        )
+        await _admin(client, node, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+async def _admin(client: RedisCluster, node: ClusterNode, *command: str | int) -> Any:
+    """Run one admin command on ``node``, tried again on a Redis error (a busy machine).
+
+    A ``MIGRATE`` that timed out may have restored the key on the target before the
+    source deleted its own copy; the source's copy is the current one (the key still
+    took writes there), so a second attempt replaces the target's. The last error is
+    raised as it is, and names the command that failed.
+    """
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(5),
+        wait=wait_fixed(0.5),
+        retry=retry_if_exception_type(RedisError),
+        reraise=True,
+    ):
+        with attempt:
+            args: list[str | int] = list(command)
+            if args[0] == "MIGRATE" and attempt.retry_state.attempt_number > 1:
+                args.insert(args.index("KEYS"), "REPLACE")
+            try:
+                return await client.execute_command(*args, target_nodes=node)
+            except RedisError as exc:
+                raise type(exc)(f"{' '.join(map(str, args[:3]))} on {node.name}: {exc}") from exc
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _text(value: object) -> str:
