@@ -2,9 +2,7 @@
 
 import asyncio
 import json
-import os
 import time
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -14,49 +12,13 @@ from tta_agent_coordination.interactions import AgentMessaging
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
 from tta_agent_coordination.testing import (
-    DEFAULT_TEST_REDIS_URL,
-    RealRedisUnavailableError,
-    delete_prefix,
     real_redis,
-    real_redis_required,
-    unique_prefix,
 )
 
 pytestmark = pytest.mark.real_redis
 
 HOST = AgentId("host", "h")
 A = AgentId("agent", "a")
-
-
-@pytest.fixture
-def redis_url() -> str:
-    url = os.environ.get("TTA_COORD_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
-
-    async def check() -> None:
-        await (await real_redis(url)).aclose()
-
-    try:
-        asyncio.run(check())
-    except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    return url
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    value = unique_prefix("mtgcli")
-    yield value
-
-    async def clean() -> None:
-        client = await real_redis(redis_url)
-        try:
-            await delete_prefix(client, value)
-        finally:
-            await client.aclose()
-
-    asyncio.run(clean())
 
 
 def seed(url: str, prefix: str, turn_duration: float) -> str:

@@ -2,29 +2,16 @@
 while it holds the turn, and the meeting goes on within turn_duration + 1 s."""
 
 import asyncio
-import json
-import os
 import signal
-import sys
-from asyncio.subprocess import Process
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tta_agent_coordination.interactions import AgentMessaging, MeetingEventType
 from tta_agent_coordination.models import AgentId
-from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-from tta_agent_coordination.testing import (
-    DEFAULT_TEST_REDIS_URL,
-    RealRedisUnavailableError,
-    delete_prefix,
-    real_redis,
-    real_redis_required,
-    unique_prefix,
-)
 
+from .child_processes import ChildProcesses, messaging_on_real_redis, read_ledger
 from .conftest import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_redis]
@@ -38,71 +25,21 @@ TURN_S = 2.0
 
 @pytest.fixture
 async def real() -> AsyncIterator[tuple[AgentMessaging, str, str]]:
-    url = os.environ.get("TTA_COORD_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
-    try:
-        client = await real_redis(url)
-    except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(f"{exc} (CI requires the real-Redis tests to run)")
-        pytest.skip(str(exc))
-    prefix = unique_prefix()
-    coordinator = RedisMessageCoordinator(client, key_prefix=prefix)
-    messaging = AgentMessaging(coordinator)
-    await messaging.register_organization("acme")
-    for agent in (HOST, SILENT, *TALKERS):
-        await messaging.register_agent(agent, organization="acme")
-    try:
-        yield messaging, url, prefix
-    finally:
-        await coordinator.aclose()
-        await delete_prefix(client, prefix)
-        await client.aclose()
-
-
-class Processes:
-    def __init__(self) -> None:
-        self.procs: list[Process] = []
-
-    async def start(self, *args: str, env: dict[str, str] | None = None) -> Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SCRIPT),
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-        )
-        self.procs.append(proc)
-        assert proc.stdout is not None
-        async with asyncio.timeout(30):
-            while (line := await proc.stdout.readline()) and line.strip() != b"ready":
-                pass
-        assert line.strip() == b"ready"
-        return proc
-
-    async def aclose(self) -> None:
-        for proc in self.procs:
-            if proc.returncode is None:
-                proc.kill()  # never leave a process behind
-                await proc.wait()
+    async with messaging_on_real_redis((HOST, SILENT, *TALKERS)) as setup:
+        yield setup
 
 
 @pytest.fixture
-async def processes() -> AsyncIterator[Processes]:
-    p = Processes()
+async def processes() -> AsyncIterator[ChildProcesses]:
+    children = ChildProcesses(SCRIPT)
     try:
-        yield p
+        yield children
     finally:
-        await p.aclose()
-
-
-def read(ledger: Path) -> list[dict[str, Any]]:
-    if not ledger.exists():
-        return []
-    return [json.loads(line) for line in ledger.read_text().splitlines() if line]
+        await children.aclose()
 
 
 async def test_killed_speaker_process_does_not_stop_the_meeting(
-    real, processes: Processes, tmp_path: Path
+    real, processes: ChildProcesses, tmp_path: Path
 ) -> None:
     messaging, url, prefix = real
     m = messaging.meeting
@@ -114,7 +51,7 @@ async def test_killed_speaker_process_does_not_stop_the_meeting(
         for n, a in enumerate(TALKERS)
     ]
     await m.start_meeting(HOST, mid, "go", next_speaker=SILENT)
-    await eventually(lambda: len(read(silent_ledger)) == 1, timeout=30)
+    await eventually(lambda: len(read_ledger(silent_ledger)) == 1, timeout=30)
     silent.send_signal(signal.SIGKILL)  # it dies holding the turn
     await asyncio.wait_for(silent.wait(), 10)
 
@@ -140,7 +77,7 @@ async def test_killed_speaker_process_does_not_stop_the_meeting(
 
 
 async def test_processes_racing_for_one_turn_one_wins(
-    real, processes: Processes, tmp_path: Path
+    real, processes: ChildProcesses, tmp_path: Path
 ) -> None:
     messaging, url, prefix = real
     m = messaging.meeting
@@ -155,9 +92,9 @@ async def test_processes_racing_for_one_turn_one_wins(
     await m.start_meeting(HOST, mid, "go", next_speaker=TALKERS[0])
     for proc in racers:
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-    outcomes = sorted(e["event"] for e in read(ledger) if e["event"] != "turn")
+    outcomes = sorted(e["event"] for e in read_ledger(ledger) if e["event"] != "turn")
     assert outcomes == ["lost", "lost", "lost", "won"]
     spoke = [e for e in await m.get_meeting_history(mid) if e.type is MeetingEventType.SPOKE]
     assert [(e.agent, e.turn) for e in spoke] == [(HOST, 0), (TALKERS[0], 1)]
-    winner = next(e for e in read(ledger) if e["event"] == "won")
+    winner = next(e for e in read_ledger(ledger) if e["event"] == "won")
     assert spoke[1].payload == {"pid": winner["pid"]}

@@ -2,8 +2,6 @@
 
 import asyncio
 import json
-import os
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -12,49 +10,13 @@ from tta_agent_coordination import RedisMessageCoordinator
 from tta_agent_coordination.cli import build_app
 from tta_agent_coordination.plans import PlanRuntime, RunStatus, RuntimeFlags, Task
 from tta_agent_coordination.testing import (
-    DEFAULT_TEST_REDIS_URL,
-    RealRedisUnavailableError,
-    delete_prefix,
     real_redis,
-    real_redis_required,
-    unique_prefix,
 )
 
 from .conftest import Agents
 from .rules import CHECKER, WRITER, StatelessPlanner
 
 pytestmark = pytest.mark.real_redis
-
-
-@pytest.fixture
-def redis_url() -> str:
-    url = os.environ.get("TTA_COORD_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
-
-    async def check() -> None:
-        await (await real_redis(url)).aclose()
-
-    try:
-        asyncio.run(check())
-    except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    return url
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    value = unique_prefix("runs")
-    yield value
-
-    async def clean() -> None:
-        client = await real_redis(redis_url)
-        try:
-            await delete_prefix(client, value)
-        finally:
-            await client.aclose()
-
-    asyncio.run(clean())
 
 
 def seed(url: str, prefix: str, *, drive: bool) -> str:

@@ -15,13 +15,21 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
+from tta_agent_coordination import RedisMessageCoordinator
 from tta_agent_coordination.models import AgentId
 
 WBA = ("world_builder", "w1")
 IPA = ("input_processor", None)
 UNICODE_TEXT = "Élan vital — 世界 🌍 «ñ»"
+
+
+@pytest.fixture
+def coordinator(coordination_coordinator: RedisMessageCoordinator) -> RedisMessageCoordinator:
+    """The core's coordinator a migration moves into (the testing plugin's, by a short name)."""
+    return coordination_coordinator
 
 
 def now_us() -> int:

@@ -100,97 +100,89 @@ async def _check_migrated(coordinator: RedisMessageCoordinator) -> None:
 
 
 async def test_a_legacy_deployment_migrates_exactly_once_in_order(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
     writer = LegacyWriter(coordination_redis, key_prefix)
     await write_deployment(writer)
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        report = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
-        by_queue = {q.queue: q for q in report.queues}
-        wba = by_queue[str(WBA_ID)]
-        assert (wba.ready, wba.delayed, wba.requeued, wba.dead) == (6, 1, 2, 2)
-        assert by_queue[str(IPA_ID)].ready == 1
-        assert report.moved == 12
-        assert report.subscriptions == 1
-        reasons = sorted(u.reason.split(" ")[0] for u in report.unmovable)
-        assert len(report.unmovable) == 4, report.unmovable  # junk sched, reservation, dlq, agent
-        assert "agent" in reasons
-        # The unmovable entries stay where they were; everything moved is gone.
-        assert await coordination_redis.zscore(
-            f"{key_prefix}:sched:world_builder:w1:prio:5", "{not json"
-        )
-        assert await coordination_redis.hexists(
-            f"{key_prefix}:reserved:world_builder:w1", "res_m-res-junk"
-        )
-        assert await coordination_redis.llen(f"{key_prefix}:dlq:world_builder:w1") == 1
-        assert await coordination_redis.zcard(f"{key_prefix}:sched:world_builder:w1:prio:9") == 0
-        assert (
-            await coordination_redis.zcard(f"{key_prefix}:reserved_deadlines:world_builder:w1") == 1
-        )  # the junk reservation's
-        assert await coordinator.subscribers(MessageType.EVENT) == [WBA_ID]
+    report = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+    by_queue = {q.queue: q for q in report.queues}
+    wba = by_queue[str(WBA_ID)]
+    assert (wba.ready, wba.delayed, wba.requeued, wba.dead) == (6, 1, 2, 2)
+    assert by_queue[str(IPA_ID)].ready == 1
+    assert report.moved == 12
+    assert report.subscriptions == 1
+    reasons = sorted(u.reason.split(" ")[0] for u in report.unmovable)
+    assert len(report.unmovable) == 4, report.unmovable  # junk sched, reservation, dlq, agent
+    assert "agent" in reasons
+    # The unmovable entries stay where they were; everything moved is gone.
+    assert await coordination_redis.zscore(
+        f"{key_prefix}:sched:world_builder:w1:prio:5", "{not json"
+    )
+    assert await coordination_redis.hexists(
+        f"{key_prefix}:reserved:world_builder:w1", "res_m-res-junk"
+    )
+    assert await coordination_redis.llen(f"{key_prefix}:dlq:world_builder:w1") == 1
+    assert await coordination_redis.zcard(f"{key_prefix}:sched:world_builder:w1:prio:9") == 0
+    assert (
+        await coordination_redis.zcard(f"{key_prefix}:reserved_deadlines:world_builder:w1") == 1
+    )  # the junk reservation's
+    assert await coordinator.subscribers(MessageType.EVENT) == [WBA_ID]
 
-        again = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
-        assert again.moved == 0
-        assert sum(q.duplicates for q in again.queues) == 0
-        assert again.subscriptions == 0
-        assert len(again.unmovable) == 4
+    again = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+    assert again.moved == 0
+    assert sum(q.duplicates for q in again.queues) == 0
+    assert again.subscriptions == 0
+    assert len(again.unmovable) == 4
 
-        await _check_migrated(coordinator)
-        third = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
-        assert third.moved == 0
-        assert await coordinator.receive(WBA_ID) is None
-    finally:
-        await coordinator.aclose()
+    await _check_migrated(coordinator)
+    third = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+    assert third.moved == 0
+    assert await coordinator.receive(WBA_ID) is None
 
 
 async def test_a_dry_run_reports_and_changes_nothing(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
     writer = LegacyWriter(coordination_redis, key_prefix)
     await write_deployment(writer)
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        before = await legacy_report(coordination_redis, key_prefix)
-        plan = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix, dry_run=True)
-        assert plan.dry_run
-        assert plan.moved == 12
-        assert len(plan.unmovable) == 4
-        assert plan.subscriptions == 1
-        assert await legacy_report(coordination_redis, key_prefix) == before
-        assert (await coordinator.queue_stats(WBA_ID)).unsettled == 0
-        assert await coordinator.known_queues() == []
-        assert await coordinator.subscribers(MessageType.EVENT) == []
-    finally:
-        await coordinator.aclose()
+    before = await legacy_report(coordination_redis, key_prefix)
+    plan = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix, dry_run=True)
+    assert plan.dry_run
+    assert plan.moved == 12
+    assert len(plan.unmovable) == 4
+    assert plan.subscriptions == 1
+    assert await legacy_report(coordination_redis, key_prefix) == before
+    assert (await coordinator.queue_stats(WBA_ID)).unsettled == 0
+    assert await coordinator.known_queues() == []
+    assert await coordinator.subscribers(MessageType.EVENT) == []
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-restore", "after-restore"])
 @pytest.mark.parametrize("crash_on", [1, 3])
 async def test_an_interrupted_run_resumed_moves_every_message_once(
-    coordination_redis: aioredis.Redis, key_prefix: str, crash_on: int, after: bool
+    coordination_redis: aioredis.Redis,
+    key_prefix: str,
+    coordinator: RedisMessageCoordinator,
+    crash_on: int,
+    after: bool,
 ) -> None:
     writer = LegacyWriter(coordination_redis, key_prefix)
     await write_deployment(writer)
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        crashing = CrashingTarget(coordinator, crash_on=crash_on, after=after)
-        with pytest.raises(RuntimeError, match="injected crash"):
-            await migrate_keys(coordination_redis, crashing, prefix=key_prefix, chunk_size=2)
-        resumed = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
-        finished = sum(crashing.sizes[:-1])  # the chunks the crashed run finished
-        assert resumed.moved == 12 - finished
-        in_flight = crashing.sizes[-1] if after else 0  # restored, not yet journaled
-        assert in_flight > 0 or not after
-        assert sum(q.already_present for q in resumed.queues) == in_flight
-        await _check_migrated(coordinator)
-        assert (await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)).moved == 0
-    finally:
-        await coordinator.aclose()
+    crashing = CrashingTarget(coordinator, crash_on=crash_on, after=after)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        await migrate_keys(coordination_redis, crashing, prefix=key_prefix, chunk_size=2)
+    resumed = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+    finished = sum(crashing.sizes[:-1])  # the chunks the crashed run finished
+    assert resumed.moved == 12 - finished
+    in_flight = crashing.sizes[-1] if after else 0  # restored, not yet journaled
+    assert in_flight > 0 or not after
+    assert sum(q.already_present for q in resumed.queues) == in_flight
+    await _check_migrated(coordinator)
+    assert (await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)).moved == 0
 
 
 async def test_copies_of_one_message_move_once(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
     # The original's recovery re-queued a payload while its consumer still held it: the same
     # message is both scheduled and reserved.
@@ -198,69 +190,52 @@ async def test_copies_of_one_message_move_once(
     body = await writer.send(WBA, "m-twice")
     agent = writer.agent(WBA)
     await coordination_redis.hset(f"{key_prefix}:reserved:{agent}", "res_x", body)
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        report = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
-        (queue,) = report.queues
-        assert (queue.ready, queue.requeued, queue.duplicates) == (1, 0, 1)
-        assert await coordination_redis.hlen(f"{key_prefix}:reserved:{agent}") == 0
-        assert [m for m, _, _ in await drain(coordinator, WBA_ID)] == ["m-twice"]
-    finally:
-        await coordinator.aclose()
+    report = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+    (queue,) = report.queues
+    assert (queue.ready, queue.requeued, queue.duplicates) == (1, 0, 1)
+    assert await coordination_redis.hlen(f"{key_prefix}:reserved:{agent}") == 0
+    assert [m for m, _, _ in await drain(coordinator, WBA_ID)] == ["m-twice"]
 
 
 async def test_a_message_id_reused_for_other_content_is_kept_and_listed(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
     writer = LegacyWriter(coordination_redis, key_prefix)
     await writer.send(WBA, "m-same", payload={"v": 1})
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        assert (await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)).moved == 1
-        await writer.send(WBA, "m-same", payload={"v": 2})
-        report = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
-        assert report.moved == 0
-        (kept,) = report.unmovable
-        assert "already moved with different content" in kept.reason
-        key = f"{key_prefix}:sched:world_builder:w1:prio:5"
-        assert await coordination_redis.zcard(key) == 1
-        assert [(m, p) for m, _, p in await drain(coordinator, WBA_ID)] == [("m-same", {"v": 1})]
-    finally:
-        await coordinator.aclose()
+    assert (await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)).moved == 1
+    await writer.send(WBA, "m-same", payload={"v": 2})
+    report = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+    assert report.moved == 0
+    (kept,) = report.unmovable
+    assert "already moved with different content" in kept.reason
+    key = f"{key_prefix}:sched:world_builder:w1:prio:5"
+    assert await coordination_redis.zcard(key) == 1
+    assert [(m, p) for m, _, p in await drain(coordinator, WBA_ID)] == [("m-same", {"v": 1})]
 
 
 async def test_a_subscription_already_made_is_not_made_twice(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
     writer = LegacyWriter(coordination_redis, key_prefix)
     await writer.subscribe(WBA, "request", "event")
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        # A run interrupted between its subscribe and the DEL of the legacy set.
-        await coordinator.subscribe(WBA_ID, [MessageType.REQUEST, MessageType.EVENT])
-        counting = CrashingTarget(coordinator, crash_on=0, after=False)
-        report = await migrate_keys(coordination_redis, counting, prefix=key_prefix)
-        assert report.subscriptions == 1
-        assert counting.subscribed == 0
-        assert not await coordination_redis.exists(f"{key_prefix}:subs:world_builder:w1")
-    finally:
-        await coordinator.aclose()
+    await coordinator.subscribe(WBA_ID, [MessageType.REQUEST, MessageType.EVENT])
+    counting = CrashingTarget(coordinator, crash_on=0, after=False)
+    report = await migrate_keys(coordination_redis, counting, prefix=key_prefix)
+    assert report.subscriptions == 1
+    assert counting.subscribed == 0
+    assert not await coordination_redis.exists(f"{key_prefix}:subs:world_builder:w1")
 
 
 async def test_unknown_subscription_types_are_kept_and_listed(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
     writer = LegacyWriter(coordination_redis, key_prefix)
     await writer.subscribe(WBA, "request", "telepathy")
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        report = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
-        (kept,) = report.unmovable
-        assert "telepathy" in kept.reason
-        assert await coordination_redis.exists(f"{key_prefix}:subs:world_builder:w1")
-        assert await coordinator.subscribers(MessageType.REQUEST) == []
-    finally:
-        await coordinator.aclose()
+    report = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+    (kept,) = report.unmovable
+    assert "telepathy" in kept.reason
+    assert await coordination_redis.exists(f"{key_prefix}:subs:world_builder:w1")
+    assert await coordinator.subscribers(MessageType.REQUEST) == []
 
 
 async def test_a_client_decoding_responses_migrates_too(key_prefix: str) -> None:
@@ -281,17 +256,13 @@ async def test_a_client_decoding_responses_migrates_too(key_prefix: str) -> None
 
 
 async def test_invalid_arguments_raise_migration_error(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        with pytest.raises(MigrationError, match="chunk_size"):
-            await migrate_keys(coordination_redis, coordinator, prefix=key_prefix, chunk_size=0)
-        cluster: Any = object.__new__(aioredis.RedisCluster)
-        with pytest.raises(MigrationError, match="hash tags"):
-            await migrate_keys(cluster, coordinator, prefix=key_prefix)
-    finally:
-        await coordinator.aclose()
+    with pytest.raises(MigrationError, match="chunk_size"):
+        await migrate_keys(coordination_redis, coordinator, prefix=key_prefix, chunk_size=0)
+    cluster: Any = object.__new__(aioredis.RedisCluster)
+    with pytest.raises(MigrationError, match="hash tags"):
+        await migrate_keys(cluster, coordinator, prefix=key_prefix)
 
 
 class OldConsumer(CrashingTarget):
@@ -309,27 +280,23 @@ class OldConsumer(CrashingTarget):
 
 
 async def test_an_entry_taken_meanwhile_is_reported_as_vanished(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
     writer = LegacyWriter(coordination_redis, key_prefix)
     await writer.send(WBA, "m-taken")
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        key = f"{key_prefix}:sched:world_builder:w1:prio:5"
-        report = await migrate_keys(
-            coordination_redis, OldConsumer(coordinator, coordination_redis, key), prefix=key_prefix
-        )
-        (queue,) = report.queues
-        assert (queue.moved, queue.vanished) == (0, 1)
-        assert not await coordination_redis.hexists(
-            f"{key_prefix}:migrate:moved", "world_builder:w1|m-taken"
-        )
-    finally:
-        await coordinator.aclose()
+    key = f"{key_prefix}:sched:world_builder:w1:prio:5"
+    report = await migrate_keys(
+        coordination_redis, OldConsumer(coordinator, coordination_redis, key), prefix=key_prefix
+    )
+    (queue,) = report.queues
+    assert (queue.moved, queue.vanished) == (0, 1)
+    assert not await coordination_redis.hexists(
+        f"{key_prefix}:migrate:moved", "world_builder:w1|m-taken"
+    )
 
 
 async def test_a_dry_run_spots_an_id_reused_within_one_queue(
-    coordination_redis: aioredis.Redis, key_prefix: str
+    coordination_redis: aioredis.Redis, key_prefix: str, coordinator: RedisMessageCoordinator
 ) -> None:
     writer = LegacyWriter(coordination_redis, key_prefix)
     await writer.send(WBA, "m-reused", payload={"v": 1})
@@ -337,17 +304,13 @@ async def test_a_dry_run_spots_an_id_reused_within_one_queue(
     await writer.send(WBA, "m-copy", payload={"v": 3})
     body = await writer.send(WBA, "m-copy2", payload={"v": 4})
     await coordination_redis.rpush(f"{key_prefix}:dlq:world_builder:w1", body)
-    coordinator = RedisMessageCoordinator(coordination_redis, key_prefix=key_prefix)
-    try:
-        plan = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix, dry_run=True)
-        done = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
-        for report in (plan, done):
-            (queue,) = report.queues
-            assert (queue.ready, queue.dead, queue.duplicates) == (3, 0, 1)
-            (kept,) = report.unmovable
-            assert "m-reused" in kept.reason
-    finally:
-        await coordinator.aclose()
+    plan = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix, dry_run=True)
+    done = await migrate_keys(coordination_redis, coordinator, prefix=key_prefix)
+    for report in (plan, done):
+        (queue,) = report.queues
+        assert (queue.ready, queue.dead, queue.duplicates) == (3, 0, 1)
+        (kept,) = report.unmovable
+        assert "m-reused" in kept.reason
 
 
 async def test_a_name_the_core_refuses_moves_under_its_rename(
