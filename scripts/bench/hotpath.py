@@ -52,12 +52,44 @@ async def _measure(
     return summarise(case, rows_from_stats(pstats.Stats(prof).stats), n, wall)  # pyright: ignore[reportAttributeAccessIssue]
 
 
-def _profiler(on: bool) -> cProfile.Profile | None:
-    if not on:
-        return None
-    prof = cProfile.Profile()
-    prof.enable()
-    return prof
+class _Timed:
+    """The wall time of a ``with`` block and, when ``profile``, its cProfile."""
+
+    def __init__(self, profile: bool) -> None:
+        self.prof = cProfile.Profile() if profile else None
+        self.wall = 0.0
+
+    def __enter__(self) -> _Timed:
+        self._t0 = time.perf_counter()
+        if self.prof is not None:
+            self.prof.enable()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.prof is not None:
+            self.prof.disable()
+        self.wall = time.perf_counter() - self._t0
+
+    @property
+    def result(self) -> tuple[float, cProfile.Profile | None]:
+        return self.wall, self.prof
+
+
+async def _async_sends(
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    r: redis.Redis,
+    patterns: list[str],
+    n: int,
+    profile: bool,
+) -> tuple[float, cProfile.Profile | None]:
+    """Warm up, clear the namespace, then time ``n`` sends one at a time."""
+    for _ in range(WARMUP):
+        await send(make_payload(-1))
+    clean(r, patterns)
+    with _Timed(profile) as timed:
+        for _ in range(n):
+            await send(make_payload(-1))
+    return timed.result
 
 
 async def ours_send(url: str, n: int) -> Summary:
@@ -68,16 +100,7 @@ async def ours_send(url: str, n: int) -> Summary:
         await producer.start()
         r = redis.Redis.from_url(url)
         try:
-            for _ in range(WARMUP):
-                await producer.send(make_payload(-1))
-            clean(r, ours.PATTERNS)
-            t0 = time.perf_counter()
-            prof = _profiler(profile)
-            for _ in range(n):
-                await producer.send(make_payload(-1))
-            if prof is not None:
-                prof.disable()
-            return time.perf_counter() - t0, prof
+            return await _async_sends(producer.send, r, ours.PATTERNS, n, profile)
         finally:
             await producer.close()
             clean(r, ours.PATTERNS)
@@ -115,14 +138,11 @@ async def ours_delivery(url: str, n: int) -> Summary:
                 if done == n:
                     finished.set()
 
-            t0 = time.perf_counter()
-            prof = _profiler(profile)
-            await worker.start()
-            await asyncio.wait_for(finished.wait(), timeout=max(60.0, n / 50))
-            await worker.stop(grace_period=5)
-            if prof is not None:
-                prof.disable()
-            return time.perf_counter() - t0, prof
+            with _Timed(profile) as timed:
+                await worker.start()
+                await asyncio.wait_for(finished.wait(), timeout=max(60.0, n / 50))
+                await worker.stop(grace_period=5)
+            return timed.result
         finally:
             await producer.close()
             await coord.aclose()
@@ -139,16 +159,14 @@ async def raw_send(url: str, n: int) -> Summary:
     async def run(profile: bool) -> tuple[float, cProfile.Profile | None]:
         r = redis.Redis.from_url(url)
         try:
+            # The sync client's loop stays sync: an await per send would be the floor's cost.
             for _ in range(WARMUP):
                 r.xadd(raw.KEY, {"d": json.dumps(make_payload(-1))})
             clean(r, raw.PATTERNS)
-            t0 = time.perf_counter()
-            prof = _profiler(profile)
-            for _ in range(n):
-                r.xadd(raw.KEY, {"d": json.dumps(make_payload(-1))})
-            if prof is not None:
-                prof.disable()
-            return time.perf_counter() - t0, prof
+            with _Timed(profile) as timed:
+                for _ in range(n):
+                    r.xadd(raw.KEY, {"d": json.dumps(make_payload(-1))})
+            return timed.result
         finally:
             clean(r, raw.PATTERNS)
             r.close()
@@ -163,16 +181,7 @@ async def raw_async_send(url: str, n: int) -> Summary:
         producer = raw_async.Producer(url)
         r = redis.Redis.from_url(url)
         try:
-            for _ in range(WARMUP):
-                await producer.send(make_payload(-1))
-            clean(r, raw.PATTERNS)
-            t0 = time.perf_counter()
-            prof = _profiler(profile)
-            for _ in range(n):
-                await producer.send(make_payload(-1))
-            if prof is not None:
-                prof.disable()
-            return time.perf_counter() - t0, prof
+            return await _async_sends(producer.send, r, raw.PATTERNS, n, profile)
         finally:
             await producer.close()
             clean(r, raw.PATTERNS)
@@ -198,13 +207,10 @@ async def raw_delivery(url: str, n: int) -> Summary:
             def handle(payload: Any) -> None:
                 seen.append(payload["s"])
 
-            t0 = time.perf_counter()
-            prof = _profiler(profile)
-            handled = raw.consume(r, 1, handle, limit=n)
-            if prof is not None:
-                prof.disable()
+            with _Timed(profile) as timed:
+                handled = raw.consume(r, 1, handle, limit=n)
             assert handled == n == len(seen)
-            return time.perf_counter() - t0, prof
+            return timed.result
         finally:
             clean(r, raw.PATTERNS)
             r.close()
