@@ -85,6 +85,27 @@ def test_a_cancelled_delivery_is_marked_and_ended(
     assert span.parent is None  # the message carried no context
 
 
+def test_a_cancelled_send_is_marked_and_ended_and_a_failed_one_is_an_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracing = Tracing(provider)
+    cancelled = tracing.start_send([event(CLIENT, ALPHA)])
+    assert cancelled is not None
+    with pytest.raises(asyncio.CancelledError), cancelled:
+        raise asyncio.CancelledError
+    failed = tracing.start_send([event(CLIENT, ALPHA)])
+    assert failed is not None
+    with pytest.raises(ConnectionError), failed:
+        raise ConnectionError("redis is down")
+    first, second = exporter.get_finished_spans()
+    assert attrs(first)["tta.cancelled"] is True
+    assert first.status.status_code is StatusCode.UNSET
+    assert second.status.status_code is StatusCode.ERROR
+    assert attrs(second)["error.type"] == "ConnectionError"
+    assert second.status.description == "redis is down"
+    assert trace.get_current_span() is trace.INVALID_SPAN  # both detached their context
+
+
 def test_tracing_is_off_without_a_provider_and_with_a_no_op_one() -> None:
     assert tracing_available()
     # No test sets the global provider: it is still the API's proxy here.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -274,7 +273,7 @@ NO_SCOPE = _NoScope()
 """The one no-op scope, handed out for every span while tracing is off."""
 
 
-class SendTrace(AbstractContextManager["SendTrace"]):
+class SendTrace(_Scope):
     """The spans of one send (see :meth:`Tracing.start_send`).
 
     One message: one ``PRODUCER`` span ``send <queue>``, the creation context it carries.
@@ -283,11 +282,9 @@ class SendTrace(AbstractContextManager["SendTrace"]):
     them, as the messaging conventions describe batch sends.
     """
 
-    __slots__ = ("_api", "_span", "_token", "messages")
+    __slots__ = ("messages",)
 
     def __init__(self, tracer: Tracer, api: OtelApi, messages: Sequence[AgentMessage]) -> None:
-        self._api = api
-        self._token: Any = None
         trace = api.trace
         if len(messages) == 1:
             message = messages[0]
@@ -298,7 +295,7 @@ class SendTrace(AbstractContextManager["SendTrace"]):
                 attributes=message_attributes(message, queue, "send", "send"),
             )
             self.messages: list[AgentMessage] = [_carrying(api, message, span)]
-            self._span = span
+            super().__init__(api, span)
             return
         copies: list[AgentMessage] = []
         links: list[Any] = []
@@ -326,32 +323,11 @@ class SendTrace(AbstractContextManager["SendTrace"]):
             queue = queues.pop()
             attributes[DESTINATION] = queue
             name = f"send {queue}"
-        self._span = tracer.start_span(
+        span = tracer.start_span(
             name, kind=trace.SpanKind.CLIENT, attributes=attributes, links=links
         )
         self.messages = copies
-
-    def __enter__(self) -> Self:
-        api = self._api
-        self._token = api.context.attach(api.trace.set_span_in_context(self._span))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if isinstance(exc, Exception):
-                span = self._span
-                span.record_exception(exc)
-                span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
-                span.set_status(self._api.trace.Status(self._api.trace.StatusCode.ERROR, f"{exc}"))
-        finally:
-            if self._token is not None:
-                self._api.context.detach(self._token)
-            self._span.end()
+        super().__init__(api, span)
 
     def record(self, results: Sequence[MessageResult]) -> None:
         """Record the send's outcome (its ``MessageResult`` list, in order)."""
@@ -363,9 +339,8 @@ class SendTrace(AbstractContextManager["SendTrace"]):
             span.set_attribute("tta.send.delivered", len(results) - len(failed))
         if failed:
             first = failed[0]
-            span.set_attribute(ERROR_TYPE, first.status.value)
             description = f"{len(failed)} of {len(results)} not delivered: {first.error}"
-            span.set_status(self._api.trace.Status(self._api.trace.StatusCode.ERROR, description))
+            self._fail(first.status.value, description)
 
 
 def _carrying(api: OtelApi, message: AgentMessage, span: Span) -> AgentMessage:
