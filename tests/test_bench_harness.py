@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tta_agent_coordination.testing import DEFAULT_TEST_REDIS_URL, real_redis_required
+from tta_agent_coordination.testing import DEFAULT_TEST_REDIS_URL
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench" / "bench.py"
@@ -31,9 +32,7 @@ def _redis_url() -> str:
     try:
         client.ping()
     except (OSError, redis.RedisError) as exc:
-        if real_redis_required():
-            pytest.fail(f"real Redis at {url} is required (CI): {exc}")
-        pytest.skip(f"real Redis at {url} is not available: {exc}")
+        skip_or_fail(f"real Redis at {url} is not available: {exc}")
     finally:
         client.close()
     return url

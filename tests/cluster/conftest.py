@@ -19,7 +19,8 @@ import pytest
 
 from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.settings import CoordinationSettings
-from tta_agent_coordination.testing import delete_prefix, real_redis_required, unique_prefix
+from tta_agent_coordination.testing import delete_prefix, unique_prefix
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "redis-cluster"
@@ -65,9 +66,7 @@ async def _ensure(url: str) -> None:
 
 
 def _report(reason: str) -> None:
-    if real_redis_required():
-        pytest.fail(f"{reason} (CI requires the cluster suite to run)")
-    pytest.skip(reason)
+    skip_or_fail(reason)
 
 
 @pytest.fixture

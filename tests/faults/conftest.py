@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tta_agent_coordination.testing import real_redis_required
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 from tta_agent_coordination_postgres import PostgresMessageStore
 
 from .processes import WorkerProcesses
@@ -55,9 +55,7 @@ async def pg_dsn() -> str:
         await probe.close()
     except psycopg.Error as exc:
         reason = f"Postgres at {dsn} is not reachable: {exc}"
-        if real_redis_required():
-            pytest.fail(f"{reason} (CI requires the fault-injection tests to run)")
-        pytest.skip(reason)
+        skip_or_fail(reason)
     return dsn
 
 

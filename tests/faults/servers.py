@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tta_agent_coordination.testing import real_redis_required
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 from tta_agent_coordination.testing.server import (
     RedisServerNotFoundError,
     free_port,
@@ -156,10 +155,8 @@ class RedisServers:
 
 
 def require_redis_server() -> None:
-    """Skip without ``redis-server``; fail instead under ``CI=true`` (see real_redis_required)."""
+    """Skip without ``redis-server``; fail instead under ``CI=true`` (see skip_or_fail)."""
     try:
         redis_server_path()
     except RedisServerNotFoundError as exc:
-        if real_redis_required():
-            pytest.fail(f"{exc}; CI must run the fault-injection tests")
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))

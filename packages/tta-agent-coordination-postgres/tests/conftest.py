@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from tta_agent_coordination.testing.backends import real_redis_required
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 from tta_agent_coordination_postgres import PostgresMessageStore
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -28,9 +28,7 @@ def pg_dsn() -> str:
         psycopg.connect(dsn, connect_timeout=2).close()
     except psycopg.Error as exc:
         reason = f"Postgres at {dsn} is not reachable: {exc}"
-        if real_redis_required():
-            pytest.fail(f"{reason} (CI requires the Postgres tests to run)")
-        pytest.skip(reason)
+        skip_or_fail(reason)
     return dsn
 
 

@@ -18,9 +18,9 @@ from tta_agent_coordination.testing import (
     RealRedisUnavailableError,
     delete_prefix,
     real_redis,
-    real_redis_required,
     unique_prefix,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +35,7 @@ def redis_url() -> str:
     try:
         asyncio.run(check())
     except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(f"{exc} (CI requires the real-Redis tests to run)")
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     return url
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tta_agent_coordination import (
     AgentId,
     AgentMessage,
@@ -13,6 +15,7 @@ from tta_agent_coordination import (
     RedisMessageCoordinator,
 )
 from tta_agent_coordination.runtime.worker import WorkerState
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 SENDER = AgentId("app", "tests")
 
@@ -83,3 +86,21 @@ async def test_worker_factory_stops_workers_left_running(coordination_worker_fac
     await worker.start()
     assert worker.state is WorkerState.RUNNING
     # Not stopped here: the fixture's teardown stops it (a leaked task would fail the run).
+
+
+@pytest.mark.parametrize("flag", ["", "0", "no"])
+def test_a_missing_server_skips_the_test_unless_it_is_required(
+    monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    monkeypatch.setenv("TTA_COORD_REQUIRE_REAL_REDIS", flag)
+    with pytest.raises(pytest.skip.Exception, match=r"^Redis at x is down$"):
+        skip_or_fail("Redis at x is down")
+
+
+@pytest.mark.parametrize("flag", ["1", "true", "YES"])
+def test_a_missing_server_fails_the_test_when_it_is_required(
+    monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    monkeypatch.setenv("TTA_COORD_REQUIRE_REAL_REDIS", flag)
+    with pytest.raises(pytest.fail.Exception, match=r"Redis at x is down .*must run"):
+        skip_or_fail("Redis at x is down")

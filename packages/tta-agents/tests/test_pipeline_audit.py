@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from tta_agent_coordination import AgentWorker, MessageContext, RedisMessageCoordinator
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.store import MessageStatus
-from tta_agent_coordination.testing.backends import real_redis_required
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 from tta_agent_coordination_postgres import PostgresMessageStore
 from tta_agents.pipeline import SESSION_HEADER, STEP_HEADER, WORKFLOW_HEADER, TTAPipeline
 
@@ -27,9 +27,7 @@ async def store() -> AsyncIterator[PostgresMessageStore]:
     try:
         await (await psycopg.AsyncConnection.connect(dsn, connect_timeout=2)).close()
     except psycopg.Error as exc:
-        if real_redis_required():
-            pytest.fail(f"Postgres at {dsn} is not reachable: {exc}")
-        pytest.skip(f"Postgres at {dsn} is not reachable: {exc}")
+        skip_or_fail(f"Postgres at {dsn} is not reachable: {exc}")
     store = PostgresMessageStore(dsn, schema=f"t_{uuid.uuid4().hex[:12]}")
     await store.migrate()
     try:

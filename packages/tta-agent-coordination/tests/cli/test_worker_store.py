@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from tta_agent_coordination.models import AgentId, AgentMessage, MessageType
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-from tta_agent_coordination.testing import delete_prefix, real_redis, real_redis_required
+from tta_agent_coordination.testing import delete_prefix, real_redis
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 psycopg = pytest.importorskip("psycopg")
 pg = pytest.importorskip("tta_agent_coordination_postgres")
@@ -58,9 +59,7 @@ def pg_dsn() -> str:
     try:
         psycopg.connect(dsn, connect_timeout=2).close()
     except psycopg.Error as exc:
-        if real_redis_required():
-            pytest.fail(f"Postgres at {dsn} is not reachable: {exc}")
-        pytest.skip(f"Postgres at {dsn} is not reachable: {exc}")
+        skip_or_fail(f"Postgres at {dsn} is not reachable: {exc}")
     return dsn
 
 

@@ -20,9 +20,9 @@ from tta_agent_coordination.testing import (
     delete_prefix,
     fake_redis,
     real_redis,
-    real_redis_required,
     unique_prefix,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 from .conftest import RECIPIENT, SENDER, make_message
 
@@ -260,9 +260,7 @@ def _run_machine(backend: str, examples: int) -> None:
         try:
             probe.run_until_complete(_probe_real())
         except RealRedisUnavailableError as exc:
-            if real_redis_required():
-                pytest.fail(str(exc))
-            pytest.skip(str(exc))
+            skip_or_fail(str(exc))
         finally:
             probe.close()
     machine = type(f"QueueModel_{backend}", (QueueModel,), {"backend": backend})

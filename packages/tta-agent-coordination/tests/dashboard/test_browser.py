@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tta_agent_coordination.plans import RunStatus, Task
-from tta_agent_coordination.testing import real_redis, real_redis_required, unique_prefix
+from tta_agent_coordination.testing import real_redis, unique_prefix
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 from .live import IDLE, WORKER, LiveDashboard
 
@@ -74,9 +75,7 @@ def live() -> Iterator[LiveDashboard]:
     try:
         asyncio.run(check())
     except Exception as exc:
-        if real_redis_required():
-            pytest.fail(f"the browser tests need the real Redis: {exc}")
-        pytest.skip(f"the browser tests need the real Redis: {exc}")
+        skip_or_fail(f"the browser tests need the real Redis: {exc}")
     dashboard = LiveDashboard(unique_prefix("tb"), TOKEN)
     dashboard.start()
     try:

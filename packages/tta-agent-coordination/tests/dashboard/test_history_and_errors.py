@@ -17,7 +17,7 @@ from tta_agent_coordination.dashboard import DashboardSources, create_app
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.redis.agent_registry import RedisAgentRegistry
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
-from tta_agent_coordination.testing import real_redis_required
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 from .conftest import TOKEN, dead_letter
 
@@ -32,9 +32,7 @@ async def store() -> AsyncIterator[Any]:
     try:
         await (await psycopg.AsyncConnection.connect(dsn, connect_timeout=2)).close()
     except psycopg.Error as exc:
-        if real_redis_required():
-            pytest.fail(f"Postgres at {dsn} is not reachable: {exc}")
-        pytest.skip(f"Postgres at {dsn} is not reachable: {exc}")
+        skip_or_fail(f"Postgres at {dsn} is not reachable: {exc}")
     store = pg.PostgresMessageStore(dsn, schema=f"t_{uuid.uuid4().hex[:12]}")
     await store.migrate()
     try:

@@ -16,8 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tta_agent_coordination.interactions import AgentMessaging
 from tta_agent_coordination.models import AgentId
 from tta_agent_coordination.redis.coordinator import RedisMessageCoordinator
@@ -26,9 +24,9 @@ from tta_agent_coordination.testing import (
     RealRedisUnavailableError,
     delete_prefix,
     real_redis,
-    real_redis_required,
     unique_prefix,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 __all__ = ["ChildProcesses", "messaging_on_real_redis", "read_ledger"]
 
@@ -45,9 +43,7 @@ async def messaging_on_real_redis(
     try:
         client = await real_redis(url)
     except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(f"{exc} (CI requires the real-Redis tests to run)")
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     prefix = unique_prefix()
     coordinator = RedisMessageCoordinator(client, key_prefix=prefix)
     messaging = AgentMessaging(coordinator)

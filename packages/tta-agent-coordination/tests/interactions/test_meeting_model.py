@@ -30,9 +30,9 @@ from tta_agent_coordination.testing import (
     delete_prefix,
     fake_redis,
     real_redis,
-    real_redis_required,
     unique_prefix,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 HOST = AgentId("host", "h")
 INVITED = [AgentId("agent", n) for n in ("a", "b", "c")]
@@ -268,9 +268,7 @@ def _run(backend: str, examples: int) -> None:
         try:
             probe.run_until_complete(_probe())
         except RealRedisUnavailableError as exc:
-            if real_redis_required():
-                pytest.fail(str(exc))
-            pytest.skip(str(exc))
+            skip_or_fail(str(exc))
         finally:
             probe.close()
     machine = type(f"MeetingModel_{backend}", (MeetingModel,), {"backend": backend})

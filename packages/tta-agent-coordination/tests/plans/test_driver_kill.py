@@ -18,9 +18,9 @@ from tta_agent_coordination.testing import (
     RealRedisUnavailableError,
     delete_prefix,
     real_redis,
-    real_redis_required,
     unique_prefix,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 from .conftest import Agents, eventually
 from .rules import CHECKER, WRITER, StatelessPlanner, StatelessReflector
@@ -42,9 +42,7 @@ async def shared() -> AsyncIterator[
     try:
         client = await real_redis()
     except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     prefix = unique_prefix("plankill")
     # The step agents' queues fail a request at once (retry_attempts=0: the run retries
     # it); the drivers' coordinator redelivers a message whose driver died (a lease that

@@ -18,8 +18,8 @@ from tta_agent_coordination.testing import (
     RealRedisUnavailableError,
     delete_prefix,
     real_redis,
-    real_redis_required,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 from .conftest import FakeAgent
 
@@ -40,9 +40,7 @@ async def _connect():
     try:
         return await real_redis()
     except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(f"{exc} (CI requires the real-Redis tests to run)")
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
 
 
 class Watch:

@@ -31,9 +31,9 @@ from tta_agent_coordination.testing import (
     delete_prefix,
     fake_redis,
     real_redis,
-    real_redis_required,
     unique_prefix,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 
 class Boom(Exception):
@@ -67,9 +67,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[BreakerStore]:
         try:
             client = await real_redis()
         except RealRedisUnavailableError as exc:
-            if real_redis_required():
-                pytest.fail(str(exc))
-            pytest.skip(str(exc))
+            skip_or_fail(str(exc))
     prefix = unique_prefix("brk")
     try:
         yield RedisBreakerStore(client, prefix)

@@ -19,7 +19,8 @@ from tta_agent_coordination.clients import RedisClient
 from tta_agent_coordination.errors import CircuitBreakerOpenError
 from tta_agent_coordination.resilience import CircuitState, RedisGuard, default_redis_guard
 from tta_agent_coordination.settings import CoordinationSettings
-from tta_agent_coordination.testing import real_redis_required, server
+from tta_agent_coordination.testing import server
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.slow]
 
@@ -60,9 +61,7 @@ async def redis_server() -> AsyncIterator[Server]:
     try:
         server.redis_server_path()
     except server.RedisServerNotFoundError as exc:
-        if real_redis_required():
-            pytest.fail(f"{exc}; CI must run the outage tests")
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     srv = Server(server.free_port(), None)
     await srv.start()
     try:

@@ -26,9 +26,9 @@ from tta_agent_coordination.testing import (
     RealRedisUnavailableError,
     delete_prefix,
     real_redis,
-    real_redis_required,
     unique_prefix,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 
 from .conftest import CLIENT, SERVER, eventually
 
@@ -41,9 +41,7 @@ async def real() -> AsyncIterator[tuple[Any, str, str]]:
     try:
         client = await real_redis(url)
     except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(f"{exc} (CI requires the real-Redis tests to run)")
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     prefix = unique_prefix()
     try:
         yield client, url, prefix

@@ -23,9 +23,9 @@ from tta_agent_coordination.testing import (
     RealRedisUnavailableError,
     delete_prefix,
     real_redis,
-    real_redis_required,
     unique_prefix,
 )
+from tta_agent_coordination.testing.pytest_plugin import skip_or_fail
 from tta_agents.compat import (
     AgentId,
     AgentType,
@@ -251,9 +251,7 @@ async def test_b10_run_recovery_connects_by_url(make_message):
     try:
         client = await real_redis(url)
     except RealRedisUnavailableError as exc:
-        if real_redis_required():
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        skip_or_fail(str(exc))
     key_prefix = unique_prefix()
     coord = RedisMessageCoordinator(client, key_prefix=key_prefix)
     try:

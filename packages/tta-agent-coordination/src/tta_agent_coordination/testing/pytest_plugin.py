@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis.asyncio as aioredis
@@ -47,6 +47,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_configure",
     "pytest_generate_tests",
+    "skip_or_fail",
 ]
 
 WorkerFactory = Callable[..., AgentWorker]
@@ -56,6 +57,19 @@ _BACKENDS = ("fake", "real")
 _CHOICES = ("fake", "real", "both")
 BACKEND_ENV = "TTA_COORD_TEST_BACKEND"
 """Environment variable choosing the backends when ``--coordination-backend`` is absent."""
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test because a server it needs is missing, or fail it when that is required.
+
+    For a host application's own real-Redis (or Postgres, or ``redis-server``) set-up, as
+    ``coordination_redis`` does it: the test is skipped with ``reason``, unless
+    ``TTA_COORD_REQUIRE_REAL_REDIS=1`` says the servers must be there (the CI that
+    provides them), where it fails, so a run cannot silently lose its real-server tests.
+    """
+    if real_redis_required():
+        pytest.fail(f"{reason} (TTA_COORD_REQUIRE_REAL_REDIS=1: the real-server tests must run)")
+    pytest.skip(reason)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -115,11 +129,7 @@ async def coordination_redis(
         try:
             client = await real_redis()
         except RealRedisUnavailableError as exc:
-            if real_redis_required():
-                pytest.fail(
-                    f"{exc} (TTA_COORD_REQUIRE_REAL_REDIS=1: the real-Redis tests must run)"
-                )
-            pytest.skip(str(exc))
+            skip_or_fail(str(exc))
     try:
         yield client
     finally:
