@@ -117,7 +117,6 @@ async def test_shortening_a_lease_here_drops_the_parked_views(
 ):
     # Trusted far longer than the receive below blocks: only forgetting them helps.
     monkeypatch.setattr(parked, "PARKED_TRUST_S", 60.0)
-    monkeypatch.setattr(receiving, "PARKED_TRUST_S", 60.0)
     await coordinator.send_message(SENDER, RECIPIENT, make_message(1))
     (mine,) = await _receive(coordinator)
     assert await coordinator.extend_lease(RECIPIENT, mine.token, 0.1)

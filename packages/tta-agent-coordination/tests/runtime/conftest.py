@@ -83,3 +83,20 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+class HeldHandlers:
+    """Handlers that hold their message until :attr:`release` is set, counting how many
+    run at once (:attr:`running`) and the most that ever did (:attr:`peak`)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.release = asyncio.Event()
+
+    async def hold(self) -> None:
+        """A handler's body: count itself in, wait for the release, count itself out."""
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await self.release.wait()
+        self.running -= 1

@@ -26,7 +26,7 @@ from tta_agent_coordination.errors import (
 from tta_agent_coordination.redis import stream_waiter
 from tta_agent_coordination.runtime.worker import WorkerState
 
-from .conftest import CLIENT, SERVER, eventually
+from .conftest import CLIENT, SERVER, HeldHandlers, eventually
 
 
 def message(
@@ -148,27 +148,21 @@ async def test_an_idle_worker_waits_in_one_blocking_read_and_wakes_on_a_send(
 
 async def test_runs_at_most_concurrency_handlers_at_once(coordinator, make_worker):
     worker = make_worker(concurrency=3)
-    running = 0
-    peak = 0
-    release = asyncio.Event()
+    held = HeldHandlers()
 
     @worker.on_event()
     async def handle(ctx: MessageContext[Any]) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await release.wait()
-        running -= 1
+        await held.hold()
 
     await send(coordinator, *(message(i) for i in range(10)))
     async with worker:
-        await eventually(lambda: running == 3)
+        await eventually(lambda: held.running == 3)
         await asyncio.sleep(0.3)
-        assert peak == 3
+        assert held.peak == 3
         assert (await coordinator.queue_stats(SERVER)).leased == 3
-        release.set()
+        held.release.set()
         await eventually(lambda: worker.stats.succeeded == 10)
-    assert peak == 3
+    assert held.peak == 3
 
 
 async def test_transient_failure_is_retried_then_succeeds(coordinator, make_worker):

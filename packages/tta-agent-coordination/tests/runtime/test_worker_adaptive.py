@@ -13,7 +13,7 @@ from tta_agent_coordination.runtime.adaptive import (
     ReadSizer,
 )
 
-from .conftest import CLIENT, SERVER, eventually
+from .conftest import CLIENT, SERVER, HeldHandlers, eventually
 
 
 def _messages(n: int) -> list[AgentMessage]:
@@ -79,29 +79,23 @@ async def test_slow_handlers_run_at_most_the_default_and_hold_few_waiting(coordi
     """Slow handlers (an LLM call) run 8 at once; leased messages waiting stay bounded."""
     await coordinator.send_many(_messages(100))
     worker = make_worker(grace_period=5.0)
-    running = 0
-    peak = 0
-    release = asyncio.Event()
+    held = HeldHandlers()
 
     @worker.on_event()
     async def handle(ctx: MessageContext[Any]) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await release.wait()
-        running -= 1
+        await held.hold()
 
     async with worker:
-        await eventually(lambda: running == DEFAULT_CONCURRENCY)
+        await eventually(lambda: held.running == DEFAULT_CONCURRENCY)
         await asyncio.sleep(0.3)
-        assert peak == DEFAULT_CONCURRENCY
+        assert held.peak == DEFAULT_CONCURRENCY
         leased = (await coordinator.queue_stats(SERVER)).leased
         # The 8 running plus at most two reads' worth: reads stop growing once the
         # handlers are busy.
         assert DEFAULT_CONCURRENCY <= leased <= 3 * DEFAULT_CONCURRENCY
-        release.set()
+        held.release.set()
         await eventually(lambda: worker.stats.succeeded == 100)
-    assert peak == DEFAULT_CONCURRENCY
+    assert held.peak == DEFAULT_CONCURRENCY
 
 
 async def test_a_stop_gives_back_leased_messages_that_never_started(coordinator, make_worker):
@@ -187,8 +181,9 @@ async def test_a_delivery_whose_lease_ran_out_while_waiting_is_not_run(coordinat
     table.add(HandlerSpec(fn=handle, message_type=None, kind=None))
     stats = WorkerStats()
     slots = HandlerSlots(1)
-    runner = DeliveryRunner(coordinator, SERVER, table, None, stats, get_logger(__name__))
-    runner.slots = slots
+    runner = DeliveryRunner(
+        coordinator, SERVER, table, None, stats, get_logger(__name__), slots=slots
+    )
     await coordinator.send_many(_messages(2))
     first, second = await coordinator.receive_batch(SERVER, 2, visibility_timeout=30.0)
     await runner.run(Delivery(received=first, lease_until=float("inf")))

@@ -53,6 +53,11 @@ class QueueView:
             wake_at = now + max(0.001, (outcome.wake_at_ms - outcome.server_now_ms) / 1000)
         return cls(streams, wake_at, now)
 
+    @property
+    def trusted_until(self) -> float:
+        """Event-loop time after which a later call runs the script again instead."""
+        return self.taken + PARKED_TRUST_S
+
     def due(self, woken: set[str], now: float) -> bool:
         """True when one of its streams is in ``woken`` or its wake-up is past at ``now``."""
         if self.wake_at is not None and self.wake_at <= now:
@@ -68,4 +73,4 @@ class Parked:
 
     def fresh(self, now: float) -> dict[AgentId, QueueView]:
         """The views still to be trusted at ``now`` (taken less than PARKED_TRUST_S ago)."""
-        return {q: v for q, v in self.views.items() if now - v.taken < PARKED_TRUST_S}
+        return {q: v for q, v in self.views.items() if now < v.trusted_until}

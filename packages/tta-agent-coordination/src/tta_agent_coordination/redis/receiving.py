@@ -24,7 +24,7 @@ from tta_agent_coordination.models import AgentId, ReceivedMessage
 from tta_agent_coordination.observability.metrics import TimingMetrics, timing_of
 from tta_agent_coordination.redis.codec import DecodeError, decode_delivery
 from tta_agent_coordination.redis.core import CoordinatorCore
-from tta_agent_coordination.redis.parked import PARKED_TRUST_S, Parked, QueueView
+from tta_agent_coordination.redis.parked import Parked, QueueView
 from tta_agent_coordination.redis.scripts import queue_dlq_reject, queue_receive
 
 __all__ = ["MAX_BATCH", "Receiver"]
@@ -142,7 +142,7 @@ class Receiver:
             if inherited:
                 # Views taken over from an earlier call are trusted only briefly (a lease
                 # shortened meanwhile is not signalled on any stream): then look again.
-                horizon = min(views[q].taken for q in inherited) + PARKED_TRUST_S
+                horizon = min(views[q].trusted_until for q in inherited)
                 wait = min(wait, max(0.001, horizon - now))
             streams = {key: last for view in views.values() for key, last in view.streams.items()}
             woken = await self._wait_for_entries(streams, wait, interrupt)
@@ -154,7 +154,7 @@ class Receiver:
                 # (an idle worker then costs one script per queue per block, not two).
                 return []
             now = loop.time()
-            for queue in [q for q in inherited if now - views[q].taken >= PARKED_TRUST_S]:
+            for queue in [q for q in inherited if now >= views[q].trusted_until]:
                 inherited.discard(queue)
                 del views[queue]
             # Only the queues that got an entry or fell due: on a wake-up, one script

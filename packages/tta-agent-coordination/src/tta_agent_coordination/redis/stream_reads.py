@@ -127,6 +127,12 @@ class SharedRead:
         self.idle_kick: asyncio.TimerHandle | None = None
         """Ends the long read once the reader has had no waiter for its linger time."""
 
+    def cancel_idle_kick(self) -> None:
+        """Call off the pending idle kick, if any (a waiter came, or the read ends)."""
+        if self.idle_kick is not None:
+            self.idle_kick.cancel()
+            self.idle_kick = None
+
     def needs_rearm(self, key: str, last: StreamId) -> bool:
         """True when the in-flight read does not cover ``key`` from ``last`` or earlier."""
         watch = self.watches.get(key)

@@ -215,9 +215,7 @@ class StreamWaiter:
                 self._start(reader)
             for reader in set(waiter.readers.values()):
                 reader.waiting += 1
-                if reader.idle_kick is not None:
-                    reader.idle_kick.cancel()
-                    reader.idle_kick = None
+                reader.cancel_idle_kick()
             for reader in kick:
                 self._kick_soon(reader)
             try:
@@ -249,9 +247,7 @@ class StreamWaiter:
         self._reader_of.clear()
         closed = CoordinationError("the stream waiter was closed")
         for reader in readers:
-            if reader.idle_kick is not None:
-                reader.idle_kick.cancel()
-                reader.idle_kick = None
+            reader.cancel_idle_kick()
             reader.fail(closed)
             if reader.task is not None:
                 reader.task.cancel()
@@ -419,9 +415,7 @@ class StreamWaiter:
                 del self._reader_of[key]
 
     def _retire(self, reader: SharedRead) -> None:
-        if reader.idle_kick is not None:
-            reader.idle_kick.cancel()
-            reader.idle_kick = None
+        reader.cancel_idle_kick()
         if reader in self._readers:
             self._readers.remove(reader)
         self._forget(reader, list(reader.watches))

@@ -100,8 +100,7 @@ class DeliveryRunner:
         self._timing = timing_of(coordinator.metrics)
         self._queue = str(agent_id)
         self._tracing = tracing if tracing is not None else Tracing()
-        self.slots = slots
-        """How many handlers run at once (None: no limit here); settable before a run."""
+        self._slots = slots
 
     async def run(self, delivery: Delivery) -> None:
         """Run the delivery's handler and settle the delivery; raises only when cancelled.
@@ -110,8 +109,8 @@ class DeliveryRunner:
         the span that sent the message (its context travels in the headers).
         """
         received = delivery.received
-        if self.slots is not None:
-            if not await self.slots.acquire():
+        if self._slots is not None:
+            if not await self._slots.acquire():
                 await self._give_back(received)
                 return
             delivery.holds_slot = True
@@ -130,9 +129,9 @@ class DeliveryRunner:
 
     def _free_slot(self, delivery: Delivery) -> None:
         """Give the delivery's handler slot back (once): its handler is done."""
-        if delivery.holds_slot and self.slots is not None:
+        if delivery.holds_slot and self._slots is not None:
             delivery.holds_slot = False
-            self.slots.release()
+            self._slots.release()
 
     async def _give_back(self, received: ReceivedMessage) -> None:
         """The worker stopped before this delivery started: cut its lease, unhandled."""

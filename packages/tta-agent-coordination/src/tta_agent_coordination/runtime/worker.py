@@ -166,9 +166,15 @@ class AgentWorker(HandlerDecorators):
         )
         self._tracing = Tracing(tracer_provider)
         self._runner = DeliveryRunner(
-            coordinator, agent_id, self._handlers, guard, self._stats, self._log, self._tracing
+            coordinator,
+            agent_id,
+            self._handlers,
+            guard,
+            self._stats,
+            self._log,
+            self._tracing,
+            slots=self._slots,
         )
-        self._runner.slots = self._slots
         self._presence = AgentPresence(
             coordinator,
             registry,
